@@ -1,0 +1,536 @@
+"""Data for facial keypoint detection: finding the dataset, reading it, and transforming samples.
+
+A sample is a dict ``{"image": H x W x 3 uint8 RGB array, "keypoints": K x 2 float32 array (x, y) in pixels,
+"name": file name}``. The transforms below take and return such dicts, so they chain with
+``torchvision.transforms.Compose`` exactly like the course's transforms.
+
+Scaling, once and for all: images enter as uint8 0-255 RGB. ``Normalize`` turns them into float32
+grayscale in [0, 1] and maps keypoints to ``(pts - c) / c`` with ``c`` the image centre, so a keypoint on
+the border of the network input is at -1 or +1. ``denormalize_keypoints`` undoes it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from fetch_data import DataError, ensure_dataset
+
+REPO_DIR = Path(__file__).resolve().parent
+DATA_ENV_VAR = "FKP_DATA"
+DEFAULT_DATA_DIR = REPO_DIR / "data"
+NUM_KEYPOINTS = 68
+
+# 0-based iBUG 68-point left/right permutation: point i of a mirrored face is point FLIP_PERMUTATION_68[i].
+FLIP_PERMUTATION_68 = np.array(
+    list(range(16, -1, -1))  # jaw
+    + list(range(26, 16, -1))  # brows
+    + [27, 28, 29, 30]  # nose bridge
+    + list(range(35, 30, -1))  # nostrils
+    + [45, 44, 43, 42, 47, 46]  # right eye <- left eye
+    + [39, 38, 37, 36, 41, 40]  # left eye <- right eye
+    + list(range(54, 47, -1))  # outer lips, top
+    + list(range(59, 54, -1))  # outer lips, bottom
+    + list(range(64, 59, -1))  # inner lips, top
+    + [67, 66, 65],  # inner lips, bottom
+    dtype=np.int64,
+)
+
+# Outer eye corners, used to normalise errors (NME_io).
+LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 36, 45
+
+# The Haar detector's face box, as fitted on the training images where the cascade finds the face:
+# with s = sqrt(area of the keypoint box), a square of side HAAR_SIDE * s centred HAAR_OFFSET * s from the
+# keypoint box's centre.
+HAAR_SIDE = 1.18
+HAAR_OFFSET = (-0.006, -0.187)
+# The network's crop around a Haar box: a square CROP_SCALE times the box's side, whose centre lies
+# CROP_SHIFT box sides below the box's centre (Haar boxes sit high: they miss the chin).
+CROP_SCALE = 1.5
+CROP_SHIFT = 0.16
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Finding and reading the data
+# ---------------------------------------------------------------------------------------------------------
+def resolve_data_dir(data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """Return the dataset folder: the argument, else $FKP_DATA, else ``data/`` (downloaded on first use)."""
+    if data_dir is None:
+        data_dir = os.environ.get(DATA_ENV_VAR) or None
+    if data_dir is not None:
+        path = Path(data_dir).expanduser()
+        check_data_dir(path)
+        return path
+    if not _looks_like_data_dir(DEFAULT_DATA_DIR):
+        if not download:
+            raise DataError(
+                f"No dataset in {DEFAULT_DATA_DIR}: run `python fetch_data.py` or set {DATA_ENV_VAR} to the data folder."
+            )
+        ensure_dataset(DEFAULT_DATA_DIR)
+    check_data_dir(DEFAULT_DATA_DIR)
+    return DEFAULT_DATA_DIR
+
+
+def _looks_like_data_dir(path: Path) -> bool:
+    return (path / "training_frames_keypoints.csv").is_file() and (path / "training").is_dir()
+
+
+def check_data_dir(path: Path) -> None:
+    """Raise a one-sentence DataError unless ``path`` holds the two CSVs and the two image folders."""
+    if not path.is_dir():
+        raise DataError(f"Data folder {path} does not exist: set {DATA_ENV_VAR} or pass the folder that holds training/ and test/.")
+    missing = [
+        name
+        for name in ("training", "test", "training_frames_keypoints.csv", "test_frames_keypoints.csv")
+        if not (path / name).exists()
+    ]
+    if missing:
+        raise DataError(
+            f"Data folder {path} lacks {', '.join(missing)}: point {DATA_ENV_VAR} at the extracted dataset or run `python fetch_data.py`."
+        )
+
+
+def split_paths(data_dir: Path, split: str) -> tuple[Path, Path]:
+    """(csv file, image folder) of the 'training' or 'test' split."""
+    if split not in ("training", "test"):
+        raise ValueError(f"split must be 'training' or 'test', not {split!r}")
+    return data_dir / f"{split}_frames_keypoints.csv", data_dir / split
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read any image file as an H x W x 3 uint8 RGB array, decoding by content rather than by extension.
+
+    The dataset's ``.jpg`` files are really RGBA PNGs; 16-bit, grayscale and palette images are handled too.
+    """
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as error:
+        raise DataError(f"Cannot read image {path}: {error.strerror}.") from None
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise DataError(f"{path} is not a readable image: replace or remove the file.")
+    return to_rgb_uint8(image, bgr=True)
+
+
+def to_rgb_uint8(image: np.ndarray, bgr: bool = False) -> np.ndarray:
+    """Convert a grayscale, RGB(A) or BGR(A) array of uint8/uint16/float to H x W x 3 uint8 RGB."""
+    image = np.asarray(image)
+    if image.dtype == np.uint16:
+        image = (image / 257.0).round().astype(np.uint8)
+    elif image.dtype.kind == "f":
+        scale = 255.0 if image.size and float(np.nanmax(image)) <= 1.0 else 1.0
+        image = np.clip(np.nan_to_num(image) * scale, 0, 255).round().astype(np.uint8)
+    elif image.dtype == bool:
+        image = image.astype(np.uint8) * 255
+    elif image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"Expected an H x W, H x W x 3 or H x W x 4 image, got shape {image.shape}.")
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if bgr else cv2.COLOR_RGBA2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if bgr else np.ascontiguousarray(image)
+
+
+def read_keypoints_csv(csv_file: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    """Read a keypoint CSV (image name, then x0, y0, x1, y1, ...) into names and an N x K x 2 float32 array."""
+    csv_file = Path(csv_file)
+    try:
+        frame = pd.read_csv(csv_file)
+    except FileNotFoundError:
+        raise DataError(f"Keypoint file {csv_file} does not exist: check the data folder.") from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise DataError(f"{csv_file} is not a keypoint CSV ({error}): restore the file from the dataset.") from None
+    if len(frame) == 0:
+        raise DataError(f"{csv_file} has no rows: restore the file from the dataset.")
+    n_values = frame.shape[1] - 1
+    if n_values < 2 or n_values % 2:
+        raise DataError(
+            f"{csv_file} has {frame.shape[1]} columns; expected an image name and an even number of coordinates (x0, y0, ...)."
+        )
+    try:
+        values = frame.iloc[:, 1:].to_numpy(dtype=np.float32)
+    except ValueError:
+        raise DataError(f"{csv_file} has non-numeric coordinates: fix or restore the file.") from None
+    bad_rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if bad_rows.size:
+        raise DataError(
+            f"{csv_file} has missing or non-numeric coordinates in row {bad_rows[0] + 2} (and {bad_rows.size - 1} more): fix or drop those rows."
+        )
+    names = frame.iloc[:, 0].astype(str).tolist()
+    return names, values.reshape(len(frame), -1, 2)
+
+
+def person_of(image_name: str) -> str:
+    """The person in a file named like ``Person_Name_NN.jpg``."""
+    stem = Path(image_name).stem
+    head, _, tail = stem.rpartition("_")
+    return head if head and tail.isdigit() else stem
+
+
+class FacialKeypointsDataset(Dataset):
+    """Images and their keypoints from a CSV (name, x0, y0, ..., x(K-1), y(K-1)); any K works."""
+
+    def __init__(
+        self,
+        csv_file: str | os.PathLike,
+        root_dir: str | os.PathLike,
+        transform: Callable[[dict], dict] | None = None,
+        indices: Sequence[int] | None = None,
+    ) -> None:
+        self.csv_file = Path(csv_file)
+        self.root_dir = Path(root_dir)
+        if not self.root_dir.is_dir():
+            raise DataError(f"Image folder {self.root_dir} does not exist: check the data folder setting ({DATA_ENV_VAR}).")
+        names, keypoints = read_keypoints_csv(self.csv_file)
+        if indices is not None:
+            names = [names[i] for i in indices]
+            keypoints = keypoints[np.asarray(indices, dtype=np.int64)]
+        self.names = names
+        self.keypoints = keypoints
+        self.transform = transform
+
+    @classmethod
+    def from_split(
+        cls, split: str, data_dir: str | os.PathLike | None = None, transform: Callable[[dict], dict] | None = None
+    ) -> "FacialKeypointsDataset":
+        """The 'training' or 'test' split of the dataset found by ``resolve_data_dir``."""
+        csv_file, root_dir = split_paths(resolve_data_dir(data_dir), split)
+        return cls(csv_file, root_dir, transform)
+
+    @property
+    def num_keypoints(self) -> int:
+        return self.keypoints.shape[1]
+
+    @property
+    def persons(self) -> list[str]:
+        return [person_of(name) for name in self.names]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> dict:
+        name = self.names[index]
+        sample = {
+            "image": read_image(self.root_dir / name),
+            "keypoints": self.keypoints[index].copy(),
+            "name": name,
+        }
+        return self.transform(sample) if self.transform else sample
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Derived keypoint sets
+# ---------------------------------------------------------------------------------------------------------
+def five_point_landmarks(keypoints: np.ndarray) -> np.ndarray:
+    """Eye centres (subject's right then left, as image left then right), nose tip, mouth corners: (..., 5, 2)."""
+    keypoints = np.asarray(keypoints, dtype=np.float32)
+    return np.stack(
+        [
+            keypoints[..., 36:42, :].mean(axis=-2),
+            keypoints[..., 42:48, :].mean(axis=-2),
+            keypoints[..., 30, :],
+            keypoints[..., 48, :],
+            keypoints[..., 54, :],
+        ],
+        axis=-2,
+    )
+
+
+def nose_tip(keypoints: np.ndarray) -> np.ndarray:
+    """The nose tip (point 30) of 68-point keypoints: (..., 2)."""
+    return np.asarray(keypoints, dtype=np.float32)[..., 30, :]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Geometry shared by training and the pipeline
+# ---------------------------------------------------------------------------------------------------------
+def keypoint_box(keypoints: np.ndarray) -> np.ndarray:
+    """Bounding box (x, y, w, h) of keypoints."""
+    low, high = keypoints.min(axis=0), keypoints.max(axis=0)
+    return np.array([low[0], low[1], high[0] - low[0], high[1] - low[1]], dtype=np.float32)
+
+
+def haar_box_from_keypoints(keypoints: np.ndarray) -> np.ndarray:
+    """The face box (x, y, w, h) a Haar cascade would give for a face with these keypoints (see HAAR_SIDE)."""
+    x, y, w, h = keypoint_box(keypoints)
+    s = float(np.sqrt(max(w * h, 1e-6)))
+    side = HAAR_SIDE * s
+    cx, cy = x + w / 2 + HAAR_OFFSET[0] * s, y + h / 2 + HAAR_OFFSET[1] * s
+    return np.array([cx - side / 2, cy - side / 2, side, side], dtype=np.float32)
+
+
+def crop_square_from_box(box: Sequence[float], scale: float = CROP_SCALE, shift: float = CROP_SHIFT) -> tuple[float, float, float]:
+    """Centre x, centre y and side of the square the network sees for a face box (x, y, w, h)."""
+    x, y, w, h = (float(v) for v in box)
+    side = max(w, h)
+    return x + w / 2, y + h / 2 + shift * side, scale * side
+
+
+def crop_matrix(
+    center_x: float, center_y: float, side: float, output_size: int, angle: float = 0.0, flip: bool = False
+) -> np.ndarray:
+    """2 x 3 affine matrix mapping the square (centre, side), rotated by ``angle`` degrees, onto an output image."""
+    scale = output_size / side
+    matrix = cv2.getRotationMatrix2D((center_x, center_y), angle, scale)
+    matrix[:, 2] += np.array([output_size / 2 - center_x, output_size / 2 - center_y])
+    if flip:
+        matrix = np.array([[-1.0, 0.0, output_size - 1.0], [0.0, 1.0, 0.0]]) @ np.vstack([matrix, [0.0, 0.0, 1.0]])
+    return matrix.astype(np.float64)
+
+
+def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Apply a 2 x 3 affine matrix to (..., 2) points."""
+    points = np.asarray(points, dtype=np.float64)
+    return (points @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+
+
+def invert_matrix(matrix: np.ndarray) -> np.ndarray:
+    return cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64))
+
+
+def warp(image: np.ndarray, matrix: np.ndarray, output_size: int | tuple[int, int]) -> np.ndarray:
+    """Warp with bilinear sampling and replicated borders, so crops beyond the image stay natural-looking."""
+    if isinstance(output_size, int):
+        output_size = (output_size, output_size)
+    width, height = output_size
+    return cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def normalize_keypoints(keypoints: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Pixels of a size x size input to [-1, 1] (pixel centres: 0 -> -1 + 1/size, size -> 1)."""
+    width, height = (size, size) if isinstance(size, int) else size
+    half = np.array([width / 2, height / 2], dtype=np.float32)
+    return ((np.asarray(keypoints, dtype=np.float32) - half) / half).astype(np.float32)
+
+
+def denormalize_keypoints(keypoints: np.ndarray | torch.Tensor, size: int | tuple[int, int]) -> np.ndarray:
+    """Undo ``normalize_keypoints``."""
+    if isinstance(keypoints, torch.Tensor):
+        keypoints = keypoints.detach().cpu().numpy()
+    width, height = (size, size) if isinstance(size, int) else size
+    half = np.array([width / 2, height / 2], dtype=np.float32)
+    return np.asarray(keypoints, dtype=np.float32).reshape(*np.shape(keypoints)[:-1], 2) * half + half
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The course transforms
+# ---------------------------------------------------------------------------------------------------------
+class Rescale:
+    """Resize so the shorter side is ``output_size`` (int), or to exactly (height, width) (tuple)."""
+
+    def __init__(self, output_size: int | tuple[int, int]) -> None:
+        self.output_size = output_size
+
+    def __call__(self, sample: dict) -> dict:
+        image, keypoints = sample["image"], sample["keypoints"]
+        h, w = image.shape[:2]
+        ### BEGIN SOLUTION
+        if isinstance(self.output_size, int):
+            if h > w:
+                new_h, new_w = self.output_size * h / w, self.output_size
+            else:
+                new_h, new_w = self.output_size, self.output_size * w / h
+        else:
+            new_h, new_w = self.output_size
+        new_h, new_w = int(round(new_h)), int(round(new_w))
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA if new_w < w else cv2.INTER_LINEAR)
+        # pixel centres: x_new + 0.5 = (x + 0.5) * new_w / w, as cv2.resize samples
+        keypoints = (keypoints + 0.5) * np.array([new_w / w, new_h / h], dtype=np.float32) - 0.5
+        ### END SOLUTION
+        return {**sample, "image": image, "keypoints": keypoints}
+
+
+class RandomCrop:
+    """Cut a random ``output_size`` window (int for a square, or (height, width))."""
+
+    def __init__(self, output_size: int | tuple[int, int], rng: np.random.Generator | None = None) -> None:
+        self.output_size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+        self.rng = rng or np.random.default_rng()
+
+    def __call__(self, sample: dict) -> dict:
+        image, keypoints = sample["image"], sample["keypoints"]
+        h, w = image.shape[:2]
+        new_h, new_w = self.output_size
+        if new_h > h or new_w > w:
+            raise ValueError(f"RandomCrop of {new_h}x{new_w} is larger than the {h}x{w} image: Rescale first.")
+        ### BEGIN SOLUTION
+        top = int(self.rng.integers(0, h - new_h + 1))
+        left = int(self.rng.integers(0, w - new_w + 1))
+        image = image[top : top + new_h, left : left + new_w]
+        keypoints = keypoints - np.array([left, top], dtype=np.float32)
+        ### END SOLUTION
+        return {**sample, "image": image, "keypoints": keypoints}
+
+
+class Normalize:
+    """RGB uint8 -> grayscale float32 in [0, 1]; keypoints -> [-1, 1] relative to the image (see module doc)."""
+
+    def __call__(self, sample: dict) -> dict:
+        image, keypoints = sample["image"], sample["keypoints"]
+        ### BEGIN SOLUTION
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+        gray = gray.astype(np.float32) / 255.0
+        keypoints = normalize_keypoints(keypoints, (gray.shape[1], gray.shape[0]))
+        ### END SOLUTION
+        return {**sample, "image": gray, "keypoints": keypoints}
+
+
+class ToTensor:
+    """H x W (x C) float array -> C x H x W tensor; keypoints -> K x 2 float tensor."""
+
+    def __call__(self, sample: dict) -> dict:
+        image = np.asarray(sample["image"], dtype=np.float32)
+        if image.ndim == 2:
+            image = image[:, :, None]
+        return {
+            **sample,
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "keypoints": torch.from_numpy(np.asarray(sample["keypoints"], dtype=np.float32)),
+        }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Augmentation and the face crop
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class AugmentConfig:
+    """Strength of the random augmentation; all zeros gives the plain crop."""
+
+    rotation: float = 15.0  # degrees, uniform in [-rotation, rotation]
+    scale: float = 0.10  # relative, uniform in [1 - scale, 1 + scale]
+    shift: float = 0.06  # fraction of the crop side, uniform in [-shift, shift] on each axis
+    flip: float = 0.5  # probability of a horizontal flip
+    brightness: float = 0.25  # added, uniform in [-brightness, brightness] x 255
+    contrast: float = 0.3  # multiplied, uniform in [1 - contrast, 1 + contrast]
+
+
+def flip_keypoints(keypoints: np.ndarray, width: float, permutation: np.ndarray | None = None) -> np.ndarray:
+    """Mirror keypoints in an image ``width`` pixels wide (pixel i <-> width-1-i) and swap left/right labels."""
+    keypoints = np.asarray(keypoints, dtype=np.float32)
+    if permutation is None:
+        permutation = flip_permutation(keypoints.shape[-2])
+    flipped = keypoints[..., permutation, :].copy()
+    flipped[..., 0] = (width - 1) - flipped[..., 0]
+    return flipped
+
+
+def flip_permutation(num_keypoints: int) -> np.ndarray:
+    """The left/right permutation for 68 points; the identity for other sets whose symmetry we don't know."""
+    if num_keypoints == NUM_KEYPOINTS:
+        return FLIP_PERMUTATION_68
+    if num_keypoints == 5:
+        return np.array([1, 0, 2, 4, 3])
+    return np.arange(num_keypoints)
+
+
+class RandomHorizontalFlip:
+    """Mirror the image with probability ``p``, swapping left and right keypoints."""
+
+    def __init__(self, p: float = 0.5, rng: np.random.Generator | None = None) -> None:
+        self.p = p
+        self.rng = rng or np.random.default_rng()
+
+    def __call__(self, sample: dict) -> dict:
+        if self.rng.random() >= self.p:
+            return sample
+        image = np.ascontiguousarray(sample["image"][:, ::-1])
+        return {**sample, "image": image, "keypoints": flip_keypoints(sample["keypoints"], image.shape[1])}
+
+
+class RandomAffine:
+    """Random rotation, scale and shift about the image centre, as one warp (borders replicated)."""
+
+    def __init__(
+        self, rotation: float = 15.0, scale: float = 0.1, shift: float = 0.06, rng: np.random.Generator | None = None
+    ) -> None:
+        self.rotation, self.scale, self.shift = rotation, scale, shift
+        self.rng = rng or np.random.default_rng()
+
+    def __call__(self, sample: dict) -> dict:
+        image = sample["image"]
+        h, w = image.shape[:2]
+        angle = self.rng.uniform(-self.rotation, self.rotation)
+        zoom = self.rng.uniform(1 - self.scale, 1 + self.scale)
+        dx, dy = self.rng.uniform(-self.shift, self.shift, size=2) * np.array([w, h])
+        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, zoom)
+        matrix[:, 2] += (dx, dy)
+        return {**sample, "image": warp(image, matrix, (w, h)), "keypoints": transform_points(sample["keypoints"], matrix)}
+
+
+class ColorJitter:
+    """Random brightness and contrast on uint8 or [0, 1] float images; keypoints untouched."""
+
+    def __init__(self, brightness: float = 0.25, contrast: float = 0.3, rng: np.random.Generator | None = None) -> None:
+        self.brightness, self.contrast = brightness, contrast
+        self.rng = rng or np.random.default_rng()
+
+    def __call__(self, sample: dict) -> dict:
+        image = sample["image"]
+        full_scale = 255.0 if image.dtype == np.uint8 else 1.0
+        gain = self.rng.uniform(1 - self.contrast, 1 + self.contrast)
+        bias = self.rng.uniform(-self.brightness, self.brightness) * full_scale
+        mean = float(image.mean())
+        jittered = (image.astype(np.float32) - mean) * gain + mean + bias
+        jittered = np.clip(jittered, 0, full_scale).astype(image.dtype)
+        return {**sample, "image": jittered}
+
+
+class FaceCrop:
+    """Cut the square the network sees around the face, exactly as the pipeline will at inference.
+
+    The face box is the Haar-convention box derived from the keypoints (or ``sample["box"]`` if present); the
+    crop is ``CROP_SCALE`` times its side, shifted down by ``CROP_SHIFT``, and padded by replicating the image
+    border where it leaves the picture. With ``augment`` it also applies random rotation, scale, shift and flip
+    in the same single warp, so no pixels are lost to intermediate crops.
+    """
+
+    def __init__(
+        self, output_size: int = 224, augment: AugmentConfig | None = None, rng: np.random.Generator | None = None
+    ) -> None:
+        self.output_size = output_size
+        self.augment = augment
+        self.rng = rng or np.random.default_rng()
+
+    def __call__(self, sample: dict) -> dict:
+        keypoints = sample["keypoints"]
+        box = sample.get("box")
+        if box is None:
+            box = haar_box_from_keypoints(keypoints)
+        cx, cy, side = crop_square_from_box(box)
+        angle, flip = 0.0, False
+        if self.augment is not None:
+            a = self.augment
+            angle = self.rng.uniform(-a.rotation, a.rotation)
+            side /= self.rng.uniform(1 - a.scale, 1 + a.scale)
+            cx, cy = np.array([cx, cy]) + self.rng.uniform(-a.shift, a.shift, size=2) * side
+            flip = self.rng.random() < a.flip
+        matrix = crop_matrix(cx, cy, side, self.output_size, angle, flip)
+        image = warp(sample["image"], matrix, self.output_size)
+        keypoints = transform_points(keypoints, matrix)
+        if flip:
+            keypoints = keypoints[flip_permutation(keypoints.shape[0])]
+        out = {**sample, "image": image, "keypoints": keypoints, "matrix": matrix}
+        if self.augment is not None and (self.augment.brightness or self.augment.contrast):
+            out = ColorJitter(self.augment.brightness, self.augment.contrast, self.rng)(out)
+        return out
+
+
+def collate_samples(samples: list[dict]) -> dict:
+    """Stack tensors; keep names and matrices as lists (the DataLoader's collate_fn)."""
+    batch: dict = {}
+    for key in samples[0]:
+        values = [sample[key] for sample in samples]
+        batch[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
+    return batch
