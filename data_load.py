@@ -151,7 +151,8 @@ def read_keypoints_csv(csv_file: str | os.PathLike) -> tuple[list[str], np.ndarr
     except FileNotFoundError:
         raise DataError(f"Keypoint file {csv_file} does not exist: check the data folder.") from None
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise DataError(f"{csv_file} is not a keypoint CSV ({error}): restore the file from the dataset.") from None
+        reason = " ".join(str(error).split())
+        raise DataError(f"{csv_file} is not a keypoint CSV ({reason}): restore the file from the dataset.") from None
     if len(frame) == 0:
         raise DataError(f"{csv_file} has no rows: restore the file from the dataset.")
     n_values = frame.shape[1] - 1
@@ -309,19 +310,22 @@ def warp(image: np.ndarray, matrix: np.ndarray, output_size: int | tuple[int, in
 
 
 def normalize_keypoints(keypoints: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    """Pixels of a size x size input to [-1, 1] (pixel centres: 0 -> -1 + 1/size, size -> 1)."""
+    """Pixels of a size x size input to about [-1, 1]: (pts - size/2) / (size/2), so 0 -> -1 and size -> 1."""
     width, height = (size, size) if isinstance(size, int) else size
     half = np.array([width / 2, height / 2], dtype=np.float32)
     return ((np.asarray(keypoints, dtype=np.float32) - half) / half).astype(np.float32)
 
 
 def denormalize_keypoints(keypoints: np.ndarray | torch.Tensor, size: int | tuple[int, int]) -> np.ndarray:
-    """Undo ``normalize_keypoints``."""
+    """Undo ``normalize_keypoints``; flat model outputs (..., 2K) become (..., K, 2)."""
     if isinstance(keypoints, torch.Tensor):
         keypoints = keypoints.detach().cpu().numpy()
+    keypoints = np.asarray(keypoints, dtype=np.float32)
+    if keypoints.shape[-1] != 2:
+        keypoints = keypoints.reshape(*keypoints.shape[:-1], -1, 2)
     width, height = (size, size) if isinstance(size, int) else size
     half = np.array([width / 2, height / 2], dtype=np.float32)
-    return np.asarray(keypoints, dtype=np.float32).reshape(*np.shape(keypoints)[:-1], 2) * half + half
+    return keypoints * half + half
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -534,3 +538,108 @@ def collate_samples(samples: list[dict]) -> dict:
         values = [sample[key] for sample in samples]
         batch[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
     return batch
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pre-cut face crops: decode every image once, then augment small grayscale arrays (fast on a CPU)
+# ---------------------------------------------------------------------------------------------------------
+CONTEXT_FACTOR = 2.0  # the cached square is this many times the network's crop, leaving room to augment
+CONTEXT_DENSITY = 1.25  # cached pixels per network-input pixel
+
+
+def context_size(input_size: int) -> int:
+    return int(round(CONTEXT_FACTOR * CONTEXT_DENSITY * input_size))
+
+
+def cut_context_crops(dataset: FacialKeypointsDataset, input_size: int, progress: bool = False) -> dict[str, np.ndarray]:
+    """Grayscale context crops around every face (crop square x CONTEXT_FACTOR) and keypoints in their pixels."""
+    size = context_size(input_size)
+    images = np.empty((len(dataset), size, size), dtype=np.uint8)
+    keypoints = np.empty((len(dataset), dataset.num_keypoints, 2), dtype=np.float32)
+    indices = range(len(dataset))
+    if progress:
+        from tqdm.auto import tqdm
+
+        indices = tqdm(indices, desc=f"cutting face crops from {dataset.root_dir.name}")
+    for i in indices:
+        gray = cv2.cvtColor(read_image(dataset.root_dir / dataset.names[i]), cv2.COLOR_RGB2GRAY)
+        cx, cy, side = crop_square_from_box(haar_box_from_keypoints(dataset.keypoints[i]))
+        matrix = crop_matrix(cx, cy, side * CONTEXT_FACTOR, size)
+        images[i] = warp(gray, matrix, size)
+        keypoints[i] = transform_points(dataset.keypoints[i], matrix)
+    return {"images": images, "keypoints": keypoints, "names": np.array(dataset.names)}
+
+
+def load_context_crops(
+    split: str, input_size: int, data_dir: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None
+) -> dict[str, np.ndarray]:
+    """``cut_context_crops`` for a split, cached as a compressed .npz in ``.cache/`` (rebuilt if the CSV changes)."""
+    csv_file, root_dir = split_paths(resolve_data_dir(data_dir), split)
+    cache_dir = Path(cache_dir) if cache_dir else REPO_DIR / ".cache"
+    stat = csv_file.stat()
+    import hashlib
+
+    key = f"{csv_file.resolve()}|{stat.st_size}|{int(stat.st_mtime)}|{CONTEXT_FACTOR}|{CONTEXT_DENSITY}|{CROP_SCALE}|{CROP_SHIFT}"
+    cache_file = cache_dir / f"crops_{split}_{input_size}_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
+    if cache_file.is_file():
+        with np.load(cache_file) as cached:
+            return {key: cached[key] for key in cached.files}
+    crops = cut_context_crops(FacialKeypointsDataset(csv_file, root_dir), input_size, progress=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_name(cache_file.name + ".tmp.npz")
+    np.savez_compressed(tmp, **crops)
+    os.replace(tmp, cache_file)
+    return crops
+
+
+class CropDataset(Dataset):
+    """Network inputs from context crops: ``{"image": 1 x S x S tensor in [0, 1], "keypoints": K x 2 in [-1, 1]}``.
+
+    Without ``augment`` the input is exactly the pipeline's crop; with it, rotation, scale, shift and flip are one
+    warp of the cached crop, followed by brightness/contrast jitter.
+    """
+
+    def __init__(
+        self,
+        crops: dict[str, np.ndarray],
+        input_size: int,
+        indices: Sequence[int] | None = None,
+        augment: AugmentConfig | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.images = crops["images"]
+        self.keypoints = crops["keypoints"]
+        self.indices = np.arange(len(self.images)) if indices is None else np.asarray(indices)
+        self.input_size = input_size
+        self.augment = augment
+        self.rng = np.random.default_rng(seed)
+        size = self.images.shape[1]
+        self.base_side = size / CONTEXT_FACTOR  # the network crop's side in cached pixels
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict:
+        i = self.indices[index]
+        image, keypoints = self.images[i], self.keypoints[i]
+        center = self.images.shape[1] / 2
+        cx = cy = center
+        side, angle, flip = self.base_side, 0.0, False
+        a = self.augment
+        if a is not None:
+            angle = self.rng.uniform(-a.rotation, a.rotation)
+            side /= self.rng.uniform(1 - a.scale, 1 + a.scale)
+            cx, cy = np.array([cx, cy]) + self.rng.uniform(-a.shift, a.shift, size=2) * side
+            flip = self.rng.random() < a.flip
+        matrix = crop_matrix(cx, cy, side, self.input_size, angle, flip)
+        crop = cv2.warpAffine(image, matrix, (self.input_size, self.input_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        points = transform_points(keypoints, matrix)
+        if flip:
+            points = points[flip_permutation(points.shape[0])]
+        crop = crop.astype(np.float32) / 255.0
+        if a is not None and (a.brightness or a.contrast):
+            crop = ColorJitter(a.brightness, a.contrast, self.rng)({"image": crop})["image"]
+        return {
+            "image": torch.from_numpy(crop[None]),
+            "keypoints": torch.from_numpy(normalize_keypoints(points, self.input_size)),
+        }

@@ -1,0 +1,437 @@
+"""Keypoint regression networks, and saving/loading them with their metadata.
+
+Every model maps a ``N x 1 x S x S`` grayscale batch in [0, 1] to ``N x 2K`` keypoints normalised to [-1, 1]
+relative to the input (see ``data_load.Normalize``); ``build_model`` creates one by name and
+``save_model``/``load_model`` store a plain state dict plus a small metadata dict.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+CHECKPOINT_FORMAT = "facial-keypoints-model/1"
+NORMALIZATION = "grayscale/255; keypoints (px - S/2) / (S/2) for an S x S input"
+
+
+class ModelError(RuntimeError):
+    """A model file that cannot be used, told in one sentence that says what to do."""
+
+
+def init_kaiming(module: nn.Module) -> None:
+    """Kaiming-normal weights for conv/linear layers feeding ReLUs, zero biases."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
+class Net(nn.Module):
+    """The course model: three conv/pool stages and two dense layers on a 1 x 224 x 224 input."""
+
+    input_size = 224
+
+    def __init__(self, num_keypoints: int = 68) -> None:
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 32, 5),  # 32 x 220 x 220
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 3),  # 32 x 73 x 73
+            nn.Dropout(0.1),
+            nn.Conv2d(32, 64, 3),  # 64 x 71 x 71
+            nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 3),  # 64 x 23 x 23
+            nn.Dropout(0.2),
+            nn.Conv2d(64, 128, 3),  # 128 x 21 x 21
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 3),  # 128 x 7 x 7
+            nn.Dropout(0.3),
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(),  # 6272
+            nn.Linear(128 * 7 * 7, 512),
+            nn.BatchNorm1d(512),
+            nn.ReLU(inplace=True),
+            nn.Linear(512, 2 * num_keypoints),
+        )
+        init_kaiming(self)
+        ### END SOLUTION
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ### BEGIN SOLUTION
+        return self.head(self.features(x))
+        ### END SOLUTION
+
+
+class NaimishNet(nn.Module):
+    """NaimishNet (Agarwal et al., 2017): four conv stages with growing dropout, on a 1 x 96 x 96 input."""
+
+    input_size = 96
+
+    def __init__(self, num_keypoints: int = 68) -> None:
+        super().__init__()
+        stages = []
+        for in_ch, out_ch, kernel, drop in [(1, 32, 4, 0.1), (32, 64, 3, 0.2), (64, 128, 2, 0.3), (128, 256, 1, 0.4)]:
+            stages += [nn.Conv2d(in_ch, out_ch, kernel), nn.ELU(inplace=True), nn.MaxPool2d(2, 2), nn.Dropout(drop)]
+        self.features = nn.Sequential(*stages)  # 256 x 5 x 5
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(256 * 5 * 5, 1000),
+            nn.ELU(inplace=True),
+            nn.Dropout(0.5),
+            nn.Linear(1000, 1000),
+            nn.ELU(inplace=True),
+            nn.Dropout(0.6),
+            nn.Linear(1000, 2 * num_keypoints),
+        )
+        init_kaiming(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class ConvBNReLU(nn.Sequential):
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, kernel: int = 3) -> None:
+        super().__init__(
+            nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU(inplace=True),
+        )
+
+
+class ResidualConv(nn.Module):
+    """A 3x3 conv + BatchNorm with an identity shortcut, then ReLU: depth at the cost of one conv.
+
+    ``separable`` splits the conv into depthwise 3x3 and pointwise 1x1 (MobileNet's trick), for about a ninth of
+    the arithmetic.
+    """
+
+    def __init__(self, channels: int, separable: bool = False) -> None:
+        super().__init__()
+        if separable:
+            self.conv = nn.Sequential(
+                nn.Conv2d(channels, channels, 3, 1, 1, groups=channels, bias=False),
+                nn.BatchNorm2d(channels),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(channels, channels, 1, bias=False),
+                nn.BatchNorm2d(channels),
+            )
+        else:
+            self.conv = nn.Sequential(nn.Conv2d(channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.conv(x), inplace=True)
+
+
+class FastKeypointNet(nn.Module):
+    """The compact model we ship: a small residual CNN with a spatial regression head.
+
+    Each stage halves the resolution with a strided 3x3 conv and refines with ``depth`` residual convs. The head
+    keeps the final feature map's layout (flatten, not global pooling): where a feature fires tells where a
+    keypoint is.
+    """
+
+    def __init__(
+        self,
+        num_keypoints: int = 68,
+        input_size: int = 96,
+        widths: tuple[int, ...] = (16, 32, 64, 128),
+        depths: tuple[int, ...] = (1, 1, 1),
+        head_channels: int = 32,
+        hidden: int = 256,
+        separable: bool = False,
+    ) -> None:
+        super().__init__()
+        self.input_size = input_size
+        layers: list[nn.Module] = [ConvBNReLU(1, widths[0], stride=2)]
+        for in_ch, out_ch, depth in zip(widths[:-1], widths[1:], depths):
+            layers.append(ConvBNReLU(in_ch, out_ch, stride=2))
+            layers += [ResidualConv(out_ch, separable) for _ in range(depth)]
+        layers.append(ConvBNReLU(widths[-1], head_channels, kernel=1))
+        self.features = nn.Sequential(*layers)
+        grid = input_size // 2 ** len(widths)
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(head_channels * grid * grid, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, 2 * num_keypoints),
+        )
+        init_kaiming(self)
+        nn.init.normal_(self.head[-1].weight, std=1e-3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# torchvision backbones for transfer learning
+# ---------------------------------------------------------------------------------------------------------
+def _grayscale_conv(conv: nn.Conv2d) -> nn.Conv2d:
+    """A copy of a 3-channel input conv that takes 1 channel; pretrained RGB filters are summed."""
+    gray = nn.Conv2d(1, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None)
+    with torch.no_grad():
+        gray.weight.copy_(conv.weight.sum(dim=1, keepdim=True))
+        if conv.bias is not None:
+            gray.bias.copy_(conv.bias)
+    return gray
+
+
+def _torchvision_backbone(name: str, num_keypoints: int, pretrained: bool) -> nn.Module:
+    import torchvision.models as tvm
+
+    constructors = {"resnet18": tvm.resnet18, "mobilenet_v2": tvm.mobilenet_v2, "efficientnet_b0": tvm.efficientnet_b0}
+    weights = "DEFAULT" if pretrained else None
+    try:
+        model = constructors[name](weights=weights)
+    except (OSError, RuntimeError) as error:  # URLError is an OSError; a bad cached file raises RuntimeError
+        warnings.warn(
+            f"ImageNet weights for {name} could not be fetched ({type(error).__name__}); training from scratch instead "
+            "(pass pretrained=False to silence this).",
+            stacklevel=3,
+        )
+        model = constructors[name](weights=None)
+    outputs = 2 * num_keypoints
+    if name == "resnet18":
+        model.conv1 = _grayscale_conv(model.conv1)
+        model.fc = nn.Linear(model.fc.in_features, outputs)
+    else:
+        model.features[0][0] = _grayscale_conv(model.features[0][0])
+        model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, outputs)
+    return model
+
+
+MODEL_NAMES = ("net", "naimishnet", "fast", "resnet18", "mobilenet_v2", "efficientnet_b0")
+DEFAULT_INPUT_SIZES = {"net": 224, "naimishnet": 96, "fast": 96, "resnet18": 224, "mobilenet_v2": 224, "efficientnet_b0": 224}
+
+
+def build_model(name: str, num_keypoints: int = 68, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """Create a model by name (see MODEL_NAMES). ``pretrained`` applies to the torchvision backbones only.
+
+    The returned model carries ``model.architecture``, ``model.input_size`` and ``model.model_kwargs`` so that
+    ``save_model`` can record how to rebuild it.
+    """
+    if name not in MODEL_NAMES:
+        raise ValueError(f"Unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}.")
+    if name != "fast" and kwargs:
+        raise ValueError(f"Model {name!r} has a fixed design ({DEFAULT_INPUT_SIZES[name]} px input): options {sorted(kwargs)} apply to 'fast' only.")
+    if name == "net":
+        model: nn.Module = Net(num_keypoints)
+    elif name == "naimishnet":
+        model = NaimishNet(num_keypoints)
+    elif name == "fast":
+        model = FastKeypointNet(num_keypoints, **kwargs)
+    else:
+        model = _torchvision_backbone(name, num_keypoints, pretrained)
+    model.architecture = name
+    model.input_size = int(kwargs.get("input_size", DEFAULT_INPUT_SIZES[name]))
+    model.num_keypoints = num_keypoints
+    model.model_kwargs = dict(kwargs)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Saving and loading
+# ---------------------------------------------------------------------------------------------------------
+def model_metadata(model: nn.Module, **extra: Any) -> dict:
+    """What it takes to rebuild and use ``model``, plus any extra plain values (metrics, recipe)."""
+    return {
+        "architecture": model.architecture,
+        "input_size": model.input_size,
+        "num_keypoints": model.num_keypoints,
+        "model_kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in model.model_kwargs.items()},
+        "normalization": NORMALIZATION,
+        **extra,
+    }
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save to a temporary file beside ``path``, then rename: a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model(model: nn.Module, path: str | os.PathLike, **extra: Any) -> None:
+    """Write the state dict and metadata (architecture, input size, keypoint count, normalisation, extras)."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_torch_save({"format": CHECKPOINT_FORMAT, "meta": model_metadata(model, **extra), "state_dict": state}, path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint dict safely (weights_only) and check its format."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"Model file {path} does not exist: train one with `python train.py` or pass the right path.")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for truncated or foreign files
+        raise ModelError(f"Model file {path} is corrupted or not a model ({type(error).__name__}): retrain or restore it.") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ModelError(f"{path} is not a model saved by this project (expected format {CHECKPOINT_FORMAT}).")
+    return checkpoint
+
+
+def load_model(
+    path: str | os.PathLike, num_keypoints: int | None = None, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict]:
+    """Rebuild the model saved at ``path``, in eval mode on ``device``; returns (model, metadata)."""
+    checkpoint = read_checkpoint(path)
+    meta = checkpoint.get("meta")
+    if not isinstance(meta, dict) or "architecture" not in meta or "num_keypoints" not in meta:
+        raise ModelError(f"{path} has no usable metadata (architecture, keypoint count): retrain or restore it.")
+    if num_keypoints is not None and meta["num_keypoints"] != num_keypoints:
+        raise ModelError(f"{path} predicts {meta['num_keypoints']} keypoints, not {num_keypoints}: use a matching model.")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in meta.get("model_kwargs", {}).items()}
+    try:
+        model = build_model(meta["architecture"], meta["num_keypoints"], **kwargs)
+        model.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, ValueError, RuntimeError, TypeError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(f"{path} does not match its architecture ({first_line}): retrain or restore it.") from None
+    return model.to(device).eval(), meta
+
+
+def fuse_for_inference(model: nn.Module) -> nn.Module:
+    """Fold BatchNorm into the preceding conv (eval mode only) for faster CPU inference."""
+    model = model.eval()
+    for module in model.modules():
+        children = list(module.named_children())
+        for (name_a, a), (name_b, b) in zip(children, children[1:]):
+            if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d):
+                setattr(module, name_a, torch.nn.utils.fusion.fuse_conv_bn_eval(a, b))
+                setattr(module, name_b, nn.Identity())
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fast CPU inference: the same network exported to ONNX and run by ONNX Runtime
+# ---------------------------------------------------------------------------------------------------------
+def export_onnx(model: nn.Module, path: str | os.PathLike) -> None:
+    """Export ``model`` (BatchNorm folded) with a variable batch size, written atomically beside its .pt file."""
+    import copy
+
+    path = Path(path)
+    fused = fuse_for_inference(copy.deepcopy(model).cpu())
+    dummy = torch.zeros(1, 1, model.input_size, model.input_size)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                fused, dummy, tmp, dynamo=False, input_names=["image"], output_names=["keypoints"],
+                dynamic_axes={"image": {0: "batch"}, "keypoints": {0: "batch"}},
+            )
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def save_model_with_onnx(model: nn.Module, path: str | os.PathLike, **extra: Any) -> None:
+    """``save_model`` plus an ONNX export beside it (same name, .onnx), recorded by its hash in the metadata."""
+    onnx_path = Path(path).with_suffix(".onnx")
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(model, onnx_path)
+    save_model(model, path, onnx_sha256=file_sha256(onnx_path), **extra)
+
+
+class TorchRunner:
+    """Runs a PyTorch keypoint model on float32 numpy batches (N, 1, S, S) -> (N, 2K)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model.eval()
+        self.input_size, self.num_keypoints = model.input_size, model.num_keypoints
+        self.device = next(model.parameters()).device
+
+    def __call__(self, batch: "np.ndarray") -> "np.ndarray":
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
+
+
+class OnnxRunner:
+    """Runs an exported keypoint model with ONNX Runtime: several times faster than PyTorch for one small face."""
+
+    def __init__(self, path: str | os.PathLike, input_size: int, num_keypoints: int, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_size, self.num_keypoints = input_size, num_keypoints
+
+    def __call__(self, batch: "np.ndarray") -> "np.ndarray":
+        return self.session.run(None, {"image": batch})[0]
+
+
+def make_runner(model_or_path: nn.Module | str | os.PathLike, backend: str = "auto", threads: int | None = None):
+    """A runner for a model object or a saved .pt file (then with ``.meta``); ``auto`` uses ONNX Runtime when
+    the .onnx exported with the .pt sits beside it and onnxruntime is installed, else PyTorch."""
+    if isinstance(model_or_path, nn.Module):
+        return TorchRunner(model_or_path)
+    path = Path(model_or_path)
+    model, meta = load_model(path)
+    onnx_path = path.with_suffix(".onnx")
+    fresh = onnx_path.is_file() and meta.get("onnx_sha256") == file_sha256(onnx_path)
+    if backend == "onnx" and not fresh:
+        raise ModelError(f"{onnx_path} is missing or was not exported from {path.name}: run `python -m models --export-onnx {path}`.")
+    runner: TorchRunner | OnnxRunner | None = None
+    if backend in ("auto", "onnx") and fresh:
+        try:
+            runner = OnnxRunner(onnx_path, model.input_size, model.num_keypoints, threads)
+        except ImportError:
+            if backend == "onnx":
+                raise ModelError("onnxruntime is not installed: `pip install onnxruntime`, or use the torch backend.") from None
+    if runner is None:
+        if threads:
+            torch.set_num_threads(threads)
+        runner = TorchRunner(fuse_for_inference(model))
+    runner.meta = meta
+    return runner
+
+
+if __name__ == "__main__":
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="Model file utilities.")
+    parser.add_argument("--export-onnx", metavar="MODEL_PT", required=True, help="write MODEL.onnx beside a saved model")
+    args = parser.parse_args()
+    try:
+        loaded, loaded_meta = load_model(args.export_onnx)
+        extras = {k: v for k, v in loaded_meta.items() if k not in model_metadata(loaded) and k != "onnx_sha256"}
+        save_model_with_onnx(loaded, args.export_onnx, **extras)
+    except ModelError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    print(f"wrote {Path(args.export_onnx).with_suffix('.onnx')}")

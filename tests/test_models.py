@@ -1,0 +1,257 @@
+"""Tests for models: building every architecture, saving/loading with metadata, failures, BatchNorm fusion."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import models
+from models import (
+    CHECKPOINT_FORMAT,
+    DEFAULT_INPUT_SIZES,
+    MODEL_NAMES,
+    ModelError,
+    build_model,
+    count_parameters,
+    fuse_for_inference,
+    load_model,
+    save_model,
+)
+
+# A fast model small enough that saving, loading and fusing take milliseconds.
+SMALL = {"input_size": 32, "widths": (8, 16, 24, 32), "depths": (1, 1, 1), "head_channels": 8, "hidden": 32}
+
+
+def assert_one_line(message: str, *must_contain: str) -> None:
+    assert message.strip() and "\n" not in message.strip(), f"not one line: {message!r}"
+    for text in must_contain:
+        assert text in message, f"{text!r} not in {message!r}"
+
+
+def batch(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 1, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
+    """Non-trivial BatchNorm statistics and affine parameters, so that fusion and loading are really tested."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                n = module.num_features
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_model_builds_and_maps_a_batch_to_136_values(name):
+    torch.manual_seed(0)
+    model = build_model(name, pretrained=False)
+    assert model.architecture == name
+    assert model.input_size == DEFAULT_INPUT_SIZES[name]
+    assert model.num_keypoints == 68
+    size = model.input_size
+    model.eval()
+    with torch.no_grad():
+        out = model(batch(2, size))
+    assert out.shape == (2, 136) and out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+    assert count_parameters(model) > 0
+
+
+@pytest.mark.parametrize("name", ["net", "naimishnet", "fast", "resnet18"])
+def test_five_keypoints_give_ten_outputs(name):
+    model = build_model(name, num_keypoints=5)
+    assert model.num_keypoints == 5
+    model.eval()
+    with torch.no_grad():
+        assert model(batch(2, model.input_size)).shape == (2, 10)
+
+
+def test_fast_model_in_train_mode_and_custom_size():
+    model = build_model("fast", **SMALL)
+    assert model.input_size == 32
+    model.train()
+    out = model(batch(3, 32))
+    assert out.shape == (3, 136)
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_unknown_model_name_raises_value_error():
+    with pytest.raises(ValueError) as info:
+        build_model("alexnet")
+    assert_one_line(str(info.value), "alexnet", "fast")
+
+
+def test_save_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("fast", **SMALL)
+    randomize_batchnorm(model)
+    model.eval()
+    path = tmp_path / "models" / "small.pt"  # the folder is created
+    save_model(model, path, preset="test", val_nme_io=0.05)
+    loaded, meta = load_model(path)
+    assert not loaded.training
+    x = batch(4, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    assert meta["architecture"] == "fast"
+    assert meta["input_size"] == 32 and loaded.input_size == 32
+    assert meta["num_keypoints"] == 68 and loaded.num_keypoints == 68
+    assert meta["model_kwargs"]["widths"] == [8, 16, 24, 32]
+    assert loaded.model_kwargs["widths"] == (8, 16, 24, 32)  # tuples come back as tuples
+    assert meta["normalization"] == models.NORMALIZATION
+    assert meta["preset"] == "test" and meta["val_nme_io"] == 0.05
+    assert load_model(path, num_keypoints=68)[1]["architecture"] == "fast"
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint["format"] == CHECKPOINT_FORMAT
+    assert all(t.device.type == "cpu" for t in checkpoint["state_dict"].values())
+
+
+@pytest.mark.parametrize("name", ["naimishnet", "net"])
+def test_save_load_round_trip_course_models(tmp_path, name):
+    torch.manual_seed(1)
+    model = build_model(name, num_keypoints=5)
+    randomize_batchnorm(model)
+    model.eval()
+    save_model(model, tmp_path / "m.pt")
+    loaded, meta = load_model(tmp_path / "m.pt", num_keypoints=5)
+    x = batch(2, model.input_size)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    assert meta["architecture"] == name and meta["num_keypoints"] == 5
+
+
+def test_save_is_atomic_and_overwrites(tmp_path):
+    model = build_model("fast", **SMALL)
+    path = tmp_path / "model.pt"
+    save_model(model, path)
+    save_model(model, path)  # overwriting is fine
+    assert sorted(os.listdir(tmp_path)) == ["model.pt"]
+
+
+def test_failed_save_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    model = build_model("fast", **SMALL)
+    path = tmp_path / "model.pt"
+    save_model(model, path, version=1)
+    before = path.read_bytes()
+
+    def half_write_then_crash(obj, handle, *args, **kwargs):
+        handle.write(b"PK\x03\x04 partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(models.torch, "save", half_write_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_model(model, path, version=2)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["model.pt"]
+    monkeypatch.undo()
+    assert load_model(path)[1]["version"] == 1
+
+
+@pytest.fixture
+def saved(tmp_path) -> Path:
+    path = tmp_path / "good.pt"
+    save_model(build_model("fast", **SMALL), path)
+    return path
+
+
+def test_load_missing_file(tmp_path):
+    path = tmp_path / "nothing_here.pt"
+    with pytest.raises(ModelError) as info:
+        load_model(path)
+    assert_one_line(str(info.value), "nothing_here.pt")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random_bytes", "empty", "text", "other_pickle", "directory"])
+def test_load_damaged_files(saved, tmp_path, damage):
+    path = tmp_path / f"damaged_{damage}.pt"
+    data = saved.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "random_bytes":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "text":
+        path.write_text("not a model\n")
+    elif damage == "other_pickle":
+        torch.save({"weights": torch.zeros(3)}, path)  # a torch file, but not this project's format
+    elif damage == "directory":
+        path.mkdir()
+    with pytest.raises(ModelError) as info:
+        load_model(path)
+    assert_one_line(str(info.value), path.name)
+
+
+@pytest.mark.parametrize("architecture", ["naimishnet", "net", "resnet18", "no_such_net"])
+def test_load_state_dict_of_another_architecture(saved, tmp_path, architecture):
+    checkpoint = torch.load(saved, weights_only=True)
+    checkpoint["meta"]["architecture"] = architecture
+    path = tmp_path / "mislabelled.pt"
+    torch.save(checkpoint, path)
+    with pytest.raises(ModelError) as info:
+        load_model(path)
+    assert_one_line(str(info.value), path.name)
+
+
+def test_load_with_missing_weights(saved, tmp_path):
+    checkpoint = torch.load(saved, weights_only=True)
+    checkpoint["state_dict"].pop(next(iter(checkpoint["state_dict"])))
+    path = tmp_path / "incomplete.pt"
+    torch.save(checkpoint, path)
+    with pytest.raises(ModelError) as info:
+        load_model(path)
+    assert_one_line(str(info.value), path.name)
+
+
+def test_load_with_the_wrong_keypoint_count(saved):
+    with pytest.raises(ModelError) as info:
+        load_model(saved, num_keypoints=5)
+    assert_one_line(str(info.value), saved.name, "68", "5")
+
+
+def test_load_checkpoint_without_metadata(saved, tmp_path):
+    checkpoint = torch.load(saved, weights_only=True)
+    del checkpoint["meta"]
+    path = tmp_path / "no_meta.pt"
+    torch.save(checkpoint, path)
+    with pytest.raises(ModelError) as info:
+        load_model(path)
+    assert_one_line(str(info.value), path.name)
+
+
+@pytest.mark.parametrize("name", ["fast", "net", "naimishnet", "resnet18", "mobilenet_v2", "efficientnet_b0"])
+def test_fuse_for_inference_keeps_outputs(name):
+    torch.manual_seed(0)
+    kwargs = SMALL if name == "fast" else {}
+    model = build_model(name, **kwargs)
+    randomize_batchnorm(model)
+    model.eval()
+    x = batch(2, model.input_size)
+    with torch.no_grad():
+        expected = model(x)
+        batchnorms_before = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+        fused = fuse_for_inference(model)
+        got = fused(x)
+    assert not fused.training
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in fused.modules()) < max(batchnorms_before, 1)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_fuse_removes_every_conv_batchnorm_pair_of_the_fast_model():
+    model = build_model("fast", **SMALL, separable=True)
+    randomize_batchnorm(model)
+    x = batch(2, 32)
+    with torch.no_grad():
+        expected = model.eval()(x)
+        fused = fuse_for_inference(model)
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+        torch.testing.assert_close(fused(x), expected, atol=1e-4, rtol=1e-4)
