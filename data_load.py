@@ -302,10 +302,27 @@ def invert_matrix(matrix: np.ndarray) -> np.ndarray:
 
 
 def warp(image: np.ndarray, matrix: np.ndarray, output_size: int | tuple[int, int]) -> np.ndarray:
-    """Warp with bilinear sampling and replicated borders, so crops beyond the image stay natural-looking."""
-    if isinstance(output_size, int):
-        output_size = (output_size, output_size)
-    width, height = output_size
+    """Warp with bilinear sampling and replicated borders, so crops beyond the image stay natural-looking.
+
+    When the warp shrinks by more than 2x (a big face in a big photo), the covered region is first reduced by
+    an integer factor with area averaging, so the result is not aliased.
+    """
+    width, height = (output_size, output_size) if isinstance(output_size, int) else output_size
+    matrix = np.asarray(matrix, dtype=np.float64)
+    factor = int(1.0 / max(np.sqrt(abs(np.linalg.det(matrix[:, :2]))), 1e-9))
+    if factor >= 2:
+        corners = transform_points(np.array([[0, 0], [width, 0], [0, height], [width, height]]), invert_matrix(matrix))
+        margin = 2 * factor
+        x0, y0 = np.maximum(np.floor(corners.min(axis=0)).astype(int) - margin, 0)
+        x1, y1 = np.minimum(np.ceil(corners.max(axis=0)).astype(int) + margin, image.shape[1::-1])
+        columns, rows = (x1 - x0) // factor, (y1 - y0) // factor
+        if columns >= 2 and rows >= 2:
+            region = image[y0 : y0 + rows * factor, x0 : x0 + columns * factor]
+            image = cv2.resize(region, (columns, rows), interpolation=cv2.INTER_AREA)
+            # pixel (u, v) of the reduced region is pixel (x0 + factor u + (factor - 1) / 2, ...) of the original
+            offset = (factor - 1) / 2
+            reduce = np.array([[factor, 0, x0 + offset], [0, factor, y0 + offset], [0, 0, 1]], dtype=np.float64)
+            matrix = matrix @ reduce
     return cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
@@ -545,6 +562,7 @@ def collate_samples(samples: list[dict]) -> dict:
 # ---------------------------------------------------------------------------------------------------------
 CONTEXT_FACTOR = 2.0  # the cached square is this many times the network's crop, leaving room to augment
 CONTEXT_DENSITY = 1.25  # cached pixels per network-input pixel
+CACHE_VERSION = 2  # bump when the way crops are cut changes
 
 
 def context_size(input_size: int) -> int:
@@ -579,7 +597,7 @@ def load_context_crops(
     stat = csv_file.stat()
     import hashlib
 
-    key = f"{csv_file.resolve()}|{stat.st_size}|{int(stat.st_mtime)}|{CONTEXT_FACTOR}|{CONTEXT_DENSITY}|{CROP_SCALE}|{CROP_SHIFT}"
+    key = f"{csv_file.resolve()}|{stat.st_size}|{int(stat.st_mtime)}|{CONTEXT_FACTOR}|{CONTEXT_DENSITY}|{CROP_SCALE}|{CROP_SHIFT}|{CACHE_VERSION}"
     cache_file = cache_dir / f"crops_{split}_{input_size}_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
     if cache_file.is_file():
         with np.load(cache_file) as cached:

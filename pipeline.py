@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -30,9 +30,9 @@ from data_load import (
     to_rgb_uint8,
     transform_points,
 )
-from detector_architectures import HaarFaceDetector, face_found
+from detector_architectures import HaarFaceDetector, box_iou, match_face
 from evaluate import SHIPPED_MODEL, face_crops, nme_interocular, predict_crops, summarize
-from models import fuse_for_inference, load_model
+from models import ModelError, TorchRunner, make_runner
 
 MAX_PIXELS = 100_000_000  # refuse pictures larger than this (about 10000 x 10000): they are almost surely a mistake
 
@@ -60,32 +60,55 @@ def as_rgb_image(image: np.ndarray | str | os.PathLike) -> np.ndarray:
 
 @dataclass
 class KeypointPipeline:
-    """Face detector + keypoint model. ``refine`` re-crops each face from its first keypoints and predicts again."""
+    """Face detector + keypoint model.
 
-    model: torch.nn.Module
+    ``runner`` is a model runner (``models.make_runner``: ONNX Runtime or PyTorch) or a PyTorch model;
+    ``flip_average`` also predicts each face mirrored and averages; ``refine`` re-crops each face from its first
+    keypoints and predicts again.
+    """
+
+    runner: Any
     detector: HaarFaceDetector = field(default_factory=HaarFaceDetector)
     flip_average: bool = True
     refine: bool = False
-    meta: dict = field(default_factory=dict)
 
     @classmethod
     def from_pretrained(
-        cls, path: str | os.PathLike | None = None, detector: HaarFaceDetector | None = None, **options
+        cls,
+        path: str | os.PathLike | None = None,
+        detector: HaarFaceDetector | None = None,
+        backend: str = "auto",
+        threads: int | None = None,
+        **options: Any,
     ) -> "KeypointPipeline":
-        """The shipped model from ``saved_models/`` (or the model file at ``path``) with the Haar detector."""
-        model, meta = load_model(path or SHIPPED_MODEL, num_keypoints=68)
-        return cls(fuse_for_inference(model), detector or HaarFaceDetector(), meta=meta, **options)
+        """The shipped model from ``saved_models/`` (or the model file at ``path``) with the Haar detector.
+
+        ``backend``: "auto" (ONNX Runtime when available, else PyTorch), "onnx" or "torch"; ``threads`` caps
+        the CPU threads the model uses.
+        """
+        runner = make_runner(path or SHIPPED_MODEL, backend=backend, threads=threads)
+        if runner.num_keypoints != 68:
+            raise ModelError(f"{path} predicts {runner.num_keypoints} keypoints; the pipeline needs a 68-point model.")
+        return cls(runner, detector or HaarFaceDetector(), **options)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.runner, torch.nn.Module):
+            self.runner = TorchRunner(self.runner)
 
     @property
     def input_size(self) -> int:
-        return self.model.input_size
+        return self.runner.input_size
+
+    @property
+    def meta(self) -> dict:
+        return getattr(self.runner, "meta", {"architecture": type(self.runner).__name__})
 
     def keypoints_for_boxes(self, image: np.ndarray | str | os.PathLike, boxes: Sequence[Sequence[float]]) -> np.ndarray:
         """(N, 68, 2) keypoints for N face boxes in the Haar detector's convention, in one batch."""
         image = as_rgb_image(image)
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         if len(boxes) == 0:
-            return np.zeros((0, self.model.num_keypoints, 2), np.float32)
+            return np.zeros((0, self.runner.num_keypoints, 2), np.float32)
         keypoints = self._predict(image, boxes)
         if self.refine:
             keypoints = self._predict(image, np.array([haar_box_from_keypoints(k) for k in keypoints]))
@@ -104,7 +127,7 @@ class KeypointPipeline:
 
     def _predict(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         crops, matrices = face_crops(image, boxes, self.input_size)
-        points = predict_crops(self.model, crops, self.flip_average)
+        points = predict_crops(self.runner, crops, self.flip_average)
         return np.stack([transform_points(p, invert_matrix(m)) for p, m in zip(points, matrices)])
 
 
@@ -127,12 +150,12 @@ def evaluate_pipeline(
     for name, true_points in zip(names, truth):
         image = read_image(root_dir / name)
         detections = pipe.detector.detect(image)
-        best = face_found(detections, true_points)
+        best = match_face(detections, true_points)
         if best is None:
             continue
         found_names.append(name)
         found_truth.append(true_points)
-        predicted.append(pipe.keypoints_for_box(image, best.box))
+        predicted.append(pipe.keypoints_for_box(image, detections[best].box))
     seconds = time.perf_counter() - start
     if not predicted:
         raise DataError(f"No face was detected in the {len(names)} {split} pictures: check the detector and the data folder.")
@@ -196,8 +219,15 @@ class FaceTracker:
         self.frames_since_detection = 0
 
     def _detect(self, frame: np.ndarray) -> None:
+        """Replace the tracks by fresh detections; a face that overlaps an old track keeps its smoother."""
         faces = self.pipeline.detect(frame)
-        self.tracks = [Track(f.keypoints, f.box, f.score) for f in faces]
+        tracks = []
+        for face in faces:
+            overlaps = [box_iou(face.box, haar_box_from_keypoints(t.keypoints)) for t in self.tracks]
+            best = int(np.argmax(overlaps)) if overlaps else -1
+            smoother = self.tracks[best].smoother if best >= 0 and overlaps[best] > 0.3 else OneEuroFilter()
+            tracks.append(Track(face.keypoints, face.box, face.score, smoother))
+        self.tracks = tracks
         self.frames_since_detection = 0
 
     @staticmethod

@@ -1,0 +1,449 @@
+"""Face detection with OpenCV's shipped Haar cascades, giving boxes in the frontal-default convention.
+
+The keypoint network is trained on crops framed by ``data_load.haar_box_from_keypoints``: the box that
+``haarcascade_frontalface_default`` draws around a face (fitted on the training images). ``HaarFaceDetector``
+returns boxes in exactly that convention, so the pipeline's crops match the training crops:
+
+1. the image is turned to grayscale and brought to a working resolution: big pictures are shrunk so the long side
+   is at most ``max_side`` (an 8000 x 8000 photo costs what a 1024 x 1024 one does), tiny ones are enlarged so the
+   smallest face searched for is at least the cascade's window;
+2. each cascade in ``cascades`` runs once with ``minNeighbors=0``; its raw windows are grouped the way
+   ``cv2.groupRectangles`` does it (``group_windows``), keeping groups of more than ``min_neighbors`` windows;
+   ``profileface`` runs on the image and on its mirror, so it finds faces turned either way;
+3. every other cascade's boxes are mapped onto the frontal-default convention by a fitted ``BoxCorrection``
+   (scale and centre offset, ``BOX_CORRECTIONS``);
+4. overlapping boxes are merged by non-maximum suppression in priority order: the first cascade's boxes first,
+   so later cascades only add the faces the earlier ones missed.
+
+``face_found`` is the one definition of "the labelled face was detected", shared by ``benchmarks/tune_detector.py``
+and ``evaluate.py --mode pipeline``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+import cv2
+import numpy as np
+
+# Chosen by ``benchmarks/tune_detector.py`` (see the numbers in its docstring and the project notes). It measured,
+# on a fixed random subsample of the training images, the share of labelled faces found (``face_found``), the
+# extra detections per image, the detections on pictures without faces (scikit-image's bundled photos plus
+# generated noise and gradients) and the single-thread time per image, for every combination of cascade set,
+# scaleFactor, minNeighbors and histogram equalisation; these are the settings it picked.
+DEFAULT_PARAMS: dict = {
+    "cascades": ("frontalface_default", "profileface", "frontalface_alt2"),  # in priority order
+    "scale_factor": 1.1,  # cv2 scaleFactor: step between the scales searched
+    "min_neighbors": 3,  # the first cascade keeps groups of more than this many raw windows
+    "secondary_min_neighbors": 3,  # the same for the other cascades
+    "secondary": "always",  # "always": run every cascade; "if_empty": the others only when the first finds nothing
+    "equalize": False,  # cv2.equalizeHist on the working image
+    "min_face_fraction": 0.05,  # smallest face searched, as a fraction of the image's shorter side
+    "min_face_px": 20,  # ... and in pixels of the original image (faces below this are not searched for)
+    "max_upscale": 4.0,  # the most a small image is enlarged
+    "max_side": 1024,  # the working image's long side is at most this many pixels
+    "pad": 0.0,  # border added on each side (fraction of the shorter side) so faces cut by the edge are found
+    "nms_iou": 0.3,  # a box overlapping a kept box by this IoU (or lying mostly inside it) is dropped
+}
+
+CASCADES = ("frontalface_default", "frontalface_alt", "frontalface_alt2", "frontalface_alt_tree", "profileface")
+PRIMARY = "frontalface_default"
+# Raw windows closer than this (relative to their size) are grouped into one detection; cv2's GROUP_EPS.
+GROUP_EPS = 0.2
+# A box whose intersection with a kept box covers this share of the smaller box is a duplicate as well.
+NMS_CONTAINED = 0.7
+
+
+@dataclass
+class Detection:
+    """A face: ``box`` = (x, y, w, h) float pixels of the input image, frontal-default convention; higher ``score``
+    is surer (the number of raw cascade windows merged into the box); ``cascade`` says which cascade found it."""
+
+    box: np.ndarray
+    score: float
+    cascade: str = PRIMARY
+
+    def __post_init__(self) -> None:
+        self.box = np.asarray(self.box, dtype=np.float64).reshape(4)
+        self.score = float(self.score)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Box geometry
+# ---------------------------------------------------------------------------------------------------------
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    inter = _intersection(a, b)
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def box_intersection_over_smaller(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection divided by the smaller box's area: 1 when one box lies inside the other."""
+    smaller = min(a[2] * a[3], b[2] * b[3])
+    return float(_intersection(a, b) / smaller) if smaller > 0 else 0.0
+
+
+def _intersection(a: Sequence[float], b: Sequence[float]) -> float:
+    width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return float(max(width, 0.0) * max(height, 0.0))
+
+
+def mirror_box(box: Sequence[float], image_width: float) -> np.ndarray:
+    """The box of the mirrored image (columns x <-> image_width - x)."""
+    x, y, w, h = (float(v) for v in box)
+    return np.array([image_width - x - w, y, w, h])
+
+
+@dataclass(frozen=True)
+class BoxCorrection:
+    """Maps a cascade's box onto the frontal-default convention.
+
+    The corrected box is a square of side ``scale * s`` centred ``(dx, dy) * s`` from the detected box's centre,
+    with ``s`` = sqrt(w * h) of the detected box. It is defined in the cascade's own frame: for a cascade run on
+    the mirrored image use ``mirrored()`` (dx changes sign).
+    """
+
+    scale: float = 1.0
+    dx: float = 0.0
+    dy: float = 0.0
+
+    def apply(self, box: Sequence[float]) -> np.ndarray:
+        x, y, w, h = (float(v) for v in box)
+        s = float(np.sqrt(max(w * h, 0.0)))
+        cx, cy = x + w / 2 + self.dx * s, y + h / 2 + self.dy * s
+        side = self.scale * s
+        return np.array([cx - side / 2, cy - side / 2, side, side])
+
+    def mirrored(self) -> "BoxCorrection":
+        return BoxCorrection(self.scale, -self.dx, self.dy)
+
+    @classmethod
+    def fit(cls, detected: np.ndarray, target: np.ndarray) -> "BoxCorrection":
+        """The correction taking ``detected`` boxes (N x 4) to matching ``target`` boxes (N x 4): medians, so a few
+        poor matches don't pull it."""
+        detected, target = np.asarray(detected, np.float64).reshape(-1, 4), np.asarray(target, np.float64).reshape(-1, 4)
+        if len(detected) == 0:
+            return cls()
+        s_d = np.sqrt(detected[:, 2] * detected[:, 3])
+        s_t = np.sqrt(target[:, 2] * target[:, 3])
+        centre_d = detected[:, :2] + detected[:, 2:] / 2
+        centre_t = target[:, :2] + target[:, 2:] / 2
+        offset = (centre_t - centre_d) / s_d[:, None]
+        return cls(float(np.median(s_t / s_d)), float(np.median(offset[:, 0])), float(np.median(offset[:, 1])))
+
+
+# Fitted by ``benchmarks/tune_detector.py --fit-corrections`` on the training images: each cascade's boxes that
+# match a labelled face, against ``haar_box_from_keypoints`` of that face (the profile cascade in its own frame,
+# pooling detections on the image and on its mirror).
+BOX_CORRECTIONS: dict[str, BoxCorrection] = {
+    "frontalface_default": BoxCorrection(),
+    "frontalface_alt": BoxCorrection(),
+    "frontalface_alt2": BoxCorrection(),
+    "frontalface_alt_tree": BoxCorrection(),
+    "profileface": BoxCorrection(),
+}
+
+
+def box_convention_error(detected: Sequence[float], target: Sequence[float]) -> np.ndarray:
+    """How far a detected box falls from the target box, in units of the target's side s = sqrt(w * h):
+    (centre x offset, centre y offset, side ratio)."""
+    d, t = np.asarray(detected, np.float64), np.asarray(target, np.float64)
+    s_d, s_t = np.sqrt(d[2] * d[3]), np.sqrt(t[2] * t[3])
+    offset = (d[:2] + d[2:] / 2 - t[:2] - t[2:] / 2) / s_t
+    return np.array([offset[0], offset[1], s_d / s_t])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Did we find the labelled face?
+# ---------------------------------------------------------------------------------------------------------
+MATCH_IOU = 0.3  # IoU with the keypoint-derived Haar box
+MATCH_COVER = 0.5  # ... or: the intersection with the keypoint box covers this share of both boxes
+
+
+def match_scores(box: Sequence[float], keypoints: np.ndarray) -> tuple[float, float]:
+    """(IoU with the face's Haar-convention box ``haar_box_from_keypoints``, intersection with the keypoint box
+    divided by the larger of the two areas) for a detection ``box`` and the face's keypoints (K x 2)."""
+    from data_load import haar_box_from_keypoints, keypoint_box  # here, so detection alone needs no torch
+
+    box = np.asarray(box, np.float64)
+    keypoints = np.asarray(keypoints, np.float32)
+    iou = box_iou(box, haar_box_from_keypoints(keypoints).astype(np.float64))
+    kp_box = keypoint_box(keypoints).astype(np.float64)
+    larger = max(box[2] * box[3], kp_box[2] * kp_box[3])
+    cover = _intersection(box, kp_box) / larger if larger > 0 else 0.0
+    return iou, cover
+
+
+def match_face(detections: Iterable[Detection | Sequence[float]], keypoints: np.ndarray) -> int | None:
+    """Index of the detection that is the labelled face, or None when no detection is.
+
+    A detection matches when its IoU with ``haar_box_from_keypoints(keypoints)`` is at least ``MATCH_IOU`` (0.3),
+    or when it overlaps the keypoint box so that the intersection covers at least ``MATCH_COVER`` (half) of both
+    the detection and the keypoint box (this accepts a face found but framed in another convention). When several
+    match, the face is the best-overlapping one: highest IoU with the Haar-convention box, then highest cover.
+    """
+    best, best_key = None, None
+    for i, detection in enumerate(detections):
+        box = detection.box if isinstance(detection, Detection) else detection
+        iou, cover = match_scores(box, keypoints)
+        if (iou >= MATCH_IOU or cover >= MATCH_COVER) and (best_key is None or (iou, cover) > best_key):
+            best, best_key = i, (iou, cover)
+    return best
+
+
+def face_found(detections: Iterable[Detection | Sequence[float]], keypoints: np.ndarray) -> bool:
+    """True when one of the detections is the face with these keypoints (see ``match_face``)."""
+    return match_face(detections, keypoints) is not None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Grouping raw cascade windows
+# ---------------------------------------------------------------------------------------------------------
+def group_windows(
+    rects: np.ndarray, weights: np.ndarray | None, min_neighbors: int, eps: float = GROUP_EPS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``cv2.groupRectangles`` on raw detection windows, as ``detectMultiScale`` does it, with float mean boxes.
+
+    Windows are joined when all four edges are within ``eps`` times their mean size; groups of at most
+    ``min_neighbors`` windows are dropped, as are small groups inside bigger, stronger ones. Returns the boxes
+    (M x 4 float), the number of windows in each group and the best level weight in each group.
+    With ``min_neighbors`` = 0 the windows come back ungrouped, as in OpenCV.
+    """
+    rects = np.asarray(rects, np.float64).reshape(-1, 4)
+    weights = np.zeros(len(rects)) if weights is None else np.asarray(weights, np.float64).reshape(-1)
+    n = len(rects)
+    if n == 0 or min_neighbors <= 0:
+        return rects, np.ones(n), weights
+    x, y, w, h = rects.T
+    delta = eps * (np.minimum(w[:, None], w[None]) + np.minimum(h[:, None], h[None])) * 0.5
+    similar = (
+        (np.abs(x[:, None] - x[None]) <= delta)
+        & (np.abs(y[:, None] - y[None]) <= delta)
+        & (np.abs((x + w)[:, None] - (x + w)[None]) <= delta)
+        & (np.abs((y + h)[:, None] - (y + h)[None]) <= delta)
+    )
+    # connected components: every window takes the smallest label among its neighbours until nothing changes
+    labels = np.arange(n)
+    while True:
+        new = np.where(similar, labels[None, :], n).min(axis=1)
+        new = new[new]
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    _, group, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    m = len(counts)
+    boxes = np.zeros((m, 4))
+    np.add.at(boxes, group, rects)
+    boxes /= counts[:, None]
+    best_weight = np.full(m, -np.inf)
+    np.maximum.at(best_weight, group, weights)
+
+    strong = counts > min_neighbors
+    rounded = np.round(boxes)  # OpenCV compares the rounded mean boxes
+    keep = []
+    for i in np.flatnonzero(strong):
+        inside = False
+        for j in np.flatnonzero(strong):
+            if j == i:
+                continue
+            dx, dy = np.round(rounded[j, 2] * eps), np.round(rounded[j, 3] * eps)
+            if (
+                rounded[i, 0] >= rounded[j, 0] - dx
+                and rounded[i, 1] >= rounded[j, 1] - dy
+                and rounded[i, 0] + rounded[i, 2] <= rounded[j, 0] + rounded[j, 2] + dx
+                and rounded[i, 1] + rounded[i, 3] <= rounded[j, 1] + rounded[j, 3] + dy
+                and (counts[j] > max(3, counts[i]) or counts[i] < 3)
+            ):
+                inside = True
+                break
+        if not inside:
+            keep.append(i)
+    keep = np.asarray(keep, dtype=np.int64)
+    return boxes[keep], counts[keep].astype(np.float64), best_weight[keep]
+
+
+def suppress(detections: Sequence[Detection], iou: float = 0.3, contained: float = NMS_CONTAINED) -> list[Detection]:
+    """Greedy non-maximum suppression in the given order (earlier wins): a detection is dropped when its IoU with
+    a kept one is at least ``iou`` or their intersection covers ``contained`` of the smaller box."""
+    kept: list[Detection] = []
+    for detection in detections:
+        if all(
+            box_iou(detection.box, other.box) < iou and box_intersection_over_smaller(detection.box, other.box) < contained
+            for other in kept
+        ):
+            kept.append(detection)
+    return kept
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The detector
+# ---------------------------------------------------------------------------------------------------------
+RawWindows = tuple[np.ndarray, np.ndarray]  # (N x 4 boxes in working-image pixels, N level weights)
+
+
+def to_gray_uint8(image: np.ndarray) -> np.ndarray:
+    """Grayscale uint8 of an H x W, H x W x 1, RGB or RGBA image of uint8, uint16, float ([0, 1] or 0-255) or bool."""
+    image = np.asarray(image)
+    if image.dtype == np.uint16:
+        image = (image / 257.0).round().astype(np.uint8)
+    elif image.dtype.kind == "f":
+        scale = 255.0 if image.size and float(np.nanmax(image)) <= 1.0 else 1.0
+        image = np.clip(np.nan_to_num(image) * scale, 0, 255).round().astype(np.uint8)
+    elif image.dtype == bool:
+        image = image.astype(np.uint8) * 255
+    elif image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        return np.ascontiguousarray(image)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGBA2GRAY)
+    raise ValueError(f"Expected an H x W, H x W x 3 or H x W x 4 image, got shape {image.shape}.")
+
+
+def cascade_path(name: str) -> str:
+    if name not in CASCADES:
+        raise ValueError(f"Unknown cascade {name!r}; choose from {', '.join(CASCADES)}.")
+    return f"{cv2.data.haarcascades}haarcascade_{name}.xml"
+
+
+def load_cascade(name: str) -> cv2.CascadeClassifier:
+    classifier = cv2.CascadeClassifier(cascade_path(name))
+    if classifier.empty():
+        raise RuntimeError(f"OpenCV could not load {cascade_path(name)}: reinstall opencv-python.")
+    return classifier
+
+
+@dataclass
+class WorkingImage:
+    """The grayscale image the cascades see and how to map its pixels back: original = (working - pad) / scale."""
+
+    gray: np.ndarray
+    scale: float
+    pad: int
+    min_size: int
+    original_shape: tuple[int, int]
+
+    def to_original(self, box: Sequence[float]) -> np.ndarray:
+        x, y, w, h = (float(v) for v in box)
+        return np.array([(x - self.pad) / self.scale, (y - self.pad) / self.scale, w / self.scale, h / self.scale])
+
+
+class HaarFaceDetector:
+    """Finds faces with OpenCV's Haar cascades; ``detect(image)`` gives ``Detection``s, surest first.
+
+    Keyword arguments override ``DEFAULT_PARAMS`` (same names). Not thread-safe: use one detector per thread.
+    """
+
+    def __init__(self, **params) -> None:
+        unknown = set(params) - set(DEFAULT_PARAMS)
+        if unknown:
+            raise TypeError(f"Unknown detector parameter(s): {', '.join(sorted(unknown))}.")
+        self.params = {**DEFAULT_PARAMS, **params}
+        self.params["cascades"] = tuple(self.params["cascades"])
+        if not self.params["cascades"]:
+            raise ValueError("Give at least one cascade.")
+        if self.params["secondary"] not in ("always", "if_empty"):
+            raise ValueError("secondary must be 'always' or 'if_empty'.")
+        self.classifiers = {name: load_cascade(name) for name in self.params["cascades"]}
+        self.window = max(max(c.getOriginalWindowSize()) for c in self.classifiers.values())
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self.params.items() if DEFAULT_PARAMS.get(k) != v}
+        return f"HaarFaceDetector({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+    def __call__(self, image: np.ndarray) -> list[Detection]:
+        return self.detect(image)
+
+    # -- the steps -------------------------------------------------------------------------------------------
+    def prepare(self, image: np.ndarray) -> WorkingImage | None:
+        """Grayscale, rescaled, padded and (optionally) equalised working image; None if too small to hold a face."""
+        p = self.params
+        gray = to_gray_uint8(image)
+        height, width = gray.shape
+        short, long = min(height, width), max(height, width)
+        if short == 0:
+            return None
+        min_face = max(p["min_face_fraction"] * short, p["min_face_px"])
+        if min_face > short:
+            return None
+        scale = min(1.0, p["max_side"] / long)
+        if min_face * scale < self.window:  # faces smaller than the cascade's window: enlarge the image
+            scale = min(self.window / min_face, p["max_upscale"], max(1.0, p["max_side"] / long))
+        if scale != 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+            scale = gray.shape[1] / width  # the exact factor after rounding
+        if min(gray.shape) < self.window:
+            return None
+        if p["equalize"]:
+            gray = cv2.equalizeHist(gray)
+        pad = int(round(p["pad"] * min(gray.shape)))
+        if pad > 0:
+            gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        min_size = max(self.window, int(round(min_face * scale)))
+        return WorkingImage(gray, scale, pad, min_size, (height, width))
+
+    def raw_windows(self, working: WorkingImage, name: str, mirrored: bool = False) -> RawWindows:
+        """Every window that passes the whole cascade (minNeighbors=0), in working-image pixels."""
+        gray = np.ascontiguousarray(working.gray[:, ::-1]) if mirrored else working.gray
+        rects, _, weights = self.classifiers[name].detectMultiScale3(
+            gray,
+            scaleFactor=self.params["scale_factor"],
+            minNeighbors=0,
+            minSize=(working.min_size, working.min_size),
+            outputRejectLevels=True,
+        )
+        rects = np.asarray(rects, np.float64).reshape(-1, 4)
+        if mirrored and len(rects):
+            rects[:, 0] = gray.shape[1] - rects[:, 0] - rects[:, 2]
+        return rects, np.asarray(weights, np.float64).reshape(-1)
+
+    def sources(self) -> list[tuple[str, bool]]:
+        """(cascade, mirrored) runs in priority order; the profile cascade runs on the image and on its mirror."""
+        runs = []
+        for name in self.params["cascades"]:
+            runs.append((name, False))
+            if name == "profileface":
+                runs.append((name, True))
+        return runs
+
+    def combine(self, raw: Mapping[tuple[str, bool], RawWindows], working: WorkingImage) -> list[Detection]:
+        """Group each run's windows, map them to original pixels and the frontal convention, and merge (NMS)."""
+        p = self.params
+        candidates: list[Detection] = []
+        for index, (name, mirrored) in enumerate(self.sources()):
+            if (name, mirrored) not in raw:
+                continue
+            rects, weights = raw[(name, mirrored)]
+            min_neighbors = p["min_neighbors"] if name == p["cascades"][0] else p["secondary_min_neighbors"]
+            boxes, counts, _ = group_windows(rects, weights, min_neighbors)
+            correction = BOX_CORRECTIONS.get(name, BoxCorrection())
+            if mirrored:
+                correction = correction.mirrored()
+            label = f"{name}_mirrored" if mirrored else name
+            found = [
+                Detection(correction.apply(working.to_original(box)), count, label)
+                for box, count in zip(boxes, counts)
+            ]
+            candidates.extend(sorted(found, key=lambda d: -d.score))
+        return suppress(candidates, p["nms_iou"])
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces in an RGB (or grayscale, or RGBA) image, as ``Detection``s in original pixels, surest first."""
+        working = self.prepare(image)
+        if working is None:
+            return []
+        raw: dict[tuple[str, bool], RawWindows] = {}
+        primary = self.params["cascades"][0]
+        for name, mirrored in self.sources():
+            if name != primary and self.params["secondary"] == "if_empty" and self.combine(raw, working):
+                break
+            raw[(name, mirrored)] = self.raw_windows(working, name, mirrored)
+        detections = self.combine(raw, working)
+        return sorted(detections, key=lambda d: -d.score)
