@@ -39,14 +39,22 @@ def median_ms(function, inputs: list, repeats: int) -> tuple[float, float]:
 
 
 def dlib_predictor():
-    """dlib's 68-point shape predictor, or None when dlib or its model package is missing."""
+    """dlib's 68-point shape predictor, or None when dlib or its model package is missing.
+
+    The model file is found without importing ``face_recognition_models``, whose import needs the retired
+    ``pkg_resources``.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("face_recognition_models")
     try:
         import dlib
-        import face_recognition_models
     except ImportError:
         return None
-    dlib.DLIB_USE_CUDA = False
-    return dlib, dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+    if spec is None or spec.origin is None:
+        return None
+    model_file = Path(spec.origin).parent / "models" / "shape_predictor_68_face_landmarks.dat"
+    return (dlib, dlib.shape_predictor(str(model_file))) if model_file.is_file() else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         dlib, predictor = dlib_bits
 
         def dlib_landmarks(image: np.ndarray, box: np.ndarray) -> None:
-            x, y, w, h = (int(round(v)) for v in box)
-            predictor(image, dlib.rectangle(x, y, x + w, y + h))
+            x, y, w, h = (int(round(float(v))) for v in box)
+            predictor(image, dlib.rectangle(x, y, x + w - 1, y + h - 1))
 
         med, p90 = median_ms(dlib_landmarks, faces, args.repeats)
         rows.append(("dlib 68-point ERT", med, p90))

@@ -16,23 +16,28 @@ Predictors
              the 468 mesh points are mapped to the 68 iBUG points with the fixed table MESH_TO_IBUG68 below.
              One timing per image (face detection and mesh together).
   haar       OpenCV's haarcascade_frontalface_default (scaleFactor 1.1, minNeighbors 5, minSize 30x30) on the
-             grey image, the detection best overlapping the true keypoint box, and the mean training shape
-             placed in it. Each training shape is normalised to its Haar-convention box: with
-             s = sqrt(keypoint box area), a square of side 1.18 s centred at the keypoint box's centre plus
-             (-0.006 s, -0.187 s) (the convention of data_load.haar_box_from_keypoints).
+             grey image, and the mean training shape placed in the LARGEST detection (--haar-pick largest, as
+             an application without ground truth would; the README's row). The detection best overlapping the
+             true keypoint box is reported beside it from the same run. Each training shape is normalised to
+             its Haar-convention box: with s = sqrt(keypoint box area), a square of side 1.18 s centred at the
+             keypoint box's centre plus (-0.006 s, -0.187 s) (data_load.haar_box_from_keypoints's convention).
 
 Metrics, as in evaluate.py: NME_io is the mean point-to-point error divided by the distance between the true
-points 36 and 45 (outer eye corners); the failure rate is the share of faces with NME_io > 0.10. Both are
-over the faces found. Times: time.perf_counter around the detector / landmarker calls only (image decoding
-and colour conversion excluded), after one warm-up call; medians over faces found (landmarks) and over all
-images (detector + landmarks; for an image without a face that is the detector's time alone).
+points 36 and 45 (outer eye corners), over the faces found. FR@0.10 is the share of faces with NME_io > 0.10,
+given twice: over the faces found, and over all images with every face not found counted as a failure (the
+README's column). Times: time.perf_counter around the detector / landmarker calls only (image decoding and
+colour conversion excluded), after one warm-up call; with --repeat R each call is timed R times and the
+fastest kept. Medians over faces found (landmarks) and over all images (detector + landmarks; for an image
+without a face that is the detector's time alone). On a CPU that other processes share, the times move by
+tens of per cent from run to run; --repeat 3 steadies them.
 
-Outputs in --out (default outputs/bench/): <method>_<split>.npz with names, predicted (N, 68, 2; NaN rows for
-faces not found), found, boxes and timings (ms); mediapipe also keeps the raw mesh (N, 468, 3);
-summary_<split>.json with the table.
+Outputs in --out (default outputs/bench/): <method>_<split>.npz with names, truth, predicted (N, 68, 2; NaN
+rows for faces not found), nme_io, found, boxes (x, y, w, h), iou and the timings in ms (detector_ms,
+landmark_ms, total_ms); mediapipe also keeps the raw mesh (N, 468, 3) in pixels; summary_<split>.json with
+the table, versions and settings.
 
     --tune-mapping  runs Face Mesh on the TRAINING split and prints, for each iBUG point, the training error of
-                    the table's mesh vertex and of the best single vertex (the table was checked this way; test
+                    both tables' mesh vertices and of the best single vertex (how the table was chosen; test
                     images are never used for it).
 """
 from __future__ import annotations
