@@ -21,10 +21,9 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from fetch_data import DataError, ensure_dataset
+from fetch_data import DATA_ENV_VAR, DataError, ensure_dataset
 
 REPO_DIR = Path(__file__).resolve().parent
-DATA_ENV_VAR = "FKP_DATA"
 DEFAULT_DATA_DIR = REPO_DIR / "data"
 NUM_KEYPOINTS = 68
 

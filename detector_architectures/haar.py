@@ -42,7 +42,6 @@ DEFAULT_PARAMS: dict = {
     "min_face_px": 20,  # ... and in pixels of the original image (faces below this are not searched for)
     "max_upscale": 4.0,  # the most a small image is enlarged
     "max_side": 1024,  # the working image's long side is at most this many pixels
-    "pad": 0.0,  # border added on each side (fraction of the shorter side) so faces cut by the edge are found
     "nms_iou": 0.3,  # a box overlapping a kept box by this IoU (or lying mostly inside it) is dropped
 }
 
@@ -321,17 +320,12 @@ def load_cascade(name: str) -> cv2.CascadeClassifier:
 
 @dataclass
 class WorkingImage:
-    """The grayscale image the cascades see and how to map its pixels back: original = (working - pad) / scale."""
+    """The grayscale image the cascades see, ``scale`` times the original, and the smallest window searched."""
 
     gray: np.ndarray
     scale: float
-    pad: int
     min_size: int
     original_shape: tuple[int, int]
-
-    def to_original(self, box: Sequence[float]) -> np.ndarray:
-        x, y, w, h = (float(v) for v in box)
-        return np.array([(x - self.pad) / self.scale, (y - self.pad) / self.scale, w / self.scale, h / self.scale])
 
 
 class HaarFaceDetector:
@@ -362,7 +356,7 @@ class HaarFaceDetector:
 
     # -- the steps -------------------------------------------------------------------------------------------
     def prepare(self, image: np.ndarray) -> WorkingImage | None:
-        """Grayscale, rescaled, padded and (optionally) equalised working image; None if too small to hold a face."""
+        """Grayscale, rescaled and (optionally) equalised working image; None if too small to hold a face."""
         p = self.params
         gray = to_gray_uint8(image)
         height, width = gray.shape
@@ -383,11 +377,8 @@ class HaarFaceDetector:
             return None
         if p["equalize"]:
             gray = cv2.equalizeHist(gray)
-        pad = int(round(p["pad"] * min(gray.shape)))
-        if pad > 0:
-            gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
         min_size = max(self.window, int(round(min_face * scale)))
-        return WorkingImage(gray, scale, pad, min_size, (height, width))
+        return WorkingImage(gray, scale, min_size, (height, width))
 
     def raw_windows(self, working: WorkingImage, name: str, mirrored: bool = False) -> RawWindows:
         """Every window that passes the whole cascade (minNeighbors=0), in working-image pixels."""
@@ -413,37 +404,39 @@ class HaarFaceDetector:
                 runs.append((name, True))
         return runs
 
-    def combine(self, raw: Mapping[tuple[str, bool], RawWindows], working: WorkingImage) -> list[Detection]:
-        """Group each run's windows, map them to original pixels and the frontal convention, and merge (NMS)."""
-        p = self.params
-        candidates: list[Detection] = []
-        for index, (name, mirrored) in enumerate(self.sources()):
-            if (name, mirrored) not in raw:
-                continue
-            rects, weights = raw[(name, mirrored)]
-            min_neighbors = p["min_neighbors"] if name == p["cascades"][0] else p["secondary_min_neighbors"]
-            boxes, counts, _ = group_windows(rects, weights, min_neighbors)
-            correction = BOX_CORRECTIONS.get(name, BoxCorrection())
-            if mirrored:
-                correction = correction.mirrored()
-            label = f"{name}_mirrored" if mirrored else name
-            found = [
-                Detection(correction.apply(working.to_original(box)), count, label)
-                for box, count in zip(boxes, counts)
-            ]
-            candidates.extend(sorted(found, key=lambda d: -d.score))
-        return suppress(candidates, p["nms_iou"])
+    def min_neighbors_for(self, name: str) -> int:
+        return self.params["min_neighbors"] if name == self.params["cascades"][0] else self.params["secondary_min_neighbors"]
+
+    def detections_of_run(
+        self, raw: RawWindows, name: str, mirrored: bool, scale: float, min_neighbors: int | None = None
+    ) -> list[Detection]:
+        """One cascade run's raw windows grouped, mapped back to original pixels (``scale`` = working / original)
+        and onto the frontal-default convention, surest first."""
+        if min_neighbors is None:
+            min_neighbors = self.min_neighbors_for(name)
+        boxes, counts, _ = group_windows(*raw, min_neighbors)
+        correction = BOX_CORRECTIONS.get(name, BoxCorrection())
+        if mirrored:
+            correction = correction.mirrored()
+        label = f"{name}_mirrored" if mirrored else name
+        found = [Detection(correction.apply(box / scale), count, label) for box, count in zip(boxes, counts)]
+        return sorted(found, key=lambda d: -d.score)
+
+    def merge(self, runs: Sequence[list[Detection]]) -> list[Detection]:
+        """Non-maximum suppression over the runs' detections in priority order, then sorted surest first."""
+        kept = suppress([d for run in runs for d in run], self.params["nms_iou"])
+        return sorted(kept, key=lambda d: -d.score)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in an RGB (or grayscale, or RGBA) image, as ``Detection``s in original pixels, surest first."""
         working = self.prepare(image)
         if working is None:
             return []
-        raw: dict[tuple[str, bool], RawWindows] = {}
+        runs: list[list[Detection]] = []
         primary = self.params["cascades"][0]
         for name, mirrored in self.sources():
-            if name != primary and self.params["secondary"] == "if_empty" and self.combine(raw, working):
+            if name != primary and self.params["secondary"] == "if_empty" and any(runs):
                 break
-            raw[(name, mirrored)] = self.raw_windows(working, name, mirrored)
-        detections = self.combine(raw, working)
-        return sorted(detections, key=lambda d: -d.score)
+            raw = self.raw_windows(working, name, mirrored)
+            runs.append(self.detections_of_run(raw, name, mirrored, working.scale))
+        return self.merge(runs)
