@@ -356,6 +356,9 @@ class Rescale:
     def __call__(self, sample: dict) -> dict:
         image, keypoints = sample["image"], sample["keypoints"]
         h, w = image.shape[:2]
+        # TODO: resize ``image`` to new_h x new_w (the shorter side becomes ``output_size`` for an int, keeping the
+        # aspect ratio; exactly (height, width) for a tuple) with cv2.resize, and scale the keypoints to match.
+        # Pixel centres sit at integer coordinates, so x_new = (x + 0.5) * new_w / w - 0.5, and likewise y.
         ### BEGIN SOLUTION
         if isinstance(self.output_size, int):
             if h > w:
@@ -385,6 +388,8 @@ class RandomCrop:
         new_h, new_w = self.output_size
         if new_h > h or new_w > w:
             raise ValueError(f"RandomCrop of {new_h}x{new_w} is larger than the {h}x{w} image: Rescale first.")
+        # TODO: draw the window's top-left corner (top, left) at random with ``self.rng.integers``, cut the
+        # new_h x new_w window out of ``image``, and move the keypoints by the same offset.
         ### BEGIN SOLUTION
         top = int(self.rng.integers(0, h - new_h + 1))
         left = int(self.rng.integers(0, w - new_w + 1))
@@ -399,6 +404,8 @@ class Normalize:
 
     def __call__(self, sample: dict) -> dict:
         image, keypoints = sample["image"], sample["keypoints"]
+        # TODO: ``gray``: the image in gray levels (cv2.cvtColor with cv2.COLOR_RGB2GRAY for an RGB image), as
+        # float32 in [0, 1]; ``keypoints``: mapped to [-1, 1] around the image centre (``normalize_keypoints``).
         ### BEGIN SOLUTION
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
         gray = gray.astype(np.float32) / 255.0

@@ -147,6 +147,10 @@ def run_pictures(pipe, pictures: dict[str, np.ndarray | Path], out_dir: Path, fi
 
 
 def open_capture(source: str | int) -> cv2.VideoCapture:
+    """An opened video file or webcam; OpenCV's own warnings are silenced in favour of one clear error."""
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    if isinstance(source, str) and not Path(source).is_file():
+        raise DataError(f"Video {source} does not exist: check the file path.")
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
         what = f"webcam {source}" if isinstance(source, int) else f"video {source}"

@@ -342,6 +342,37 @@ def plot_filters(weights: "torch.Tensor | np.ndarray", columns: int = 8, size: f
     return fig
 
 
+def plot_feature_maps(image: Any, maps: dict[str, np.ndarray], count: int = 8, size: float = 1.3) -> "Figure":
+    """A face crop, then one row per layer with its first ``count`` feature maps (``explain.feature_maps``), each
+    scaled to its own range: bright where the channel responds most."""
+    import matplotlib.pyplot as plt
+
+    rows = len(maps)
+    fig, axes = plt.subplots(rows, count + 1, figsize=(size * (count + 1), size * rows + 0.3), squeeze=False)
+    for row, (name, stack) in enumerate(maps.items()):
+        show_keypoints(axes[row, 0], image, title="input" if row == 0 else None)
+        for column in range(count):
+            ax = axes[row, column + 1]
+            ax.axis("off")
+            if column < len(stack):
+                ax.imshow(stack[column], cmap="viridis")
+                ax.set_title(f"{name}[{column}]" if column == 0 else str(column), fontsize=7)
+        axes[row, 1].text(-0.1, 0.5, f"{stack.shape[1]} x {stack.shape[2]}", transform=axes[row, 1].transAxes,
+                          rotation=90, va="center", ha="right", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def show_heatmap(ax: "Axes", image: Any, heatmap: np.ndarray, point: np.ndarray | None = None, title: str | None = None,
+                 alpha: float = 0.5) -> "Axes":
+    """A heat map in [0, 1] (e.g. ``explain.grad_cam``) over a gray image, with an optional (x, y) point marked."""
+    show_keypoints(ax, image, title=title)
+    ax.imshow(np.asarray(heatmap), cmap="jet", alpha=alpha, vmin=0, vmax=1)
+    if point is not None:
+        ax.scatter([point[0]], [point[1]], s=40, facecolors="none", edgecolors="white", linewidths=1.5)
+    return ax
+
+
 def loss_curves(input_size: int = 224, max_error_px: float = 25.0, steps: int = 201) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Value and gradient of each training loss (``train.make_loss``) for one coordinate's error, by error in
     input pixels: {name: (errors_px, values, gradients per pixel)}."""

@@ -150,6 +150,9 @@ def train_one_epoch(model, loader, loss_fn, optimizer, schedule, device, progres
     for batch in tqdm(loader, desc="train", leave=False, disable=not progress):
         images = batch["image"].to(device, non_blocking=True)
         target = batch["keypoints"].to(device, non_blocking=True).flatten(1)
+        # TODO: one training step on this batch: clear the old gradients, compute ``loss`` (``loss_fn`` of the
+        # model's output for ``images`` against ``target``), backpropagate it, and let the optimizer update the
+        # weights.
         ### BEGIN SOLUTION
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model(images), target)

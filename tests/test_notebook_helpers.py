@@ -216,6 +216,15 @@ def test_first_conv_and_filter_grid():
         nh.first_conv(torch.nn.Linear(2, 2))
 
 
+def test_feature_map_grid_and_heatmap():
+    maps = {"features.0": np.random.default_rng(0).random((16, 12, 12)), "features.1": np.random.default_rng(1).random((4, 6, 6))}
+    image = np.random.default_rng(2).random((24, 24)).astype(np.float32)
+    fig = nh.plot_feature_maps(image, maps, count=8)
+    assert len([ax for ax in fig.axes if ax.images]) == 2 + 8 + 4  # an input per row, then the maps there are
+    fig, ax = plt.subplots()
+    nh.show_heatmap(ax, image, np.linspace(0, 1, 24 * 24).reshape(24, 24), point=(5.0, 7.0), title="heat")
+    assert len(ax.images) == 2 and ax.get_title() == "heat" and len(ax.collections) == 1
+
 def test_loss_curves_have_the_expected_shapes():
     curves = nh.loss_curves(input_size=224, max_error_px=20, steps=41)
     errors, mse, mse_grad = curves["mse"]

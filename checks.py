@@ -1,0 +1,279 @@
+"""The checks after each TODO of the course: they say what is right, and what is wrong and where to look.
+
+Each ``check_*`` function prints one line per check that passes and raises ``AssertionError`` with a hint at the
+first one that fails. A notebook's check cell is a plain call (or a plain ``assert``), so nbgrader's autograder
+can grade it: the cell passes when it raises nothing. Code that is still a stub raises ``NotImplementedError``;
+the checks turn that into "... is not implemented yet" and name the place to fill in.
+
+The functions look up the course code when they run (``data_load.Rescale``, ``models.Net``, ...), so after an
+edit to a ``.py`` file the check sees the new code as soon as the module is reloaded (the notebooks turn on
+``%autoreload``).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+PASS = "\N{CHECK MARK}"
+
+
+def passed(message: str) -> None:
+    """Report a check that passed."""
+    print(f"  {PASS} {message}")
+
+
+@contextlib.contextmanager
+def implemented(what: str, where: str) -> Iterator[None]:
+    """Run student code: a stub's NotImplementedError becomes "not implemented yet", any other error an
+    AssertionError that says which part raised it (the original error stays attached for its traceback)."""
+    try:
+        yield
+    except NotImplementedError:
+        raise AssertionError(f"{what} is not implemented yet: fill in the TODO in {where}, then run this cell again.") from None
+    except AssertionError:
+        raise
+    except Exception as error:
+        raise AssertionError(f"{what} raised {type(error).__name__}: {error}") from error
+
+
+def _face_sample(width: int = 150, height: int = 170, roll_deg: float = 8.0) -> dict:
+    """A cartoon face (RGB uint8) with its 68 keypoints: the checks' own sample when none is given."""
+    import cv2
+
+    import artwork
+
+    keypoints = artwork.face_keypoints((width * 0.5, height * 0.45), 0.55 * width, roll_deg).astype(np.float32)
+    image = np.full((height, width, 3), 90, np.uint8)
+    outline = np.round(artwork.face_outline(keypoints.astype(np.float64))).astype(np.int32)
+    cv2.fillPoly(image, [outline], (205, 170, 140))
+    for start, stop in ((36, 42), (42, 48), (48, 60)):
+        cv2.fillPoly(image, [np.round(keypoints[start:stop]).astype(np.int32)], (40, 30, 30))
+    return {"image": image, "keypoints": keypoints, "name": "Check_Face_00.jpg"}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Notebook 1: the course transforms (data_load.py) and the transform pipeline
+# ---------------------------------------------------------------------------------------------------------
+def _marker(transform: Callable[[dict], dict], sample: dict, index: int = 30) -> float:
+    import notebook_helpers as nh
+
+    return nh.marker_offset(transform, sample, index=index)
+
+
+def check_course_transforms(sample: dict | None = None) -> None:
+    """``Rescale``, ``RandomCrop`` and ``Normalize`` in data_load.py: sizes, value ranges, and keypoints that stay
+    on their pixels (a magenta disk painted on the nose tip must end up where the transform says point 30 went)."""
+    import data_load
+
+    sample = sample if sample is not None else _face_sample()
+    h, w = sample["image"].shape[:2]
+    where = "data_load.py"
+
+    with implemented("Rescale", f"{where} (Rescale.__call__)"):
+        out = data_load.Rescale(100)(sample)
+        exact = data_load.Rescale((80, 120))(sample)
+    short, long_expected = sorted(out["image"].shape[:2]), 100 * max(h, w) / min(h, w)
+    assert short[0] == 100, f"Rescale(100) should make the shorter side 100 px, got an image of {out['image'].shape[:2]}"
+    assert abs(short[1] - long_expected) <= 1, (
+        f"Rescale(100) should keep the aspect ratio: the longer side should be about {long_expected:.0f} px, got {short[1]}")
+    assert exact["image"].shape[:2] == (80, 120), f"Rescale((80, 120)) should give exactly 80 x 120 (height, width), got {exact['image'].shape[:2]}"
+    passed("Rescale gives the right sizes (shorter side for an int, exactly (height, width) for a tuple)")
+    for label, transform in (("Rescale(100)", data_load.Rescale(100)), ("Rescale((80, 120))", data_load.Rescale((80, 120)))):
+        offset = _marker(transform, sample)
+        assert offset < 1.0, (
+            f"{label} moves the keypoints {offset:.1f} px away from their pixels: scale x by new_w / w and y by new_h / h "
+            "(with pixel centres at integer coordinates: x_new = (x + 0.5) * new_w / w - 0.5)")
+    passed("Rescale keeps keypoint 30 on its pixel (< 1 px)")
+
+    with implemented("RandomCrop", f"{where} (RandomCrop.__call__)"):
+        window = (h - 12, w - 12)  # small margins, so the nose tip stays in every window
+        crops = [data_load.RandomCrop(window, rng=np.random.default_rng(seed))(sample) for seed in range(6)]
+        offsets = [_marker(data_load.RandomCrop(window, rng=np.random.default_rng(seed)), sample) for seed in range(6)]
+        square = data_load.RandomCrop(min(h, w) - 12, rng=np.random.default_rng(0))(sample)
+    assert all(c["image"].shape[:2] == window for c in crops), f"RandomCrop({window}) should cut {window[0]} x {window[1]} windows, got {crops[0]['image'].shape[:2]}"
+    assert square["image"].shape[:2] == (min(h, w) - 12,) * 2, "RandomCrop(n) with an int should cut an n x n square"
+    assert max(offsets) < 1.0, (
+        f"RandomCrop moves the keypoints up to {max(offsets):.1f} px away from their pixels: subtract the window's "
+        "left edge from x and its top edge from y")
+    corners = {tuple(np.round(c["keypoints"][0] - sample["keypoints"][0], 3)) for c in crops}
+    assert len(corners) > 1, "RandomCrop always cuts the same window: draw its top-left corner at random with self.rng"
+    passed("RandomCrop cuts windows of the right size, at random places, and keeps keypoint 30 on its pixel")
+
+    with implemented("Normalize", f"{where} (Normalize.__call__)"):
+        normalized = data_load.Normalize()(sample)
+    image, keypoints = np.asarray(normalized["image"]), np.asarray(normalized["keypoints"])
+    assert image.shape == (h, w), f"Normalize should give a gray image of {h} x {w}, got shape {image.shape}: convert RGB to gray"
+    assert image.dtype == np.float32 and 0.0 <= image.min() and image.max() <= 1.0, (
+        f"Normalize should give float32 values in [0, 1], got {image.dtype} from {image.min():.2f} to {image.max():.2f}: divide by 255")
+    gray = np.asarray(sample["image"], np.float32).mean(axis=2) / 255 if np.ndim(sample["image"]) == 3 else sample["image"] / 255
+    assert float(np.abs(image - gray).mean()) < 0.1, "Normalize changes the picture: gray values should be the pixel's gray level / 255"
+    expected = (np.asarray(sample["keypoints"]) - [w / 2, h / 2]) / [w / 2, h / 2]
+    assert keypoints.shape == expected.shape and np.allclose(keypoints, expected, atol=1e-3), (
+        "Normalize should map keypoints to [-1, 1] around the image centre: (x - w/2) / (w/2) and (y - h/2) / (h/2)")
+    passed("Normalize gives gray values in [0, 1] and keypoints in [-1, 1] around the centre")
+
+
+def check_transform_pipeline(transform: Callable[[dict], dict], sample: dict | None = None) -> None:
+    """The transform pipeline of notebook 1: a raw sample to a 1 x 224 x 224 tensor in [0, 1] and 68 x 2 keypoints
+    in about [-1, 1]."""
+    import torch
+
+    sample = sample if sample is not None else _face_sample(300, 340)
+    with implemented("data_transform", "the cell above (and the transforms in data_load.py)"):
+        out = transform(sample)
+    image, keypoints = out.get("image"), out.get("keypoints")
+    assert isinstance(image, torch.Tensor) and isinstance(keypoints, torch.Tensor), (
+        f"the pipeline should end with tensors (ToTensor), got {type(image).__name__} and {type(keypoints).__name__}")
+    assert tuple(image.shape) == (1, 224, 224), f"the image must be a 1 x 224 x 224 tensor, got {tuple(image.shape)}"
+    assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0, "the image values must be in [0, 1]: Normalize"
+    assert tuple(keypoints.shape) == (68, 2), f"the keypoints must be a 68 x 2 tensor, got {tuple(keypoints.shape)}"
+    assert float(keypoints.abs().max()) < 1.5, "the keypoints must be normalised to about [-1, 1]: Normalize"
+    passed("data_transform gives a 1 x 224 x 224 image in [0, 1] and 68 x 2 keypoints in about [-1, 1]")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Notebook 2: the network (models.py), the training step (train.py) and the configuration
+# ---------------------------------------------------------------------------------------------------------
+def check_net(net_class: type | None = None) -> None:
+    """``Net`` in models.py: 136 outputs per image for any batch size, convolutional, every layer trained."""
+    import torch
+    import torch.nn as nn
+
+    import models
+
+    net_class = net_class or models.Net
+    torch.manual_seed(0)
+    with implemented("Net.__init__", "models.py"):
+        net = net_class()
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert convs, "Net has no nn.Conv2d layer: define the convolution stages in Net.__init__"
+    assert convs[0].in_channels == 1, f"the first convolution should take 1 (gray) channel, not {convs[0].in_channels}"
+    passed(f"Net builds, with {len(convs)} convolution layer(s) and {models.count_parameters(net):,} parameters")
+
+    x = torch.rand(2, 1, 224, 224)
+    with implemented("Net.forward", "models.py"), torch.no_grad():
+        out = net.eval()(x)
+        single = net(x[:1])
+    assert isinstance(out, torch.Tensor), f"Net.forward should return a tensor, got {type(out).__name__}"
+    assert tuple(out.shape) == (2, 136), f"Net should output (N, 136), got {tuple(out.shape)}: check the last Linear layer"
+    assert tuple(single.shape) == (1, 136), f"Net should output (1, 136) for one image, got {tuple(single.shape)}"
+    assert torch.isfinite(out).all(), "Net outputs NaN or infinite values"
+    assert torch.allclose(single, out[:1], atol=1e-4), "in eval mode an image's output must not depend on the rest of its batch"
+    passed("Net maps N x 1 x 224 x 224 to N x 136, finite, for any batch size")
+
+    with implemented("Net", "models.py"):
+        five = net_class(num_keypoints=5).eval()(x[:1])
+    assert tuple(five.shape) == (1, 10), f"Net(num_keypoints=5) should output 10 numbers, got {tuple(five.shape)}: use 2 * num_keypoints"
+    passed("Net(num_keypoints=K) outputs 2 K numbers")
+
+    net.train()
+    net(x).sum().backward()
+    untrained = [name for name, p in net.named_parameters() if p.grad is None]
+    assert not untrained, f"no gradient reaches {', '.join(untrained[:4])}: is every layer defined in __init__ used in forward?"
+    passed("gradients reach every layer")
+
+
+def check_train_one_epoch(train_one_epoch: Callable[..., float] | None = None) -> None:
+    """The core of ``train_one_epoch`` in train.py: one step per batch (zero the gradients, loss of the model's
+    output against the flattened targets, backpropagate, step), the mean loss returned, and a loss that falls on a
+    tiny batch."""
+    import torch
+    import torch.nn as nn
+
+    import train
+
+    train_one_epoch = train_one_epoch or train.train_one_epoch
+    where = "train.py (train_one_epoch)"
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 136))
+    batch = {"image": torch.rand(4, 1, 8, 8), "keypoints": torch.rand(4, 68, 2) * 2 - 1}
+    loss_fn = nn.MSELoss()
+    reference = copy.deepcopy(model)
+    reference_loss = loss_fn(reference(batch["image"]), batch["keypoints"].flatten(1))
+    reference_loss.backward()
+    expected_loss = reference_loss.item()
+    before = [p.detach().clone() for p in model.parameters()]
+    stale = [torch.full_like(p, 0.5) for p in model.parameters()]  # gradients left over from an earlier step
+    for p, grad in zip(model.parameters(), stale):
+        p.grad = grad.clone()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with implemented("train_one_epoch", where):
+        loss = train_one_epoch(model, [batch], loss_fn, optimizer, None, "cpu", False)
+    assert isinstance(loss, float) and math.isfinite(loss), f"train_one_epoch should return the mean loss as a number, got {loss!r}"
+    assert abs(loss - expected_loss) < 1e-5, (
+        f"the loss should be loss_fn(model(images), target) before the step ({expected_loss:.5f}), got {loss:.5f}")
+    passed("the loss is that of the model's output against the flattened keypoints")
+
+    after = [p.detach() for p in model.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(after, before)), "the weights did not change: call loss.backward(), then optimizer.step()"
+    one_step = [b - 0.1 * r.grad for b, r in zip(before, reference.parameters())]
+    stale_step = [b - 0.1 * (r.grad + s) for b, r, s in zip(before, reference.parameters(), stale)]
+    if all(torch.allclose(a, s, atol=1e-6) for a, s in zip(after, stale_step)):
+        raise AssertionError("the step used gradients left over from an earlier batch: call optimizer.zero_grad() before loss.backward()")
+    assert all(torch.allclose(a, o, atol=1e-6) for a, o in zip(after, one_step)), (
+        "the weights changed, but not by one optimizer step on this batch's loss: zero the gradients, then "
+        "loss.backward() and optimizer.step(), once per batch")
+    passed("one optimizer step per batch, from fresh gradients")
+
+    tiny = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 136))
+    optimizer = torch.optim.Adam(tiny.parameters(), lr=1e-2)
+    with implemented("train_one_epoch", where):
+        losses = [train_one_epoch(tiny, [batch], loss_fn, optimizer, None, "cpu", False) for _ in range(15)]
+    assert losses[-1] < 0.5 * losses[0], f"on a tiny batch the loss should fall quickly: {losses[0]:.4f} -> {losses[-1]:.4f}"
+    passed(f"the loss falls on a tiny batch: {losses[0]:.4f} -> {losses[-1]:.4f} in 15 epochs")
+
+
+def check_course_config(config: Any) -> None:
+    """The training configuration of notebook 2: the course's ``Net`` with sensible settings."""
+    import train
+
+    assert isinstance(config, train.TrainConfig), f"config should be a train.TrainConfig, got {type(config).__name__}"
+    assert config.model == "net", f"the course trains its own Net: model='net', not {config.model!r}"
+    assert config.epochs >= 1 and config.batch_size >= 1, "epochs and batch_size must be at least 1"
+    assert 0 < config.lr <= 0.1, f"a learning rate of {config.lr} is far outside the usual range (about 1e-4 to 1e-2)"
+    assert config.optimizer in ("adam", "adamw"), f"unknown optimizer {config.optimizer!r}: choose 'adam' or 'adamw'"
+    assert config.loss in ("wing", "smoothl1", "mse"), f"unknown loss {config.loss!r}: choose 'wing', 'smoothl1' or 'mse'"
+    assert config.schedule in ("onecycle", "cosine", "plateau"), f"unknown schedule {config.schedule!r}"
+    passed(f"{config.model}, {config.epochs} epochs of batches of {config.batch_size}, {config.optimizer} at {config.lr:g}, "
+           f"{config.schedule} schedule, {config.loss} loss")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Notebook 4: placing artwork (filters.py)
+# ---------------------------------------------------------------------------------------------------------
+def check_placement() -> None:
+    """``Artwork.target_points`` and ``placement_transform`` in filters.py: each anchor of the sunglasses, the
+    moustache and the hat lands on its keypoints, on upright and rolled faces, with a similarity transform."""
+    import artwork
+    import filters
+
+    where = "filters.py"
+    glasses = filters.load_artwork("sunglasses")
+    keypoints = artwork.face_keypoints((200, 180), 220, 0) + np.random.default_rng(0).normal(0, 2, (68, 2))
+    with implemented("Artwork.target_points", f"{where} (Artwork.target_points)"):
+        targets = np.asarray(glasses.target_points(keypoints))
+    expected = np.array([keypoints[list(group)].mean(axis=0) for group in glasses.targets])
+    assert targets.shape == expected.shape, f"target_points should give one (x, y) per anchor, shape {expected.shape}, got {targets.shape}"
+    assert np.allclose(targets, expected, atol=1e-6), "each target should be the mean of the keypoints of its group (self.targets)"
+    passed("target_points averages each group of keypoints")
+
+    for roll in (-20.0, 0.0, 25.0):
+        face = artwork.face_keypoints((200, 180), 220, roll)
+        for name in artwork.ACCESSORIES:
+            art = filters.load_artwork(name)
+            with implemented("placement_transform", f"{where} (placement_transform)"):
+                matrix = np.asarray(filters.placement_transform(name, face), np.float64)
+            assert matrix.shape == (2, 3), f"placement_transform should return a 2 x 3 matrix, got shape {matrix.shape}"
+            (a, b, _), (c, d, _) = matrix
+            assert abs(a - d) < 1e-6 and abs(b + c) < 1e-6 and a * d - b * c > 0, (
+                f"the {name} matrix is not a similarity (it shears, stretches or mirrors): use filters.similarity_transform")
+            placed = artwork.apply_matrix(matrix, art.anchors)
+            error = float(np.abs(placed - art.target_points(face)).max())
+            assert error < 0.5, (
+                f"the {name} anchors land up to {error:.1f} px from their keypoints on a face rolled {roll:g} degrees: "
+                "map the anchors (artwork pixels) onto the target points (image pixels), in that order")
+    passed("the anchors of the sunglasses, the moustache and the hat land on their keypoints, upright and rolled")

@@ -1,0 +1,407 @@
+"""Make the student release of the course: the same files, with every solution replaced by a stub.
+
+    python make_release.py               # writes release/ (ignored by git)
+    python make_release.py --out DIR     # writes DIR instead
+
+One source holds the solutions, marked the way nbgrader marks them, and the student version is generated from
+it, so the two never drift apart:
+
+* In ``.py`` files and notebook code cells, the lines from ``### BEGIN SOLUTION`` to ``### END SOLUTION`` become
+  ``# YOUR CODE HERE`` and ``raise NotImplementedError("...: see the TODO above")``, indented like the BEGIN
+  line; the message names what to write (``Net.__init__ in models.py``, or the names the cell defines).
+* In markdown cells the marked lines become ``YOUR ANSWER HERE``. A cell marked as a solution in its nbgrader
+  metadata but without markers is replaced whole, as nbgrader does.
+* Notebook outputs and execution counts are cleared; check cells (nbgrader ``grade: true``) are made read-only
+  and undeletable, solution cells undeletable, as nbgrader's generate_assignment does.
+* Everything else is copied unchanged, except what git ignores (``.gitignore``: data, caches, outputs, earlier
+  releases, ...) and what only instructors use: the tests, CI, this script, and the README's instructors'
+  section (between ``<!-- BEGIN INSTRUCTORS -->`` and ``<!-- END INSTRUCTORS -->``).
+
+The release is built in a temporary folder beside ``--out`` and then moved into place, so a failed run leaves the
+previous release as it was. Problems in the source (an unbalanced marker, a solution in a cell without nbgrader
+metadata) stop the run with a one-line message that names the file and line.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import fnmatch
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import textwrap
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+REPO_DIR = Path(__file__).resolve().parent
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+CODE_STUB = "# YOUR CODE HERE"
+TEXT_STUB = "YOUR ANSWER HERE"
+# A marker line: a comment (or markdown heading) that says BEGIN SOLUTION or END SOLUTION, as nbgrader reads them.
+MARKER = re.compile(r"^(?P<indent>[ \t]*)#+[ \t]*(?P<kind>BEGIN|END) SOLUTION\b")
+INSTRUCTORS = re.compile(r"\n?<!-- BEGIN INSTRUCTORS -->.*?<!-- END INSTRUCTORS -->\n?", re.DOTALL)
+# Only instructors need these; they stay out of the release (paths relative to the course folder).
+INSTRUCTOR_ONLY = ("make_release.py", "tests/", ".ci/", "pytest.ini", ".git/")
+# Never copied, wherever they are, even without a .gitignore.
+ALWAYS_SKIPPED = ("__pycache__/", ".ipynb_checkpoints/", ".pytest_cache/", "*.pyc")
+MANIFEST = ".release.json"
+# Metadata a notebook run leaves behind, removed from released cells and notebooks.
+RUN_STATE_CELL_KEYS = ("execution", "ExecuteTime", "collapsed", "scrolled")
+RUN_STATE_NOTEBOOK_KEYS = ("widgets",)
+
+
+class ReleaseError(Exception):
+    """A problem in the source or the destination, told in one line that names the file and line."""
+
+
+@dataclass
+class Stub:
+    """One solution replaced in the release."""
+
+    path: str  # relative to the course folder
+    line: int  # 1-based line of the BEGIN marker in the file (.py) or in the cell (notebooks); 0 for a whole cell
+    name: str  # what the student writes there
+    cell: int | None = None  # 1-based cell number in a notebook
+    kind: str = "code"  # code | answer
+
+
+@dataclass
+class Report:
+    files: list[str] = field(default_factory=list)
+    stubs: list[Stub] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Solution regions
+# ---------------------------------------------------------------------------------------------------------
+def replace_regions(lines: list[str], where: str, stub: Callable[[str, list[str], int], list[str]]) -> tuple[list[str], list[int]]:
+    """Replace each BEGIN ... END SOLUTION region of ``lines`` (no line endings) by ``stub(indent, region, line)``.
+
+    Returns the new lines and the 1-based line numbers of the BEGIN markers. ``where`` names the text in errors.
+    """
+    out: list[str] = []
+    starts: list[int] = []
+    begin: int | None = None
+    region: list[str] = []
+    indent = ""
+    for number, line in enumerate(lines, start=1):
+        marker = MARKER.match(line)
+        if marker and marker["kind"] == "BEGIN":
+            if begin is not None:
+                raise ReleaseError(f"{where}:{number}: BEGIN SOLUTION inside the region opened at line {begin}: close it with {END} first")
+            begin, region, indent = number, [], marker["indent"]
+        elif marker:
+            if begin is None:
+                raise ReleaseError(f"{where}:{number}: END SOLUTION without a BEGIN SOLUTION before it")
+            out += stub(indent, region, begin)
+            starts.append(begin)
+            begin = None
+        elif begin is not None:
+            region.append(line)
+        else:
+            out.append(line)
+    if begin is not None:
+        raise ReleaseError(f"{where}:{begin}: BEGIN SOLUTION without a matching {END}")
+    return out, starts
+
+
+def _qualname_at(tree: ast.AST, line: int) -> str | None:
+    """The dotted name of the innermost class or function around ``line`` (``Net.__init__``), or None."""
+    best: str | None = None
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        nonlocal best
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and child.lineno <= line <= (child.end_lineno or child.lineno):
+                best = f"{prefix}{child.name}"
+                visit(child, f"{best}.")
+            else:
+                visit(child, prefix)
+
+    visit(tree, "")
+    return best
+
+
+def _defined_names(code: str) -> list[str]:
+    """The names a piece of code defines at its top level (assignments, functions, classes), in order."""
+    try:
+        tree = ast.parse(textwrap.dedent(code))
+    except SyntaxError:
+        return []
+    names: list[str] = []
+    for node in tree.body:
+        targets: list[ast.AST] = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.append(node.name)
+        elif isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+            targets = [node.target]
+        for target in targets:
+            for sub in ast.walk(target):
+                if isinstance(sub, ast.Name) and sub.id not in names:
+                    names.append(sub.id)
+    return names
+
+
+def _code_stub(indent: str, message: str) -> list[str]:
+    return [f"{indent}{CODE_STUB}", f"{indent}raise NotImplementedError({json.dumps(message)})"]
+
+
+def _what_a_cell_defines(code: str) -> str:
+    names = _defined_names(code)
+    return f"write {' and '.join(names) if len(names) <= 2 else ', '.join(names[:-1]) + ' and ' + names[-1]}" if names else "fill in this cell"
+
+
+def _what_to_write(cell_source: str, region: list[str], line: int) -> str:
+    """What a notebook code cell's solution region asks for: the function around it, else the names it defines."""
+    python = "\n".join("" if l.lstrip().startswith(("%", "!")) else l for l in cell_source.splitlines())  # no magics
+    try:
+        qualname = _qualname_at(ast.parse(python), line)
+    except SyntaxError:
+        qualname = None
+    return f"write {qualname}" if qualname else _what_a_cell_defines("\n".join(region))
+
+
+def release_python(text: str, where: str) -> tuple[str, list[Stub]]:
+    """A .py file's text with its solutions stubbed, and the stubs."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as error:
+        raise ReleaseError(f"{where}:{error.lineno}: not valid Python ({error.msg})") from None
+    name = Path(where).name
+    stubs: list[Stub] = []
+
+    def stub(indent: str, region: list[str], line: int) -> list[str]:
+        qualname = _qualname_at(tree, line)
+        what = f"{qualname} in {name}" if qualname else f"{name}, line {line}"
+        stubs.append(Stub(where, line, what))
+        return _code_stub(indent, f"{what}: see the TODO above")
+
+    lines, _ = replace_regions(text.splitlines(), where, stub)
+    released = "\n".join(lines) + ("\n" if text.endswith("\n") else "")
+    try:
+        compile(released, where, "exec")
+    except SyntaxError as error:
+        raise ReleaseError(f"{where}:{error.lineno}: not valid Python once its solutions are stubbed ({error.msg}): "
+                           "put each BEGIN/END SOLUTION pair around whole statements") from None
+    return released, stubs
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Notebooks
+# ---------------------------------------------------------------------------------------------------------
+def nbgrader_meta(cell: dict) -> dict:
+    """A cell's nbgrader metadata ({} when it has none)."""
+    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+
+
+def release_notebook(notebook, where: str) -> list[Stub]:
+    """Stub the solutions of an nbformat 4 notebook in place, clear its outputs and lock its check cells."""
+    stubs: list[Stub] = []
+    grade_ids: dict[str, int] = {}
+    for number, cell in enumerate(notebook.cells, start=1):
+        here = f"{where} cell {number}"
+        meta = nbgrader_meta(cell)
+        is_solution, is_graded = bool(meta.get("solution")), bool(meta.get("grade"))
+        if meta:
+            grade_id = meta.get("grade_id")
+            missing = [key for key in ("grade", "solution", "locked", "grade_id") if key not in meta or meta[key] in ("", None)]
+            if missing:
+                raise ReleaseError(f"{here}: nbgrader metadata without {', '.join(missing)} (nbgrader schema 3 needs them)")
+            if cell.cell_type == "markdown" and is_graded != is_solution and not meta.get("task"):
+                raise ReleaseError(f"{here}: markdown answer {grade_id!r} must be marked both grade and solution, as nbgrader wants")
+            if grade_id in grade_ids:
+                raise ReleaseError(f"{here}: grade_id {grade_id!r} is also used by cell {grade_ids[grade_id]}; grade ids must be unique")
+            grade_ids[grade_id] = number
+            if is_graded and not isinstance(meta.get("points"), (int, float)):
+                raise ReleaseError(f"{here}: graded cell {grade_id!r} has no points in its nbgrader metadata")
+        source = cell.source
+        kind = "answer" if cell.cell_type != "code" else "code"
+
+        def stub(indent: str, region: list[str], line: int, number: int = number, cell=cell) -> list[str]:
+            if cell.cell_type == "code":
+                what = _what_to_write(source, region, line)
+                stubs.append(Stub(where, line, what, number, "code"))
+                return _code_stub(indent, f"{what}: see the TODO above")
+            stubs.append(Stub(where, line, "answer", number, "answer"))
+            return [f"{indent}{TEXT_STUB}"]
+
+        lines, starts = replace_regions(source.splitlines(), here, stub)
+        if starts and not is_solution:
+            raise ReleaseError(f"{here}:{starts[0]}: a solution region in a cell not marked as a solution: "
+                               'add "nbgrader": {"solution": true, "grade_id": ...} to the cell\'s metadata')
+        if starts:
+            cell.source = "\n".join(lines)
+        elif is_solution:  # a solution cell without markers is replaced whole, as nbgrader does
+            if cell.cell_type == "code":
+                what = _what_a_cell_defines(source)
+                cell.source = "\n".join(_code_stub("", f"{what}: see the TODO above"))
+            else:
+                what, cell.source = "answer", TEXT_STUB
+            stubs.append(Stub(where, 0, what, number, kind))
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+        for key in RUN_STATE_CELL_KEYS:
+            cell.metadata.pop(key, None)
+        if meta:
+            cell.metadata["deletable"] = False
+            if not is_solution and (is_graded or meta.get("locked")):
+                cell.metadata["editable"] = False
+    for key in RUN_STATE_NOTEBOOK_KEYS:
+        notebook.metadata.pop(key, None)
+    return stubs
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Which files
+# ---------------------------------------------------------------------------------------------------------
+def ignore_patterns(source: Path) -> list[str]:
+    """The patterns of ``source``/.gitignore (comments, blanks and negations left out), plus the always-skipped."""
+    patterns = list(ALWAYS_SKIPPED)
+    gitignore = source / ".gitignore"
+    if gitignore.is_file():
+        for line in gitignore.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith(("#", "!")):
+                patterns.append(line)
+    return patterns
+
+
+def is_ignored(relative: str, is_dir: bool, patterns: list[str]) -> bool:
+    """Whether a path (posix, relative to the course folder) matches a .gitignore pattern.
+
+    The subset of gitignore used here: ``name/`` matches folders, a pattern with a slash inside matches the path
+    from the top, any other pattern matches a file or folder name anywhere.
+    """
+    name = relative.rsplit("/", 1)[-1]
+    for pattern in patterns:
+        directory_only = pattern.endswith("/")
+        pattern = pattern.rstrip("/")
+        if directory_only and not is_dir:
+            continue
+        if "/" in pattern:
+            if fnmatch.fnmatchcase(relative, pattern.lstrip("/")):
+                return True
+        elif fnmatch.fnmatchcase(name, pattern):
+            return True
+    return False
+
+
+def release_files(source: Path, skip: Sequence[Path] = ()) -> list[str]:
+    """Every file of the course that goes into a release (posix paths relative to ``source``), sorted."""
+    patterns = ignore_patterns(source)
+    skip_resolved = {p.resolve() for p in skip}
+    files = []
+    for root, dirs, names in os.walk(source):
+        root_path = Path(root)
+        relative_root = root_path.relative_to(source).as_posix()
+        prefix = "" if relative_root == "." else f"{relative_root}/"
+        kept = []
+        for d in sorted(dirs):
+            relative = f"{prefix}{d}"
+            if (root_path / d).resolve() in skip_resolved or is_ignored(relative, True, patterns) or f"{relative}/" in INSTRUCTOR_ONLY:
+                continue
+            if d.endswith(".tmp") or (root_path / d / MANIFEST).exists():  # releases being built, or made elsewhere
+                continue
+            kept.append(d)
+        dirs[:] = kept
+        for n in sorted(names):
+            relative = f"{prefix}{n}"
+            if not is_ignored(relative, False, patterns) and relative not in INSTRUCTOR_ONLY and not (root_path / n).is_symlink():
+                files.append(relative)
+    return sorted(files)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The release
+# ---------------------------------------------------------------------------------------------------------
+def write_release(source: Path, target: Path) -> Report:
+    """Write the release of ``source`` into the empty folder ``target``."""
+    import nbformat
+
+    report = Report()
+    for relative in release_files(source, skip=[target]):
+        src, dst = source / relative, target / relative
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if relative.endswith(".py"):
+            text, stubs = release_python(src.read_text(encoding="utf-8"), relative)
+            dst.write_text(text, encoding="utf-8")
+            report.stubs += stubs
+        elif relative.endswith(".ipynb"):
+            try:
+                notebook = nbformat.read(src, as_version=4)
+            except Exception as error:  # nbformat raises several types for unreadable files
+                raise ReleaseError(f"{relative}: not a readable notebook ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
+            report.stubs += release_notebook(notebook, relative)
+            nbformat.validate(notebook)
+            nbformat.write(notebook, dst)
+        elif relative == "README.md":
+            dst.write_text(INSTRUCTORS.sub("", src.read_text(encoding="utf-8")), encoding="utf-8")
+        else:
+            shutil.copy2(src, dst)
+            continue
+        shutil.copymode(src, dst)
+    report.files = release_files(target)
+    leftovers = [f for f in report.files if f.endswith((".py", ".ipynb")) and any(MARKER.match(line) for line in (target / f).read_text(encoding="utf-8").splitlines())]
+    if leftovers:  # cannot happen unless a marker hides in JSON strings the notebook reader does not see
+        raise ReleaseError(f"{leftovers[0]}: a solution marker is left in the release")
+    manifest = {"made_by": "make_release.py", "files": report.files, "stubs": [asdict(s) for s in report.stubs]}
+    (target / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return report
+
+
+def make_release(out: str | os.PathLike = REPO_DIR / "release", source: str | os.PathLike = REPO_DIR) -> Report:
+    """Build the release of ``source`` into ``out``, replacing an earlier release there only once the new one is
+    complete. Refuses to replace a folder that is not a release."""
+    source, out = Path(source).resolve(), Path(out).resolve()
+    if out == source or source.is_relative_to(out):
+        raise ReleaseError(f"--out {out} would overwrite the course itself: choose another folder")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
+        raise ReleaseError(f"{out} exists and is not a release made by make_release.py (no {MANIFEST}): remove it or choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        report = write_release(source, building)
+        building.chmod(0o755)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", suffix=".tmp", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(building, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(building, out)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--out", default=str(REPO_DIR / "release"), help="where to write the release (default: release/)")
+    parser.add_argument("--source", default=str(REPO_DIR), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    try:
+        report = make_release(args.out, args.source)
+    except ReleaseError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    notebooks = sorted({s.path for s in report.stubs if s.path.endswith(".ipynb")})
+    modules = sorted({s.path for s in report.stubs if s.path.endswith(".py")})
+    code = [s for s in report.stubs if s.kind == "code"]
+    print(f"wrote {args.out}: {len(report.files)} files; {len(code)} solutions stubbed "
+          f"({sum(s.path.endswith('.py') for s in code)} in {', '.join(modules) or 'no module'}, "
+          f"{sum(s.path.endswith('.ipynb') for s in code)} in notebooks), "
+          f"{len(report.stubs) - len(code)} written answers cleared, in {len(notebooks)} notebooks")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""The complete pipeline and the main job's command line, including every kind of bad input."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import detect
+from data_load import DataError, haar_box_from_keypoints, read_image, read_keypoints_csv
+from evaluate import nme_interocular
+from pipeline import Face, FaceTracker, KeypointPipeline
+
+
+@pytest.fixture(scope="module")
+def pipe() -> KeypointPipeline:
+    return KeypointPipeline.from_pretrained(threads=1)
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return detect.astronaut()
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = detect.main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(err: str) -> None:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), f"expected one error line, got {err!r}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The Python interface
+# ---------------------------------------------------------------------------------------------------------
+def test_detect_finds_the_astronaut_with_68_keypoints_inside_her_face(pipe, astronaut):
+    faces = pipe.detect(astronaut)
+    assert len(faces) == 1
+    face = faces[0]
+    assert isinstance(face, Face) and face.box.shape == (4,) and face.keypoints.shape == (68, 2)
+    assert face.keypoints.dtype == np.float32
+    x, y, w, h = face.box
+    centre = face.keypoints.mean(axis=0)
+    assert x < centre[0] < x + w and y < centre[1] < y + h + 0.3 * h
+    # the eyes are above the mouth, and the image-left eye is left of the other one
+    assert face.keypoints[36:42, 1].mean() < face.keypoints[48:68, 1].mean()
+    assert face.keypoints[36:42, 0].mean() < face.keypoints[42:48, 0].mean()
+
+
+def test_keypoints_for_box_is_accurate_on_test_faces(pipe, real_data_dir):
+    names, truth = read_keypoints_csv(real_data_dir / "test_frames_keypoints.csv")
+    predicted = np.stack(
+        [pipe.keypoints_for_box(read_image(real_data_dir / "test" / n), haar_box_from_keypoints(t)) for n, t in zip(names[:40], truth[:40])]
+    )
+    assert nme_interocular(predicted, truth[:40]).mean() < 0.08
+
+
+def test_a_file_path_and_an_array_give_the_same_faces(pipe, astronaut, tmp_path):
+    path = tmp_path / "astronaut.png"
+    cv2.imwrite(str(path), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    from_file, from_array = pipe.detect(str(path)), pipe.detect(astronaut)
+    assert len(from_file) == len(from_array) == 1
+    np.testing.assert_allclose(from_file[0].keypoints, from_array[0].keypoints, atol=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["gray", "rgba", "uint16"])
+def test_other_array_formats_are_converted(pipe, astronaut, kind):
+    image = {
+        "gray": cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY),
+        "rgba": np.dstack([astronaut, np.full(astronaut.shape[:2], 255, np.uint8)]),
+        "uint16": astronaut.astype(np.uint16) * 257,
+    }[kind]
+    faces = pipe.detect(image)
+    assert len(faces) == 1 and faces[0].keypoints.shape == (68, 2)
+
+
+def test_all_faces_of_a_picture_go_through_the_network_in_one_batch(pipe, astronaut, monkeypatch):
+    group = detect.montage([astronaut, astronaut[:, ::-1], astronaut], columns=3, cell=300)
+    calls = []
+    original = pipe.runner.__call__
+
+    class CountingRunner:
+        input_size, num_keypoints = pipe.runner.input_size, pipe.runner.num_keypoints
+
+        def __call__(self, batch):
+            calls.append(len(batch))
+            return original(batch)
+
+    counting = KeypointPipeline(CountingRunner(), pipe.detector, pipe.flip_average)
+    faces = counting.detect(group)
+    assert len(faces) >= 3
+    assert calls == [len(faces) * (2 if pipe.flip_average else 1)]
+
+
+def test_no_face_gives_an_empty_list(pipe):
+    assert pipe.detect(np.full((240, 320, 3), 127, np.uint8)) == []
+    noise = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    assert isinstance(pipe.detect(noise), list)
+
+
+def test_tiny_and_huge_pictures(pipe, astronaut):
+    assert pipe.detect(np.zeros((10, 10, 3), np.uint8)) == []
+    huge = cv2.resize(astronaut, (8000, 8000), interpolation=cv2.INTER_LINEAR)
+    faces = pipe.detect(huge)
+    assert len(faces) == 1
+    small_faces = pipe.detect(astronaut)
+    np.testing.assert_allclose(faces[0].keypoints / (8000 / 512), small_faces[0].keypoints, atol=4)
+
+
+def test_faces_cut_by_the_border_still_get_keypoints(pipe, astronaut):
+    face = pipe.detect(astronaut)[0]
+    x, y, w, h = face.box.astype(int)
+    cut = astronaut[y + h // 3 :, x + w // 3 :]  # the face's top-left third is outside the picture
+    box = face.box - np.array([x + w // 3, y + h // 3, 0, 0], np.float32)
+    keypoints = pipe.keypoints_for_box(cut, box)
+    expected = face.keypoints - np.array([x + w // 3, y + h // 3], np.float32)
+    assert np.median(np.linalg.norm(keypoints - expected, axis=1)) < 0.1 * w
+
+
+def test_bad_arrays_raise_a_one_line_data_error(pipe):
+    with pytest.raises(DataError) as info:
+        pipe.detect(np.zeros((0, 0, 3), np.uint8))
+    assert "\n" not in str(info.value)
+    with pytest.raises(DataError):
+        pipe.detect(np.zeros((4, 4, 4, 4), np.uint8))
+
+
+def test_tracker_follows_a_moving_face(pipe, astronaut):
+    tracker = FaceTracker(pipe, redetect_every=100)
+    positions = []
+    for shift in range(0, 40, 4):
+        frame = np.roll(astronaut, shift, axis=1)
+        faces = tracker.update(frame)
+        assert len(faces) == 1
+        positions.append(faces[0].keypoints[:, 0].mean())
+    assert positions[-1] - positions[0] == pytest.approx(36, abs=6)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The command line
+# ---------------------------------------------------------------------------------------------------------
+def test_cli_demo_writes_annotated_pictures(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "--out", str(tmp_path), "--json", str(tmp_path / "faces.json"))
+    assert code == 0
+    assert (tmp_path / "astronaut_keypoints.png").is_file()
+    assert "astronaut: 1 face" in out
+    records = json.loads((tmp_path / "faces.json").read_text())
+    assert records[0]["image"] == "astronaut" and len(records[0]["faces"][0]["keypoints"]) == 68
+
+
+def test_cli_filter_writes_a_picture(capsys, tmp_path, astronaut):
+    path = tmp_path / "me.png"
+    cv2.imwrite(str(path), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    code, _, _ = run_cli(capsys, str(path), "--filter", "sunglasses", "--out", str(tmp_path))
+    assert code == 0 and (tmp_path / "me_sunglasses.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"this is not a picture", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00"],
+    ids=["empty", "text", "truncated"],
+)
+def test_cli_bad_picture_files_give_one_line_and_exit_1(capsys, tmp_path, content):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(content)
+    code, _, err = run_cli(capsys, str(bad), "--out", str(tmp_path))
+    assert code == 1
+    assert_one_line_error(err)
+    assert "bad.jpg" in err
+
+
+def test_cli_missing_file_and_unknown_filter(capsys, tmp_path):
+    code, _, err = run_cli(capsys, str(tmp_path / "nowhere.png"), "--out", str(tmp_path))
+    assert code == 1 and "nowhere.png" in err
+    code, _, err = run_cli(capsys, "--filter", "lasers", "--out", str(tmp_path))
+    assert code == 1
+    assert_one_line_error(err)
+    assert "sunglasses" in err
+
+
+def test_cli_video_that_cannot_be_opened_and_no_webcam(capsys, tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    code, _, err = run_cli(capsys, "--video", str(broken), "--out", str(tmp_path))
+    assert code == 1
+    assert_one_line_error(err)
+    code, _, err = run_cli(capsys, "--webcam", "97", "--out", str(tmp_path))
+    assert code == 1
+    assert_one_line_error(err)
+
+
+def test_cli_video_is_annotated(capsys, tmp_path, astronaut):
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (512, 512))
+    for shift in range(0, 30, 3):
+        writer.write(cv2.cvtColor(np.roll(astronaut, shift, axis=1), cv2.COLOR_RGB2BGR))
+    writer.release()
+    code, out, _ = run_cli(capsys, "--video", str(video), "--out", str(tmp_path))
+    assert code == 0 and "10 frames" in out
+    assert (tmp_path / "clip_keypoints.mp4").stat().st_size > 0
+
+
+def test_cli_bad_model_file(capsys, tmp_path):
+    bad_model = tmp_path / "model.pt"
+    bad_model.write_bytes(b"garbage")
+    code, _, err = run_cli(capsys, "--model", str(bad_model), "--out", str(tmp_path))
+    assert code == 1
+    assert_one_line_error(err)
+    assert Path(bad_model).read_bytes() == b"garbage"

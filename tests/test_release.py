@@ -1,0 +1,421 @@
+"""Tests for make_release: the student release keeps no solution, its checks fail on the stubs with a helpful
+message, and the same checks pass on the solutions.
+
+The release is built once into a temporary folder. Its code runs in a subprocess started in that folder (the
+stubbed modules have the same names as the solution modules this process has imported), and the same probe runs
+on the source for comparison. No notebook is executed here: the check helpers and the check cells that need no
+notebook state run directly; nbval runs the source notebooks, solutions included, in the main test command.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import make_release
+from make_release import MARKER, ReleaseError
+
+REPO_DIR = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted(p.name for p in REPO_DIR.glob("*.ipynb"))
+# What the students write in the modules, as the stubs name it.
+MODULE_STUBS = {
+    "Rescale.__call__ in data_load.py", "RandomCrop.__call__ in data_load.py", "Normalize.__call__ in data_load.py",
+    "Net.__init__ in models.py", "Net.forward in models.py", "train_one_epoch in train.py",
+    "Artwork.target_points in filters.py", "placement_transform in filters.py",
+}
+# Check cells of module TODOs: they need no notebook state, so they run here on both versions.
+MODULE_CHECK_CELLS = {"check-course-transforms": "data_load.py", "check-net": "models.py",
+                      "check-train-step": "train.py", "check-placement": "filters.py"}
+CHECK_HELPERS = {"check_course_transforms": "data_load.py", "check_net": "models.py",
+                 "check_train_one_epoch": "train.py", "check_placement": "filters.py"}
+
+# Run in the course folder (source or release): calls the stubbed code, the check helpers and every check cell,
+# and prints each outcome as [exception type or "pass", message].
+PROBE = r'''
+import glob, json, sys
+sys.path.insert(0, ".")
+import numpy as np, torch, nbformat
+torch.set_num_threads(1)
+import artwork, checks, data_load, detect, evaluate, explain, filters, models, notebook_helpers, pipeline, train
+
+def outcome(function):
+    try:
+        function()
+        return ["pass", ""]
+    except BaseException as error:
+        return [type(error).__name__, str(error)]
+
+sample = checks._face_sample()
+face = artwork.face_keypoints((200, 180), 220, 0)
+batch = {"image": torch.rand(2, 1, 8, 8), "keypoints": torch.rand(2, 68, 2)}
+tiny = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 136))
+calls = {
+    "Rescale": lambda: data_load.Rescale(50)(sample),
+    "RandomCrop": lambda: data_load.RandomCrop(50)(sample),
+    "Normalize": lambda: data_load.Normalize()(sample),
+    "Net.__init__": lambda: models.Net(),
+    "Net.forward": lambda: models.Net.forward(None, torch.zeros(1)),
+    "train_one_epoch": lambda: train.train_one_epoch(tiny, [batch], torch.nn.MSELoss(), torch.optim.SGD(tiny.parameters(), 0.1), None, "cpu", False),
+    "Artwork.target_points": lambda: filters.load_artwork("sunglasses").target_points(face),
+    "placement_transform": lambda: filters.placement_transform("sunglasses", face),
+}
+namespace = dict(checks=checks, data_load=data_load, models=models, train=train, filters=filters, np=np, torch=torch, sample=sample)
+cells = {}
+for path in sorted(glob.glob("*.ipynb")):
+    for cell in nbformat.read(path, as_version=4).cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+            cells[meta["grade_id"]] = outcome(lambda: exec(cell.source, dict(namespace)))
+print(json.dumps({
+    "models_file": models.__file__,
+    "calls": {name: outcome(call) for name, call in calls.items()},
+    "helpers": {name: outcome(getattr(checks, name)) for name in %s},
+    "check_cells": cells,
+}))
+''' % sorted(CHECK_HELPERS)
+
+
+def run_probe(folder: Path) -> dict:
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", PROBE], cwd=folder, capture_output=True, text=True, timeout=300,
+                          env={**env, "MPLBACKEND": "Agg"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory) -> tuple[Path, make_release.Report]:
+    out = tmp_path_factory.mktemp("course") / "release"
+    return out, make_release.make_release(out)
+
+
+@pytest.fixture(scope="module")
+def release_probe(release) -> dict:
+    return run_probe(release[0])
+
+
+def outcome(function) -> list[str]:
+    try:
+        function()
+        return ["pass", ""]
+    except Exception as error:
+        return [type(error).__name__, str(error)]
+
+
+@pytest.fixture(scope="module")
+def source_probe() -> dict:
+    """What PROBE reports for the helpers and check cells, run here on the source (already imported by this process)."""
+    import numpy as np
+    import torch
+
+    import checks
+    import data_load
+    import filters
+    import models
+    import train
+
+    namespace = dict(checks=checks, data_load=data_load, models=models, train=train, filters=filters, np=np, torch=torch,
+                     sample=checks._face_sample())
+    cells = {}
+    for name in NOTEBOOKS:
+        for cell in nbformat.read(REPO_DIR / name, as_version=4).cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+                cells[meta["grade_id"]] = outcome(lambda: exec(cell.source, dict(namespace)))
+    return {"helpers": {name: outcome(getattr(checks, name)) for name in CHECK_HELPERS}, "check_cells": cells}
+
+
+def region_lines(lines: list[str]) -> tuple[list[str], list[str]]:
+    """(lines inside solution regions, lines outside them)."""
+    inside, outside, open_ = [], [], False
+    for line in lines:
+        marker = MARKER.match(line)
+        if marker:
+            open_ = marker["kind"] == "BEGIN"
+        else:
+            (inside if open_ else outside).append(line)
+    return inside, outside
+
+
+def text_lines(path: Path) -> list[str]:
+    if path.suffix == ".ipynb":
+        return [line for cell in nbformat.read(path, as_version=4).cells for line in cell.source.splitlines()]
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def solution_lines(path: Path) -> set[str]:
+    """Lines that the source has only inside solution regions (stripped; comments and blanks left out)."""
+    inside, outside = region_lines(text_lines(path))
+    elsewhere = {line.strip() for line in outside}
+    return {line.strip() for line in inside if line.strip() and not line.strip().startswith("#")} - elsewhere
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What the release holds
+# ---------------------------------------------------------------------------------------------------------
+def test_release_holds_the_course_and_nothing_ignored_or_for_instructors(release):
+    out, report = release
+    files = set(report.files)
+    for needed in [*NOTEBOOKS, "checks.py", "data_load.py", "explain.py", "filters.py", "models.py", "notebook_helpers.py",
+                   "pipeline.py", "train.py", "README.md", "requirements.txt", "images/sunglasses.png",
+                   "saved_models/keypoints_fast.pt", "detector_architectures/haar.py"]:
+        assert needed in files, f"{needed} is missing from the release"
+    for left_out in ("make_release.py", "pytest.ini"):
+        assert left_out not in files
+    assert not [f for f in files if f.split("/")[0] in {"tests", ".ci", "data", ".cache", "outputs", "runs", "release", ".git"}]
+    assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc") or f.startswith("saved_models/student_")]
+    assert json.loads((out / make_release.MANIFEST).read_text())["files"] == report.files
+
+
+def test_release_copies_what_git_keeps_and_nothing_git_ignores(release):
+    out, report = release
+    if shutil.which("git") is None or not (REPO_DIR / ".git").exists():
+        pytest.skip("not a git checkout")
+    listed = "\n".join(report.files) + "\n"
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=REPO_DIR, input=listed, capture_output=True, text=True)
+    assert ignored.stdout.split() == [], f"the release holds files git ignores: {ignored.stdout.split()[:5]}"
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO_DIR, capture_output=True, text=True, check=True).stdout.split()
+    instructors = ("tests/", ".ci/", "make_release.py", "pytest.ini")
+    expected = {f for f in tracked if (REPO_DIR / f).is_file() and not f.startswith(instructors)}
+    assert expected <= set(report.files), f"tracked files missing from the release: {sorted(expected - set(report.files))[:5]}"
+
+
+def test_files_other_than_code_notebooks_and_readme_are_copied_unchanged(release):
+    out, report = release
+    for relative in report.files:
+        if not relative.endswith((".py", ".ipynb")) and relative != "README.md":
+            assert (out / relative).read_bytes() == (REPO_DIR / relative).read_bytes(), relative
+
+
+def test_readme_leaves_out_the_instructors_section(release):
+    out, _ = release
+    source, released = (REPO_DIR / "README.md").read_text(), (out / "README.md").read_text()
+    assert "<!-- BEGIN INSTRUCTORS -->" in source and "make_release.py" in source
+    assert "INSTRUCTORS" not in released and "make_release.py" not in released
+    assert released.splitlines()[0] == source.splitlines()[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# No solution left
+# ---------------------------------------------------------------------------------------------------------
+def test_no_marker_and_no_solution_line_is_left(release):
+    out, report = release
+    checked_files = 0
+    for relative in report.files:
+        if not relative.endswith((".py", ".ipynb")):
+            continue
+        released = text_lines(out / relative)
+        assert not [line for line in released if MARKER.match(line)], f"{relative} still has a solution marker"
+        secret = solution_lines(REPO_DIR / relative)
+        leaked = sorted(secret & {line.strip() for line in released})
+        assert not leaked, f"{relative} still holds solution code: {leaked[:3]}"
+        checked_files += bool(secret)
+    assert checked_files >= 8, "the source should have solutions in the four notebooks and four modules"
+
+
+def test_every_stub_names_what_to_write_and_keeps_the_indentation(release):
+    out, report = release
+    module_stubs = {stub.name for stub in report.stubs if stub.path.endswith(".py")}
+    assert module_stubs == MODULE_STUBS
+    for stub in report.stubs:
+        if not stub.path.endswith(".py"):
+            continue
+        begin = (REPO_DIR / stub.path).read_text().splitlines()[stub.line - 1]
+        indent = begin[: len(begin) - len(begin.lstrip())]
+        released = (out / stub.path).read_text()
+        assert f'{indent}# YOUR CODE HERE\n{indent}raise NotImplementedError("{stub.name}: see the TODO above")\n' in released
+
+
+def test_notebooks_are_cleared_with_answers_and_stubs_in_place(release):
+    out, _ = release
+    for name in NOTEBOOKS:
+        source, released = (nbformat.read(p / name, as_version=4) for p in (REPO_DIR, out))
+        assert [c.id for c in released.cells] == [c.id for c in source.cells], f"{name}: cells added, lost or moved"
+        for before, after in zip(source.cells, released.cells):
+            meta = after.metadata.get("nbgrader", {})
+            if after.cell_type == "code":
+                assert after.outputs == [] and after.execution_count is None
+            if meta.get("solution") and after.cell_type == "markdown":
+                assert "YOUR ANSWER HERE" in after.source and "Model answer" not in after.source, f"{name} {after.id}"
+                assert after.source.startswith("**Answer:**")
+            elif meta.get("solution"):
+                assert "# YOUR CODE HERE" in after.source and "raise NotImplementedError(" in after.source, f"{name} {after.id}"
+            else:
+                assert after.source == before.source, f"{name} {after.id}: a cell without solutions must not change"
+            if meta.get("grade") and not meta.get("solution"):
+                assert after.metadata.get("editable") is False and after.metadata.get("deletable") is False
+        nbformat.validate(released)
+
+
+def test_source_notebooks_pair_every_solution_with_a_check(release):
+    _, report = release
+    ids = []
+    for name in NOTEBOOKS:
+        cells = nbformat.read(REPO_DIR / name, as_version=4).cells
+        for cell, following in zip(cells, cells[1:] + [None]):
+            meta = cell.metadata.get("nbgrader", {})
+            if meta:
+                ids.append(meta["grade_id"])
+                assert meta["schema_version"] == 3
+            if meta.get("solution") and cell.cell_type == "code":
+                after = following.metadata.get("nbgrader", {}) if following is not None else {}
+                assert after.get("grade") and not after.get("solution"), f"{name}: solution cell {cell.id} is not followed by a check cell"
+    assert set(MODULE_CHECK_CELLS) <= set(ids) and len(ids) == len(set(ids))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The checks: helpful on the stubs, passing on the solutions
+# ---------------------------------------------------------------------------------------------------------
+def test_released_modules_import_and_their_stubs_raise_not_implemented(release, release_probe):
+    out, _ = release
+    assert Path(release_probe["models_file"]).resolve().parent == out.resolve()
+    for name, (kind, message) in release_probe["calls"].items():
+        assert kind == "NotImplementedError", f"{name}: {kind} {message}"
+        assert message.startswith(name.split(".")[0]) and message.endswith(": see the TODO above"), message
+
+
+def test_check_helpers_fail_helpfully_on_the_stubs_and_pass_on_the_solutions(release_probe, source_probe):
+    for helper, module in CHECK_HELPERS.items():
+        kind, message = release_probe["helpers"][helper]
+        assert kind == "AssertionError" and "is not implemented yet: fill in the TODO in" in message and module in message, (helper, kind, message)
+        assert "\n" not in message
+        assert source_probe["helpers"][helper] == ["pass", ""], (helper, source_probe["helpers"][helper])
+
+
+def test_check_cells_fail_helpfully_on_the_stubs(release_probe):
+    cells = release_probe["check_cells"]
+    assert set(MODULE_CHECK_CELLS) <= set(cells)
+    for grade_id, (kind, message) in cells.items():
+        assert kind == "AssertionError", (grade_id, kind, message)
+        if grade_id in MODULE_CHECK_CELLS:
+            assert "is not implemented yet" in message and MODULE_CHECK_CELLS[grade_id] in message, (grade_id, message)
+        else:  # the notebook's own TODO: its cell above is a stub, so what it defines is missing
+            assert "is not defined yet" in message and "the cell above" in message, (grade_id, message)
+
+
+def test_module_check_cells_pass_on_the_solutions(source_probe):
+    for grade_id in MODULE_CHECK_CELLS:
+        assert source_probe["check_cells"][grade_id] == ["pass", ""], (grade_id, source_probe["check_cells"][grade_id])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Errors and safety
+# ---------------------------------------------------------------------------------------------------------
+def fake_course(root: Path, module: str) -> Path:
+    root.mkdir()
+    (root / "mod.py").write_text(module)
+    return root
+
+
+@pytest.mark.parametrize(
+    "module, expected",
+    [
+        ("def f():\n    ### BEGIN SOLUTION\n    return 1\n", "error: mod.py:2: BEGIN SOLUTION without a matching ### END SOLUTION"),
+        ("def f():\n    return 1\n    ### END SOLUTION\n", "error: mod.py:3: END SOLUTION without a BEGIN SOLUTION before it"),
+        ("def f():\n    ### BEGIN SOLUTION\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n",
+         "error: mod.py:3: BEGIN SOLUTION inside the region opened at line 2: close it with ### END SOLUTION first"),
+    ],
+)
+def test_unbalanced_markers_give_a_one_line_error_and_no_release(tmp_path, capsys, module, expected):
+    source = fake_course(tmp_path / "course", module)
+    out = tmp_path / "out"
+    assert make_release.main(["--source", str(source), "--out", str(out)]) == 1
+    printed = capsys.readouterr()
+    assert printed.out == "" and printed.err == expected + "\n"
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["course"], "a failed run must leave nothing behind"
+
+
+def test_command_line_writes_the_release_and_says_what_it_did(tmp_path):
+    source = fake_course(tmp_path / "course", 'def f(x):\n    """Twice x."""\n    # TODO: return twice x\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n')
+    done = subprocess.run([sys.executable, str(REPO_DIR / "make_release.py"), "--source", str(source), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "1 solutions stubbed" in done.stdout
+    assert (tmp_path / "out" / "mod.py").read_text() == (
+        'def f(x):\n    """Twice x."""\n    # TODO: return twice x\n    # YOUR CODE HERE\n'
+        '    raise NotImplementedError("f in mod.py: see the TODO above")\n')
+
+
+def test_a_new_release_replaces_the_old_one_but_never_another_folder(tmp_path):
+    source = fake_course(tmp_path / "course", "x = 1\n")
+    out = tmp_path / "out"
+    make_release.make_release(out, source)
+    (out / "stale.txt").write_text("from an earlier release")
+    make_release.make_release(out, source)
+    assert sorted(p.name for p in out.iterdir()) == [make_release.MANIFEST, "mod.py"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["course", "out"], "no temporary folder is left"
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ReleaseError, match="is not a release made by make_release.py"):
+        make_release.make_release(tmp_path / "mine", source)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    with pytest.raises(ReleaseError, match="would overwrite the course itself"):
+        make_release.make_release(tmp_path, source)
+
+
+def notebook(*cells) -> nbformat.NotebookNode:
+    return nbformat.v4.new_notebook(cells=list(cells))
+
+
+def nbgrader(grade_id: str, solution: bool = False, grade: bool = False, points: int | None = None) -> dict:
+    meta = {"grade": grade, "grade_id": grade_id, "locked": not solution, "schema_version": 3, "solution": solution, "task": False}
+    if points is not None:
+        meta["points"] = points
+    return {"nbgrader": meta}
+
+
+def test_release_notebook_follows_nbgrader():
+    code = nbformat.v4.new_code_cell("x = 1\n### BEGIN SOLUTION\ny = 2\n### END SOLUTION\nprint(y)", metadata=nbgrader("a", solution=True))
+    code.outputs = [nbformat.v4.new_output("stream", text="2")]
+    code.execution_count = 4
+    code.metadata["ExecuteTime"] = {"start": "then"}
+    whole = nbformat.v4.new_code_cell("z = 3", metadata=nbgrader("b", solution=True))
+    answer = nbformat.v4.new_markdown_cell("My answer: 42", metadata=nbgrader("c", solution=True, grade=True, points=1))
+    test = nbformat.v4.new_code_cell("assert y == 2", metadata=nbgrader("d", grade=True, points=2))
+    plain = nbformat.v4.new_markdown_cell("Some prose")
+    nb = notebook(code, whole, answer, test, plain)
+    nb.metadata["widgets"] = {}
+    stubs = make_release.release_notebook(nb, "n.ipynb")
+    assert code.source == 'x = 1\n# YOUR CODE HERE\nraise NotImplementedError("write y: see the TODO above")\nprint(y)'
+    assert code.outputs == [] and code.execution_count is None and "ExecuteTime" not in code.metadata
+    assert whole.source == '# YOUR CODE HERE\nraise NotImplementedError("write z: see the TODO above")'
+    assert answer.source == "YOUR ANSWER HERE" and test.source == "assert y == 2" and plain.source == "Some prose"
+    assert test.metadata["editable"] is False and test.metadata["deletable"] is False and "editable" not in code.metadata
+    assert "widgets" not in nb.metadata
+    assert [(s.cell, s.kind) for s in stubs] == [(1, "code"), (2, "code"), (3, "answer")]
+
+
+@pytest.mark.parametrize(
+    "cell, message",
+    [
+        (nbformat.v4.new_code_cell("### BEGIN SOLUTION\nx = 1\n### END SOLUTION"), "n.ipynb cell 1:1: a solution region in a cell not marked as a solution"),
+        (nbformat.v4.new_code_cell("### BEGIN SOLUTION\nx = 1", metadata=nbgrader("a", solution=True)), "n.ipynb cell 1:1: BEGIN SOLUTION without a matching"),
+        (nbformat.v4.new_code_cell("assert True", metadata=nbgrader("a", grade=True)), "graded cell 'a' has no points"),
+        (nbformat.v4.new_markdown_cell("Why?", metadata=nbgrader("a", solution=True)), "must be marked both grade and solution"),
+    ],
+)
+def test_release_notebook_rejects_what_nbgrader_would(cell, message):
+    with pytest.raises(ReleaseError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        make_release.release_notebook(notebook(cell), "n.ipynb")
+
+
+def test_duplicate_grade_ids_are_rejected():
+    cells = [nbformat.v4.new_code_cell("assert True", metadata=nbgrader("same", grade=True, points=1)) for _ in range(2)]
+    with pytest.raises(ReleaseError, match="n.ipynb cell 2: grade_id 'same' is also used by cell 1"):
+        make_release.release_notebook(notebook(*cells), "n.ipynb")
+
+
+@pytest.mark.parametrize(
+    "path, is_dir, ignored",
+    [("data", True, True), ("outputs", True, True), ("release", True, True), ("images", True, False),
+     ("saved_models/student_net.pt", False, True), ("saved_models/keypoints_fast.pt", False, False),
+     ("models.pyc", False, True), ("a/b/__pycache__", True, True), ("x.tmp", False, True), ("data_load.py", False, False)],
+)
+def test_gitignore_patterns(path, is_dir, ignored):
+    assert make_release.is_ignored(path, is_dir, make_release.ignore_patterns(REPO_DIR)) is ignored
