@@ -177,6 +177,51 @@ class FastKeypointNet(nn.Module):
         return self.head(self.features(x))
 
 
+class HeatmapKeypointNet(nn.Module):
+    """A compact model with an integral (soft-argmax) head: heatmaps at 1/4 of the input resolution.
+
+    The backbone is ``FastKeypointNet``'s (strided 3x3 convs, one residual conv per stage); a small feature
+    pyramid brings the deepest, most semantic features back to 1/4 resolution, where a 1x1 conv scores every cell
+    for every keypoint. A softmax over the cells turns each keypoint's scores into a probability map, and the
+    keypoint is the map's expected position (Sun et al., 2018, "Integral Human Pose Regression"): sub-pixel,
+    differentiable, and trained with the same coordinate losses as direct regression.
+    """
+
+    def __init__(
+        self, num_keypoints: int = 68, input_size: int = 96, widths: tuple[int, ...] = (16, 32, 64, 128), pyramid: int = 32
+    ) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.stem = ConvBNReLU(1, widths[0], stride=2)
+        self.stages = nn.ModuleList(
+            nn.Sequential(ConvBNReLU(in_ch, out_ch, stride=2), ResidualConv(out_ch)) for in_ch, out_ch in zip(widths[:-1], widths[1:])
+        )
+        self.lateral = nn.ModuleList(nn.Conv2d(width, pyramid, 1) for width in widths[1:])
+        self.smooth = ConvBNReLU(pyramid, pyramid)
+        self.heatmaps = nn.Conv2d(pyramid, num_keypoints, 1)
+        init_kaiming(self)
+        nn.init.normal_(self.heatmaps.weight, std=1e-3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        stage_outputs = []
+        for stage in self.stages:
+            x = stage(x)
+            stage_outputs.append(x)
+        top = self.lateral[-1](stage_outputs[-1])
+        for lateral, features in zip(reversed(self.lateral[:-1]), reversed(stage_outputs[:-1])):
+            top = F.interpolate(top, scale_factor=2, mode="nearest") + lateral(features)
+        scores = self.heatmaps(self.smooth(top))
+        n, k, height, width = scores.shape
+        probabilities = torch.softmax(scores.flatten(2), dim=-1).view(n, k, height, width)
+        # centres of the heatmap cells in normalised input coordinates (-1 left/top edge, +1 right/bottom edge)
+        xs = (torch.arange(width, device=x.device, dtype=scores.dtype) + 0.5) / width * 2 - 1
+        ys = (torch.arange(height, device=x.device, dtype=scores.dtype) + 0.5) / height * 2 - 1
+        keypoint_x = (probabilities.sum(dim=2) * xs).sum(dim=-1)
+        keypoint_y = (probabilities.sum(dim=3) * ys).sum(dim=-1)
+        return torch.stack([keypoint_x, keypoint_y], dim=-1).flatten(1)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # torchvision backbones for transfer learning
 # ---------------------------------------------------------------------------------------------------------
@@ -214,8 +259,8 @@ def _torchvision_backbone(name: str, num_keypoints: int, pretrained: bool) -> nn
     return model
 
 
-MODEL_NAMES = ("net", "naimishnet", "fast", "resnet18", "mobilenet_v2", "efficientnet_b0")
-DEFAULT_INPUT_SIZES = {"net": 224, "naimishnet": 96, "fast": 96, "resnet18": 224, "mobilenet_v2": 224, "efficientnet_b0": 224}
+MODEL_NAMES = ("net", "naimishnet", "fast", "fast_heatmap", "resnet18", "mobilenet_v2", "efficientnet_b0")
+DEFAULT_INPUT_SIZES = {"net": 224, "naimishnet": 96, "fast": 96, "fast_heatmap": 96, "resnet18": 224, "mobilenet_v2": 224, "efficientnet_b0": 224}
 
 
 def build_model(name: str, num_keypoints: int = 68, pretrained: bool = False, **kwargs: Any) -> nn.Module:
@@ -226,14 +271,18 @@ def build_model(name: str, num_keypoints: int = 68, pretrained: bool = False, **
     """
     if name not in MODEL_NAMES:
         raise ValueError(f"Unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}.")
-    if name != "fast" and kwargs:
-        raise ValueError(f"Model {name!r} has a fixed design ({DEFAULT_INPUT_SIZES[name]} px input): options {sorted(kwargs)} apply to 'fast' only.")
+    if name not in ("fast", "fast_heatmap") and kwargs:
+        raise ValueError(
+            f"Model {name!r} has a fixed design ({DEFAULT_INPUT_SIZES[name]} px input): options {sorted(kwargs)} apply to the fast models only."
+        )
     if name == "net":
         model: nn.Module = Net(num_keypoints)
     elif name == "naimishnet":
         model = NaimishNet(num_keypoints)
     elif name == "fast":
         model = FastKeypointNet(num_keypoints, **kwargs)
+    elif name == "fast_heatmap":
+        model = HeatmapKeypointNet(num_keypoints, **kwargs)
     else:
         model = _torchvision_backbone(name, num_keypoints, pretrained)
     model.architecture = name
