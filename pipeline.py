@@ -70,7 +70,7 @@ class KeypointPipeline:
     runner: Any
     detector: HaarFaceDetector = field(default_factory=HaarFaceDetector)
     flip_average: bool = True
-    refine: bool = False
+    refine: bool = True
 
     @classmethod
     def from_pretrained(
@@ -103,14 +103,19 @@ class KeypointPipeline:
     def meta(self) -> dict:
         return getattr(self.runner, "meta", {"architecture": type(self.runner).__name__})
 
-    def keypoints_for_boxes(self, image: np.ndarray | str | os.PathLike, boxes: Sequence[Sequence[float]]) -> np.ndarray:
-        """(N, 68, 2) keypoints for N face boxes in the Haar detector's convention, in one batch."""
+    def keypoints_for_boxes(
+        self, image: np.ndarray | str | os.PathLike, boxes: Sequence[Sequence[float]], refine: bool | None = None
+    ) -> np.ndarray:
+        """(N, 68, 2) keypoints for N face boxes in the Haar detector's convention, in one batch.
+
+        ``refine`` overrides the pipeline's setting (the tracker's boxes already come from keypoints).
+        """
         image = as_rgb_image(image)
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         if len(boxes) == 0:
             return np.zeros((0, self.runner.num_keypoints, 2), np.float32)
         keypoints = self._predict(image, boxes)
-        if self.refine:
+        if self.refine if refine is None else refine:
             keypoints = self._predict(image, np.array([haar_box_from_keypoints(k) for k in keypoints]))
         return keypoints
 
@@ -136,7 +141,7 @@ def evaluate_pipeline(
     data_dir: str | os.PathLike | None = None,
     split: str = "test",
     flip_average: bool = True,
-    refine: bool = False,
+    refine: bool = True,
 ) -> tuple[dict, np.ndarray, list[str]]:
     """Detect faces on the raw pictures and score the keypoints of the best-overlapping detection.
 
@@ -244,7 +249,7 @@ class FaceTracker:
             self._detect(frame)
         else:
             boxes = [haar_box_from_keypoints(t.keypoints) for t in self.tracks]
-            keypoints = self.pipeline.keypoints_for_boxes(frame, boxes)
+            keypoints = self.pipeline.keypoints_for_boxes(frame, boxes, refine=False)
             if all(self._plausible(t.keypoints, k) for t, k in zip(self.tracks, keypoints)):
                 for track, points, box in zip(self.tracks, keypoints, boxes):
                     track.keypoints, track.box = points, box

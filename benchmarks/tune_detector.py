@@ -18,20 +18,26 @@ Each cascade runs once per image with minNeighbors=0 and its raw windows are gro
 value by ``haar.group_windows``, which is what ``detectMultiScale`` does; combinations are then merged exactly
 as ``HaarFaceDetector.detect`` merges them, so the sweep costs one detection per cascade and scaleFactor.
 
-Choosing: the fewest missed faces (``--tolerance`` N counts settings within N faces of the best as equal; 0 by
-default, since the detection rate is the goal); among those the fewest false positives (extra + no-face
-detections per image); among those within 10 % of the fewest, the fastest. Settings whose other cascades run only when the first finds
-nothing ("if_empty") are shown but not chosen: on these one-face images they look free, but in a picture with
-several faces they can't rescue a face the first cascade missed.
+Choosing, stage 1 (the subsample): each setting costs its misses per image plus its false detections per image
+divided by ``--miss-cost`` (10: a missed face is as bad as ten false detections); of the settings within one
+face of the cheapest, the fastest wins. Settings whose other cascades run only when the first finds nothing
+("if_empty") are shown but not chosen: on these one-face images they look free, but in a picture with several
+faces they can't rescue a face the first cascade missed.
 
-Then it checks enlarging small images (``min_side``) on the subsample and on training faces shrunk to 16-48
-pixels, fits each cascade's box correction (``BoxCorrection``) on the subsample, and finally runs the chosen
-setting on all test and all training images: detection rate, extra detections, time, and the box-convention
-error (detected box against ``haar_box_from_keypoints``, the box the keypoint model is trained on).
+Stage 2 (all training images, cheaply): one face in 800 is noise, and the settings differ by a few faces per
+thousand, so the stage-1 settings with the chosen equalisation (every scaleFactor) are compared again with
+their misses counted on all training images. The first cascade runs on every image; the others only where it
+missed, since they can only add faces. False positives and time still come from the subsample. Same rule.
+
+Between the stages it fits each cascade's box correction (``BoxCorrection``) on the subsample and checks
+enlarging small images (``min_side``) on the subsample and on training faces shrunk to 16-48 pixels. Finally
+it runs the chosen setting on all test and all training images: detection rate, extra detections, time, and
+the box-convention error (detected box against ``haar_box_from_keypoints``, the box the model is trained on).
 """
 from __future__ import annotations
 
 import argparse
+import pickle
 import sys
 import time
 import warnings
@@ -321,24 +327,31 @@ def all_settings() -> list[Setting]:
     return settings
 
 
-def choose(rows: list[dict], tolerance: int) -> dict:
-    """Most faces found (within ``tolerance`` faces of the best), then fewest false positives, then fastest."""
+def cost(miss_rate: float, fp_rate: float, miss_cost: float) -> float:
+    """What a setting costs, in missed faces per image: misses plus false detections at 1/miss_cost each."""
+    return miss_rate + fp_rate / miss_cost
+
+
+def choose(rows: list[dict], miss_cost: float, n_faces: int, miss_key: str = "miss") -> dict:
+    """The cheapest setting (``cost``); settings within one face (1/n_faces) of the cheapest count as equal, and
+    of those the fastest wins. Only "always" settings (see the module docstring)."""
     eligible = [r for r in rows if r["setting"].secondary == "always"]
-    best_miss = min(r["miss"] for r in eligible)
-    eligible = [r for r in eligible if r["miss"] <= best_miss + tolerance]
-    least_fp = min(r["fp_rate"] for r in eligible)
-    eligible = [r for r in eligible if r["fp_rate"] <= least_fp * 1.1 + 1e-9]
-    return min(eligible, key=lambda r: (r["ms"], r["miss"], r["fp_rate"]))
+    for r in eligible:
+        r["cost"] = cost(r[miss_key] / n_faces, r["fp_rate"], miss_cost)
+    cheapest = min(r["cost"] for r in eligible)
+    eligible = [r for r in eligible if r["cost"] <= cheapest + 1.0 / n_faces + 1e-12]
+    return min(eligible, key=lambda r: (r["ms"], r["cost"]))
 
 
 def format_row(r: dict) -> str:
+    full = f" {r['miss_full']:9d}" if "miss_full" in r else ""
     return (
         f"{r['setting'].label():<62} {100 * r['found']:6.2f}% {r['miss']:4d} {r['extra']:6.3f} "
-        f"{r['noface']:4d} ({r['noface_images']:2d}) {r['ms']:7.1f}"
+        f"{r['noface']:4d} ({r['noface_images']:2d}) {r['ms']:7.1f}{full}"
     )
 
 
-HEADER = f"{'setting':<62} {'found':>7} {'miss':>4} {'extra':>6} {'no-face (imgs)':>14} {'ms':>5}"
+HEADER = f"{'setting':<62} {'found':>7} {'miss':>4} {'extra':>6} {'no-face (imgs)':>14} {'ms':>7}"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -428,12 +441,96 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", help="dataset folder (default: $FKP_DATA, else data/)")
     parser.add_argument("--limit", type=int, default=800, help="training images in the sweep subsample (default 800)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the subsample")
-    parser.add_argument("--tolerance", type=int, default=0,
-                        help="settings within this many missed faces of the best count as equal (default 0)")
+    parser.add_argument("--miss-cost", type=float, default=10.0,
+                        help="a missed face costs as much as this many false detections (default 10)")
+    parser.add_argument("--cache", help="keep the subsample's cascade runs in this pickle file and reuse them")
     parser.add_argument("--top", type=int, default=30, help="rows of the combined-settings table to print")
     parser.add_argument("--csv", help="write every setting's row to this CSV file")
-    parser.add_argument("--no-final", dest="final", action="store_false", help="skip the full test / training runs")
+    parser.add_argument("--no-final", dest="final", action="store_false", help="skip stage 2 and the full test / training runs")
+    parser.add_argument("--full-limit", type=int, help="use only this many images of each split in stage 2 and the final runs (a quick check)")
     return parser
+
+
+def subsample_runs(images: list[np.ndarray], noface: dict[str, np.ndarray], cache: str | None, key: tuple) -> tuple[dict, dict]:
+    """Every run of RUNS at every scaleFactor and equalisation, on the subsample and on the no-face images."""
+    if cache and Path(cache).is_file():
+        with open(cache, "rb") as handle:
+            stored = pickle.load(handle)
+        if stored.get("key") == key:
+            print(f"  (cascade runs read from {cache})")
+            return stored["face_runs"], stored["noface_runs"]
+    face_runs, noface_runs = {}, {}
+    for sf in SCALE_FACTORS:
+        for eq in EQUALIZE:
+            params = {**DEFAULT_PARAMS, "scale_factor": sf, "equalize": eq}
+            runs = run_cascades(images, params, progress=f"sf {sf} eq {'on' if eq else 'off'}")
+            face_runs.update({(name, mirrored, eq, sf): r for (name, mirrored), r in runs.items()})
+            runs = run_cascades(list(noface.values()), params)
+            noface_runs.update({(name, mirrored, eq, sf): r for (name, mirrored), r in runs.items()})
+    if cache:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        with open(cache, "wb") as handle:
+            pickle.dump({"key": key, "face_runs": face_runs, "noface_runs": noface_runs}, handle)
+    return face_runs, noface_runs
+
+
+def stage_two(
+    rows: list[dict], first: dict, params: dict, data_dir: Path, miss_cost: float, limit: int | None = None
+) -> tuple[dict, list[dict], int]:
+    """Count every candidate's misses on all training images: the stage-1 settings with the first choice's first
+    cascade and equalisation, at every scaleFactor.
+
+    The first cascade runs on every image (its raw windows regrouped for each minNeighbors); the other cascades
+    only where it missed the face at some minNeighbors, since they can only add faces (their boxes come after
+    the first cascade's in the merge). False positives and time still come from the subsample rows.
+    """
+    equalize = first["setting"].equalize
+    primary = CASCADE_SETS[first["setting"].cascades][0]
+    candidates = [
+        r for r in rows
+        if r["setting"].secondary == "always" and r["setting"].equalize == equalize and CASCADE_SETS[r["setting"].cascades][0] == primary
+    ]
+    names, keypoints, images = load_split(data_dir, "training", limit, lazy=True)
+    detectors = {
+        sf: HaarFaceDetector(**{**params, "scale_factor": sf, "equalize": equalize, "cascades": tuple(dict.fromkeys(n for n, _ in RUNS))})
+        for sf in SCALE_FACTORS
+    }
+    primary_found = np.zeros((len(SCALE_FACTORS), len(names), len(MIN_NEIGHBORS)), bool)
+    lists: dict[tuple[float, int], dict[tuple[str, bool, int], list[Detection]]] = {}  # (sf, image) -> run lists
+    start = time.perf_counter()
+    for i, image in enumerate(images):
+        for f, (sf, detector) in enumerate(detectors.items()):
+            working = detector.prepare(image)
+            if working is None:
+                continue
+            raw = detector.raw_windows(working, primary)
+            found = {mn: detector.detections_of_run(raw, primary, False, working.scale, mn) for mn in MIN_NEIGHBORS}
+            for k, mn in enumerate(MIN_NEIGHBORS):
+                primary_found[f, i, k] = match_face(suppress(found[mn], params["nms_iou"]), keypoints[i]) is not None
+            if primary_found[f, i].all():
+                continue
+            runs = {(primary, False, mn): found[mn] for mn in MIN_NEIGHBORS}
+            for name, mirrored in RUNS:
+                if name != primary:
+                    raw = detector.raw_windows(working, name, mirrored)
+                    for mn in MIN_NEIGHBORS:
+                        runs[(name, mirrored, mn)] = detector.detections_of_run(raw, name, mirrored, working.scale, mn)
+            lists[(sf, i)] = runs
+    print(f"  {len(names)} training images in {time.perf_counter() - start:.0f} s; the first cascade missed at some "
+          f"minNeighbors: " + ", ".join(f"{sum(1 for s, _ in lists if s == sf)} images at sf {sf}" for sf in SCALE_FACTORS))
+    for r in candidates:
+        s = r["setting"]
+        f, k = SCALE_FACTORS.index(s.scale_factor), MIN_NEIGHBORS.index(s.min_neighbors)
+        misses = int((~primary_found[f, :, k]).sum())
+        for (sf, i), runs in lists.items():
+            if sf != s.scale_factor or primary_found[f, i, k]:
+                continue
+            merged = []
+            for j, (name, mirrored) in enumerate(runs_of(CASCADE_SETS[s.cascades])):
+                merged += runs[(name, mirrored, s.min_neighbors if j == 0 else s.secondary_min_neighbors)]
+            misses -= match_face(suppress(merged, params["nms_iou"]), keypoints[i]) is not None
+        r["miss_full"] = misses
+    return choose(candidates, miss_cost, len(names), miss_key="miss_full"), candidates, len(names)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -446,29 +543,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     noface = no_face_images(args.seed)
-    tolerance = args.tolerance
-    print(f"{len(names)} training images (seed {args.seed}), {len(noface)} no-face images: {', '.join(noface)}")
-    print("OpenCV", cv2.__version__, "- one thread; detecting every cascade at every scaleFactor / equalisation ...")
-
-    face_runs, noface_runs = {}, {}
-    for sf in SCALE_FACTORS:
-        for eq in EQUALIZE:
-            params = {**DEFAULT_PARAMS, "scale_factor": sf, "equalize": eq}
-            for target, imgs, tag in ((face_runs, images, "faces"), (noface_runs, list(noface.values()), "no-face")):
-                runs = run_cascades(imgs, params, progress=f"sf {sf} eq {'on' if eq else 'off'} {tag}" if tag == "faces" else "")
-                target.update({(name, mirrored, eq, sf): r for (name, mirrored), r in runs.items()})
-
-    widths = [image.shape[1] for image in images]
-    print("\nBox corrections fitted on the subsample (sf 1.1, minNeighbors 3) vs. haar.BOX_CORRECTIONS:")
-    for name, (fit, n) in fit_corrections(face_runs, keypoints, widths, 1.1).items():
-        shipped = BOX_CORRECTIONS.get(name, BoxCorrection())
-        flag = "" if max(abs(fit.scale - shipped.scale), abs(fit.dx - shipped.dx), abs(fit.dy - shipped.dy)) < 0.01 else "   <- differs from the shipped one"
-        print(f"  {name:<22} n={n:4d} scale {fit.scale:.3f} dx {fit.dx:+.3f} dy {fit.dy:+.3f}   shipped {shipped.scale:.3f} {shipped.dx:+.3f} {shipped.dy:+.3f}{flag}")
+    n = len(names)
+    print(f"{n} training images (seed {args.seed}), {len(noface)} no-face images: {', '.join(noface)}")
+    print(f"OpenCV {cv2.__version__}, one thread. Stage 1: every cascade at every scaleFactor / equalisation on the subsample ...")
+    preprocessing = tuple(DEFAULT_PARAMS[k] for k in ("min_face_fraction", "min_side", "max_upscale", "max_side"))
+    key = (tuple(names), tuple(noface), SCALE_FACTORS, EQUALIZE, MIN_NEIGHBORS, preprocessing)
+    face_runs, noface_runs = subsample_runs(images, noface, args.cache, key)
 
     evaluator = Evaluator(face_runs, keypoints, noface_runs, len(noface))
     rows = [evaluator.evaluate(setting) for setting in all_settings()]
+    for r in rows:
+        r["cost"] = cost(r["miss"] / n, r["fp_rate"], args.miss_cost)
 
-    print("\nSingle cascades: found % / extra detections per image / no-face detections, by minNeighbors")
+    print("\nSingle cascades: found % / extra detections per image / detections on the no-face images, by minNeighbors")
     print(f"{'cascade':<10} {'sf':<5} {'eq':<4} {'ms':>6}  " + "  ".join(f"{'mn ' + str(mn):^19}" for mn in MIN_NEIGHBORS))
     for cascades in (k for k, v in CASCADE_SETS.items() if len(v) == 1):
         for sf in SCALE_FACTORS:
@@ -478,26 +565,72 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{cascades:<10} {sf:<5} {'on' if eq else 'off':<4} {cells[0]['ms']:6.1f}  "
                       + "  ".join(f"{100 * r['found']:6.2f}/{r['extra']:.3f}/{r['noface']:3d}" for r in cells))
 
-    chosen = choose(rows, tolerance)
-    order = sorted(rows, key=lambda r: (r["miss"], r["fp_rate"], r["ms"]))
-    print(f"\nAll settings, fewest misses first ({args.top} of {len(rows)}); 'extra' per image, 'no-face' in total over {len(noface)} images:")
+    print(f"\nCost = misses per image + false detections per image / {args.miss_cost:g} (a miss costs {args.miss_cost:g} false detections).")
+    print(f"Cheapest {args.top} of {len(rows)} settings; 'extra' per image, 'no-face' in total over {len(noface)} images, ms per image:")
     print(HEADER)
-    for r in order[: args.top]:
+    for r in sorted(rows, key=lambda r: (r["cost"], r["ms"]))[: args.top]:
         print(format_row(r))
-    reference = [r for r in rows if r["setting"] in (
-        Setting("default", 1.1, 3, 3, False), Setting("default", 1.1, 2, 2, False), Setting("default", 1.05, 3, 3, False),
-    )]
     print("reference (frontal default alone):")
-    for r in reference:
-        print(format_row(r))
-    print("best of each cascade set (same rule as the choice):")
+    for setting in (Setting("default", 1.1, 3, 3, False), Setting("default", 1.1, 2, 2, False), Setting("default", 1.05, 3, 3, False)):
+        print(format_row(next(r for r in rows if r["setting"] == setting)))
+    print("the cheapest of each cascade set (same rule as the choice):")
     for cascades in CASCADE_SETS:
-        subset = [r for r in rows if r["setting"].cascades == cascades]
-        print(format_row(choose(subset, tolerance)))
-    print(f"\nChosen (fewest misses within {tolerance}, then fewest false positives, then fastest):")
-    print(HEADER)
-    print(format_row(chosen))
-    chosen_params = chosen["setting"].params()
+        print(format_row(choose([r for r in rows if r["setting"].cascades == cascades], args.miss_cost, n)))
+    first = choose(rows, args.miss_cost, n)
+    print(f"Stage 1 choice (cheapest; within one face of it, the fastest):")
+    print(format_row(first))
+
+    # -- box corrections -------------------------------------------------------------------------------------
+    sf = first["setting"].scale_factor
+    print(f"\nBox corrections fitted on the subsample (scaleFactor {sf}, minNeighbors 3) vs. haar.BOX_CORRECTIONS:")
+    for name, (fit, count) in fit_corrections(face_runs, keypoints, [im.shape[1] for im in images], sf).items():
+        shipped = BOX_CORRECTIONS.get(name, BoxCorrection())
+        differs = max(abs(fit.scale - shipped.scale), abs(fit.dx - shipped.dx), abs(fit.dy - shipped.dy)) >= 0.015
+        print(f"  {name:<22} n={count:4d} scale {fit.scale:.3f} dx {fit.dx:+.3f} dy {fit.dy:+.3f}   "
+              f"shipped {shipped.scale:.3f} {shipped.dx:+.3f} {shipped.dy:+.3f}{'   <- differs' if differs else ''}")
+
+    # -- enlarging small images ------------------------------------------------------------------------------
+    params = first["setting"].params()
+    print(f"\nEnlarging small images (min_side), stage 1 choice: subsample images / training faces shrunk to {SMALL_FACE_SIDES} px")
+    small_index = np.random.default_rng(args.seed + 1).choice(n, min(150, n), replace=False)
+    shrunk = {}
+    for side in SMALL_FACE_SIDES:
+        for i in small_index:
+            factor = side / float(haar_box_from_keypoints(keypoints[i])[2])
+            image = cv2.resize(images[i], None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+            shrunk.setdefault(side, []).append((image, (keypoints[i] + 0.5) * factor - 0.5))
+    affected = [i for i, image in enumerate(images) if min(image.shape[:2]) < max(MIN_SIDES)]
+    best = None
+    for min_side in MIN_SIDES:
+        detector = HaarFaceDetector(**{**params, "min_side": min_side})
+        start = time.perf_counter()
+        found_small = [np.mean([match_face(detector.detect(im), pts) is not None for im, pts in shrunk[side]]) for side in SMALL_FACE_SIDES]
+        small_ms = (time.perf_counter() - start) * 1000 / sum(len(v) for v in shrunk.values())
+        hits = sum(match_face(detector.detect(images[i]), keypoints[i]) is not None for i in affected)
+        print(f"  min_side {min_side:3d}: subsample images shorter than {max(MIN_SIDES)} px: {hits}/{len(affected)} found; shrunk faces "
+              + ", ".join(f"{side}px {100 * f:.0f}%" for side, f in zip(SMALL_FACE_SIDES, found_small)) + f"; {small_ms:.1f} ms/image")
+        score = (hits, round(float(np.mean(found_small)), 2))
+        if best is None or score > best[1]:
+            best = (min_side, score)
+    print(f"  -> min_side {best[0]} (most subsample faces, then most shrunk faces, then the smallest)")
+    params["min_side"] = best[0]
+
+    final_row = first
+    if args.final:
+        print(f"\nStage 2: the stage-1 settings with equalisation {'on' if first['setting'].equalize else 'off'}, with misses "
+              "counted on all training images ('miss(all)'; false positives and time still from the subsample):")
+        final_row, candidates, n_full = stage_two(rows, first, params, data_dir, args.miss_cost, args.full_limit)
+        print(HEADER + f" {'miss(all)':>9}")
+        for r in sorted(candidates, key=lambda r: (r["cost"], r["ms"]))[: args.top]:
+            print(format_row(r))
+        print("the cheapest of each cascade set:")
+        for cascades in dict.fromkeys(r["setting"].cascades for r in candidates):
+            subset = [r for r in candidates if r["setting"].cascades == cascades]
+            print(format_row(choose(subset, args.miss_cost, n_full, "miss_full")))
+        choose(candidates, args.miss_cost, n_full, "miss_full")  # (restores every candidate's cost)
+        print("Stage 2 choice:")
+        print(format_row(final_row))
+        params = {**final_row["setting"].params(), "min_side": params["min_side"]}
 
     if args.csv:
         import csv
@@ -507,59 +640,26 @@ def main(argv: list[str] | None = None) -> int:
         with out.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["cascades", "scale_factor", "min_neighbors", "secondary_min_neighbors", "equalize", "secondary",
-                             "found", "miss", "extra_per_image", "noface_detections", "noface_images", "ms"])
+                             "found", "miss", "extra_per_image", "noface_detections", "noface_images", "ms", "miss_all_training"])
             for r in rows:
                 s = r["setting"]
                 writer.writerow([s.cascades, s.scale_factor, s.min_neighbors, s.secondary_min_neighbors, s.equalize, s.secondary,
-                                 f"{r['found']:.5f}", r["miss"], f"{r['extra']:.4f}", r["noface"], r["noface_images"], f"{r['ms']:.2f}"])
+                                 f"{r['found']:.5f}", r["miss"], f"{r['extra']:.4f}", r["noface"], r["noface_images"], f"{r['ms']:.2f}",
+                                 r.get("miss_full", "")])
         print(f"wrote {out}")
 
-    # -- enlarging small images ------------------------------------------------------------------------------
-    print(f"\nEnlarging small images (min_side), chosen setting: subsample / training faces shrunk to {SMALL_FACE_SIDES} px")
-    small_index = np.random.default_rng(args.seed + 1).choice(len(images), min(150, len(images)), replace=False)
-    shrunk = {}
-    for side in SMALL_FACE_SIDES:
-        for i in small_index:
-            factor = side / float(haar_box_from_keypoints(keypoints[i])[2])
-            image = cv2.resize(images[i], None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-            shrunk.setdefault(side, []).append((image, (keypoints[i] + 0.5) * factor - 0.5))
-    best_min_side = None
-    for min_side in MIN_SIDES:
-        detector = HaarFaceDetector(**{**chosen_params, "min_side": min_side})
-        affected = [i for i, image in enumerate(images) if min(image.shape[:2]) < max(MIN_SIDES)]
-        found_small = []
-        start = time.perf_counter()
-        for side in SMALL_FACE_SIDES:
-            hits = [match_face(detector.detect(image), points) is not None for image, points in shrunk[side]]
-            found_small.append(np.mean(hits))
-        small_ms = (time.perf_counter() - start) * 1000 / sum(len(v) for v in shrunk.values())
-        hits = [match_face(detector.detect(images[i]), keypoints[i]) is not None for i in affected]
-        print(f"  min_side {min_side:3d}: subsample images shorter than {max(MIN_SIDES)} px: {sum(hits)}/{len(affected)} found; "
-              f"shrunk faces " + ", ".join(f"{s}px {100 * f:.0f}%" for s, f in zip(SMALL_FACE_SIDES, found_small))
-              + f"; {small_ms:.1f} ms/image")
-        score = (sum(hits), round(float(np.mean(found_small)), 2))
-        if best_min_side is None or score > best_min_side[1]:
-            best_min_side = (min_side, score)
-    print(f"  -> min_side {best_min_side[0]} (most subsample faces, then most shrunk faces, then smallest)")
-    chosen_params["min_side"] = best_min_side[0]
-
-    shown = {k: chosen_params[k] for k in DEFAULT_PARAMS}
+    shown = {k: params[k] for k in DEFAULT_PARAMS}
     print("\nChosen parameters:", shown)
-    if shown != {k: (tuple(v) if isinstance(v, list) else v) for k, v in DEFAULT_PARAMS.items()}:
-        print("  NOTE: these differ from haar.DEFAULT_PARAMS:",
-              {k: (DEFAULT_PARAMS[k], shown[k]) for k in DEFAULT_PARAMS if DEFAULT_PARAMS[k] != shown[k]})
-    else:
-        print("  (the same as haar.DEFAULT_PARAMS)")
-    detector = HaarFaceDetector(**chosen_params)
+    changed = {k: (DEFAULT_PARAMS[k], shown[k]) for k in DEFAULT_PARAMS if DEFAULT_PARAMS[k] != shown[k]}
+    print(f"  NOTE: these differ from haar.DEFAULT_PARAMS (old, new): {changed}" if changed else "  (the same as haar.DEFAULT_PARAMS)")
+    detector = HaarFaceDetector(**params)
     no_face_hits = {name: len(detector.detect(image)) for name, image in noface.items()}
-    print("  detections on no-face images:", {k: v for k, v in no_face_hits.items() if v} or "none")
-
+    print("  detections on the no-face images:", {k: v for k, v in no_face_hits.items() if v} or "none")
     if not args.final:
         return 0
-    detector = HaarFaceDetector(**chosen_params)
-    print("\nChosen setting on full splits:")
+    print("\nChosen setting on the full splits:")
     for split in ("test", "training"):
-        split_names, split_keypoints, split_images = load_split(data_dir, split, lazy=True)
+        split_names, split_keypoints, split_images = load_split(data_dir, split, args.full_limit, lazy=True)
         print_final(f"{split} ({len(split_names)} images)", evaluate_detector(detector, split_names, split_keypoints, split_images))
     return 0
 

@@ -91,10 +91,11 @@ def test_all_faces_of_a_picture_go_through_the_network_in_one_batch(pipe, astron
             calls.append(len(batch))
             return original(batch)
 
-    counting = KeypointPipeline(CountingRunner(), pipe.detector, pipe.flip_average)
+    counting = KeypointPipeline(CountingRunner(), pipe.detector, pipe.flip_average, pipe.refine)
     faces = counting.detect(group)
     assert len(faces) >= 3
-    assert calls == [len(faces) * (2 if pipe.flip_average else 1)]
+    passes = 2 if pipe.refine else 1
+    assert calls == [len(faces) * (2 if pipe.flip_average else 1)] * passes
 
 
 def test_no_face_gives_an_empty_list(pipe):
