@@ -176,7 +176,7 @@ def evaluate_pipeline(
 class OneEuroFilter:
     """Adaptive low-pass filter (Casiez et al., 2012): smooths jitter when still, follows quickly when moving."""
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.05, derivative_cutoff: float = 1.0) -> None:
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.5, derivative_cutoff: float = 1.0) -> None:
         self.min_cutoff, self.beta, self.derivative_cutoff = min_cutoff, beta, derivative_cutoff
         self.value: np.ndarray | None = None
         self.derivative: np.ndarray | None = None
