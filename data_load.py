@@ -119,8 +119,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return to_rgb_uint8(image, bgr=True)
 
 
-def to_rgb_uint8(image: np.ndarray, bgr: bool = False) -> np.ndarray:
-    """Convert a grayscale, RGB(A) or BGR(A) array of uint8/uint16/float to H x W x 3 uint8 RGB."""
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Pixel values of uint8, uint16, float ([0, 1] or 0-255) or bool as uint8 0-255; a single channel squeezed."""
     image = np.asarray(image)
     if image.dtype == np.uint16:
         image = (image / 257.0).round().astype(np.uint8)
@@ -133,6 +133,12 @@ def to_rgb_uint8(image: np.ndarray, bgr: bool = False) -> np.ndarray:
         image = np.clip(image, 0, 255).astype(np.uint8)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
+    return image
+
+
+def to_rgb_uint8(image: np.ndarray, bgr: bool = False) -> np.ndarray:
+    """Convert a grayscale, RGB(A) or BGR(A) array of uint8/uint16/float to H x W x 3 uint8 RGB."""
+    image = to_uint8(image)
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     if image.ndim != 3 or image.shape[2] not in (3, 4):

@@ -285,18 +285,9 @@ RawWindows = tuple[np.ndarray, np.ndarray]  # (N x 4 boxes in working-image pixe
 
 def to_gray_uint8(image: np.ndarray) -> np.ndarray:
     """Grayscale uint8 of an H x W, H x W x 1, RGB or RGBA image of uint8, uint16, float ([0, 1] or 0-255) or bool."""
-    image = np.asarray(image)
-    if image.dtype == np.uint16:
-        image = (image / 257.0).round().astype(np.uint8)
-    elif image.dtype.kind == "f":
-        scale = 255.0 if image.size and float(np.nanmax(image)) <= 1.0 else 1.0
-        image = np.clip(np.nan_to_num(image) * scale, 0, 255).round().astype(np.uint8)
-    elif image.dtype == bool:
-        image = image.astype(np.uint8) * 255
-    elif image.dtype != np.uint8:
-        image = np.clip(image, 0, 255).astype(np.uint8)
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
+    from data_load import to_uint8
+
+    image = to_uint8(image)
     if image.ndim == 2:
         return np.ascontiguousarray(image)
     if image.ndim == 3 and image.shape[2] == 3:
