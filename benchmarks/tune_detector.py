@@ -147,7 +147,8 @@ def no_face_images(seed: int = 0) -> dict[str, np.ndarray]:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    image = getattr(skimage.data, name)()
+                    function = getattr(skimage.data, name)
+                    image = function(rng=seed) if name == "binary_blobs" else function()  # random unless seeded
             except Exception:  # not in this version, or needs a download
                 continue
             images[name] = to_rgb(image[0] if isinstance(image, tuple) else image)
