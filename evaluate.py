@@ -152,22 +152,37 @@ def predict_crops(model, crops: np.ndarray, flip_average: bool = False, batch_si
     ``model`` is a PyTorch model or a runner from ``models.make_runner``. With ``flip_average`` each crop is also
     predicted mirrored (in the same batch) and the two answers are averaged, left/right labels swapped back.
     """
+    if flip_average:
+        return predict_crops_with_flip_error(model, crops, batch_size)[0]
     runner = TorchRunner(model) if isinstance(model, torch.nn.Module) else model
-    size = crops.shape[-1]
     outputs = []
     for start in range(0, len(crops), batch_size):
         batch = np.ascontiguousarray(crops[start : start + batch_size], dtype=np.float32)[:, None]
+        outputs.append(runner(batch).reshape(len(batch), -1, 2))
+    return denormalize_keypoints(np.concatenate(outputs), crops.shape[-1])
+
+
+def predict_crops_with_flip_error(model, crops: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Flip-averaged keypoints in crop pixels (N, K, 2), and each crop's flip error (N,).
+
+    The flip error is the mean distance between the keypoints predicted on the crop and on its mirror image, as a
+    fraction of the crop side. A face gives nearly the same answer both ways; a crop without a face does not, so
+    the flip error doubles as a "this is a face" check (``pipeline.FLIP_ERROR_NO_FACE``, measured by
+    ``benchmarks/flip_error.py``).
+    """
+    runner = TorchRunner(model) if isinstance(model, torch.nn.Module) else model
+    size = crops.shape[-1]
+    outputs, errors = [], []
+    for start in range(0, len(crops), batch_size):
+        batch = np.ascontiguousarray(crops[start : start + batch_size], dtype=np.float32)[:, None]
         n = len(batch)
-        if flip_average:
-            batch = np.concatenate([batch, batch[..., ::-1]])
-        points = runner(np.ascontiguousarray(batch)).reshape(len(batch), -1, 2)
-        if flip_average:
-            mirrored = points[n:, flip_permutation(points.shape[1])]
-            # normalised x of a mirrored pixel: (size - 1 - x) -> -x - 2/size
-            mirrored[..., 0] = -mirrored[..., 0] - 2.0 / size
-            points = (points[:n] + mirrored) / 2
-        outputs.append(points)
-    return denormalize_keypoints(np.concatenate(outputs), size)
+        points = runner(np.ascontiguousarray(np.concatenate([batch, batch[..., ::-1]]))).reshape(2 * n, -1, 2)
+        mirrored = points[n:, flip_permutation(points.shape[1])]
+        # normalised x of a mirrored pixel: (size - 1 - x) -> -x - 2/size
+        mirrored[..., 0] = -mirrored[..., 0] - 2.0 / size
+        outputs.append((points[:n] + mirrored) / 2)
+        errors.append(np.linalg.norm(points[:n] - mirrored, axis=-1).mean(axis=-1) / 2)  # normalised units span 2
+    return denormalize_keypoints(np.concatenate(outputs), size), np.concatenate(errors)
 
 
 def predict_in_boxes(

@@ -31,19 +31,26 @@ from data_load import (
     transform_points,
 )
 from detector_architectures import HaarFaceDetector, box_iou, match_face
-from evaluate import SHIPPED_MODEL, face_crops, nme_interocular, predict_crops, summarize
+from evaluate import SHIPPED_MODEL, face_crops, nme_interocular, predict_crops, predict_crops_with_flip_error, summarize
 from models import ModelError, TorchRunner, make_runner
 
 MAX_PIXELS = 100_000_000  # refuse pictures larger than this (about 10000 x 10000): they are almost surely a mistake
 
+# A crop whose flip error (``evaluate.predict_crops_with_flip_error``: how much the keypoints predicted on the crop
+# and on its mirror disagree, as a fraction of the crop side) exceeds this holds no face. Measured by
+# ``benchmarks/flip_error.py`` with the shipped model: FLIP_ERROR_NO_FACE_MEASURED.
+FLIP_ERROR_NO_FACE = 0.025
+
 
 @dataclass
 class Face:
-    """One face: its detector box (x, y, w, h), its (68, 2) keypoints in picture pixels, the detector's score."""
+    """One face: its detector box (x, y, w, h), its (68, 2) keypoints in picture pixels, the detector's score, and
+    the flip error of its crop (small for a real face, see ``FLIP_ERROR_NO_FACE``; None without flip averaging)."""
 
     box: np.ndarray
     keypoints: np.ndarray
     score: float | None = None
+    flip_error: float | None = None
 
 
 def as_rgb_image(image: np.ndarray | str | os.PathLike) -> np.ndarray:
@@ -64,13 +71,16 @@ class KeypointPipeline:
 
     ``runner`` is a model runner (``models.make_runner``: ONNX Runtime or PyTorch) or a PyTorch model;
     ``flip_average`` also predicts each face mirrored and averages; ``refine`` re-crops each face from its first
-    keypoints and predicts again.
+    keypoints and predicts again; ``max_flip_error`` drops detections whose crop fails the flip-error check
+    (most false detections, hardly ever a face), None keeps them all; it needs the mirrored pass of
+    ``flip_average`` and does nothing without it.
     """
 
     runner: Any
     detector: HaarFaceDetector = field(default_factory=HaarFaceDetector)
     flip_average: bool = True
     refine: bool = True
+    max_flip_error: float | None = FLIP_ERROR_NO_FACE
 
     @classmethod
     def from_pretrained(
@@ -110,30 +120,45 @@ class KeypointPipeline:
 
         ``refine`` overrides the pipeline's setting (the tracker's boxes already come from keypoints).
         """
-        image = as_rgb_image(image)
-        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-        if len(boxes) == 0:
-            return np.zeros((0, self.runner.num_keypoints, 2), np.float32)
-        keypoints = self._predict(image, boxes)
-        if self.refine if refine is None else refine:
-            keypoints = self._predict(image, np.array([haar_box_from_keypoints(k) for k in keypoints]))
-        return keypoints
+        return self.keypoints_and_flip_errors(image, boxes, refine)[0]
 
     def keypoints_for_box(self, image: np.ndarray | str | os.PathLike, box: Sequence[float]) -> np.ndarray:
         """(68, 2) keypoints for one face box (x, y, w, h) in the Haar detector's convention."""
         return self.keypoints_for_boxes(image, [box])[0]
 
+    def keypoints_and_flip_errors(
+        self, image: np.ndarray | str | os.PathLike, boxes: Sequence[Sequence[float]], refine: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``keypoints_for_boxes`` and the flip error of each face's last crop (NaN without flip averaging)."""
+        image = as_rgb_image(image)
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        if len(boxes) == 0:
+            return np.zeros((0, self.runner.num_keypoints, 2), np.float32), np.zeros(0)
+        keypoints, flip_errors = self._predict(image, boxes)
+        if self.refine if refine is None else refine:
+            keypoints, flip_errors = self._predict(image, np.array([haar_box_from_keypoints(k) for k in keypoints]))
+        return keypoints, flip_errors
+
     def detect(self, image: np.ndarray | str | os.PathLike) -> list[Face]:
         """Every face in the picture with its keypoints; an empty list when there is none."""
         image = as_rgb_image(image)
         detections = self.detector.detect(image)
-        keypoints = self.keypoints_for_boxes(image, [d.box for d in detections])
-        return [Face(d.box, k, d.score) for d, k in zip(detections, keypoints)]
+        keypoints, flip_errors = self.keypoints_and_flip_errors(image, [d.box for d in detections])
+        faces = [
+            Face(d.box, k, d.score, None if np.isnan(e) else float(e)) for d, k, e in zip(detections, keypoints, flip_errors)
+        ]
+        if self.max_flip_error is not None and self.flip_average:
+            faces = [f for f in faces if f.flip_error <= self.max_flip_error]
+        return faces
 
-    def _predict(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    def _predict(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         crops, matrices = face_crops(image, boxes, self.input_size)
-        points = predict_crops(self.runner, crops, self.flip_average)
-        return np.stack([transform_points(p, invert_matrix(m)) for p, m in zip(points, matrices)])
+        if self.flip_average:
+            points, flip_errors = predict_crops_with_flip_error(self.runner, crops)
+        else:
+            points, flip_errors = predict_crops(self.runner, crops), np.full(len(crops), np.nan)
+        keypoints = np.stack([transform_points(p, invert_matrix(m)) for p, m in zip(points, matrices)])
+        return keypoints, flip_errors
 
 
 def evaluate_pipeline(
@@ -143,7 +168,8 @@ def evaluate_pipeline(
     flip_average: bool = True,
     refine: bool = True,
 ) -> tuple[dict, np.ndarray, list[str]]:
-    """Detect faces on the raw pictures and score the keypoints of the best-overlapping detection.
+    """Run the pipeline on the raw pictures, as a user would, and score the keypoints of the face whose box
+    overlaps the labelled face best (``match_face``).
 
     Keypoint metrics cover the faces found; ``detection_rate`` says how many that is.
     """
@@ -154,13 +180,13 @@ def evaluate_pipeline(
     start = time.perf_counter()
     for name, true_points in zip(names, truth):
         image = read_image(root_dir / name)
-        detections = pipe.detector.detect(image)
-        best = match_face(detections, true_points)
+        faces = pipe.detect(image)
+        best = match_face([face.box for face in faces], true_points)
         if best is None:
             continue
         found_names.append(name)
         found_truth.append(true_points)
-        predicted.append(pipe.keypoints_for_box(image, detections[best].box))
+        predicted.append(faces[best].keypoints)
     seconds = time.perf_counter() - start
     if not predicted:
         raise DataError(f"No face was detected in the {len(names)} {split} pictures: check the detector and the data folder.")
@@ -199,41 +225,54 @@ class OneEuroFilter:
         return self.value
 
 
+# The detector the tracker uses to find faces in video frames: the tuned detector, searching the frame at half
+# size. On the 640 x 480 frames of benchmarks/video_fps.py (one thread) it takes 24 ms instead of 76 ms and finds
+# the moving face in 27 % of the frames instead of 70 %, which is enough: once found, a face is followed without
+# the detector. Looser grouping (minNeighbors 2) found it in 58 % of the frames but put a second, false face on
+# the astronaut portrait that passed the flip check.
+VIDEO_DETECTOR = {"max_side": 320}
+
+
 @dataclass
 class Track:
     keypoints: np.ndarray
     box: np.ndarray
     score: float | None
+    flip_error: float | None = None
     smoother: OneEuroFilter = field(default_factory=OneEuroFilter)
 
 
 class FaceTracker:
     """Keypoints for every frame of a video at a fraction of the cost of detecting in each frame.
 
-    Between detections each face is re-cropped from its last keypoints (the crop the model knows best); the
-    detector runs again every ``redetect_every`` frames, when a face is lost (its new keypoint box jumps or
-    shrinks implausibly), or when there is no face yet. Keypoints are smoothed with a One Euro filter.
+    Each frame, every followed face is re-cropped from its last keypoints (the crop the model knows best) and
+    predicted again; it is lost when its crop fails the flip-error check or its keypoint box jumps or shrinks
+    implausibly. The detector (``VIDEO_DETECTOR``) runs every ``redetect_every`` frames to pick up new faces, at
+    once when a face is lost, and on every frame while no face is followed; a face the detector misses for a
+    while (turned, tilted) is still followed. New faces must pass the flip-error check too. Keypoints are smoothed
+    with a One Euro filter.
     """
 
-    def __init__(self, pipeline: KeypointPipeline, redetect_every: int = 15, fps: float = 30.0, smooth: bool = True) -> None:
+    def __init__(
+        self,
+        pipeline: KeypointPipeline,
+        redetect_every: int = 15,
+        fps: float = 30.0,
+        smooth: bool = True,
+        detector: HaarFaceDetector | None = None,
+        max_flip_error: float | None = FLIP_ERROR_NO_FACE,
+    ) -> None:
         self.pipeline = pipeline
+        self.detector = detector or HaarFaceDetector(**VIDEO_DETECTOR)
         self.redetect_every = redetect_every
         self.dt = 1.0 / fps
         self.smooth = smooth
+        self.max_flip_error = max_flip_error
         self.tracks: list[Track] = []
         self.frames_since_detection = 0
 
-    def _detect(self, frame: np.ndarray) -> None:
-        """Replace the tracks by fresh detections; a face that overlaps an old track keeps its smoother."""
-        faces = self.pipeline.detect(frame)
-        tracks = []
-        for face in faces:
-            overlaps = [box_iou(face.box, haar_box_from_keypoints(t.keypoints)) for t in self.tracks]
-            best = int(np.argmax(overlaps)) if overlaps else -1
-            smoother = self.tracks[best].smoother if best >= 0 and overlaps[best] > 0.3 else OneEuroFilter()
-            tracks.append(Track(face.keypoints, face.box, face.score, smoother))
-        self.tracks = tracks
-        self.frames_since_detection = 0
+    def _is_face(self, flip_error: float) -> bool:
+        return self.max_flip_error is None or np.isnan(flip_error) or flip_error <= self.max_flip_error
 
     @staticmethod
     def _plausible(previous: np.ndarray, current: np.ndarray) -> bool:
@@ -242,22 +281,42 @@ class FaceTracker:
         shift = np.hypot(*(after[:2] + after[2:] / 2 - before[:2] - before[2:] / 2)) / max(before[2], 1e-6)
         return 0.7 < scale < 1.4 and shift < 0.35
 
+    def _follow(self, frame: np.ndarray) -> bool:
+        """Re-crop every followed face from its last keypoints and predict again; returns True if one was lost."""
+        if not self.tracks:
+            return False
+        boxes = [haar_box_from_keypoints(t.keypoints) for t in self.tracks]
+        keypoints, flip_errors = self.pipeline.keypoints_and_flip_errors(frame, boxes, refine=False)
+        kept = []
+        for track, points, box, flip_error in zip(self.tracks, keypoints, boxes, flip_errors):
+            if self._plausible(track.keypoints, points) and self._is_face(flip_error):
+                track.keypoints, track.box, track.flip_error = points, box, float(flip_error)
+                kept.append(track)
+        lost = len(kept) < len(self.tracks)
+        self.tracks = kept
+        return lost
+
+    def _detect(self, frame: np.ndarray) -> None:
+        """Start following the faces the detector finds that no track covers yet (if they pass the flip check)."""
+        self.frames_since_detection = 0
+        new = [d for d in self.detector.detect(frame) if all(box_iou(d.box, t.box) < 0.3 for t in self.tracks)]
+        if not new:
+            return
+        keypoints, flip_errors = self.pipeline.keypoints_and_flip_errors(frame, [d.box for d in new], refine=True)
+        for detection, points, flip_error in zip(new, keypoints, flip_errors):
+            if self._is_face(flip_error):
+                self.tracks.append(Track(points, haar_box_from_keypoints(points), detection.score, float(flip_error)))
+
     def update(self, frame: np.ndarray) -> list[Face]:
         """The faces of the next frame (RGB uint8)."""
         frame = as_rgb_image(frame)
-        if not self.tracks or self.frames_since_detection >= self.redetect_every:
+        lost = self._follow(frame)
+        self.frames_since_detection += 1
+        if lost or not self.tracks or self.frames_since_detection >= self.redetect_every:
             self._detect(frame)
-        else:
-            boxes = [haar_box_from_keypoints(t.keypoints) for t in self.tracks]
-            keypoints = self.pipeline.keypoints_for_boxes(frame, boxes, refine=False)
-            if all(self._plausible(t.keypoints, k) for t, k in zip(self.tracks, keypoints)):
-                for track, points, box in zip(self.tracks, keypoints, boxes):
-                    track.keypoints, track.box = points, box
-                self.frames_since_detection += 1
-            else:
-                self._detect(frame)
         faces = []
         for track in self.tracks:
             points = track.smoother(track.keypoints, self.dt) if self.smooth else track.keypoints
-            faces.append(Face(track.box, points.astype(np.float32), track.score))
+            flip_error = None if track.flip_error is None or np.isnan(track.flip_error) else track.flip_error
+            faces.append(Face(track.box, points.astype(np.float32), track.score, flip_error))
         return faces

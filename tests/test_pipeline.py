@@ -11,7 +11,8 @@ import pytest
 import detect
 from data_load import DataError, haar_box_from_keypoints, read_image, read_keypoints_csv
 from evaluate import nme_interocular
-from pipeline import Face, FaceTracker, KeypointPipeline
+from detector_architectures import Detection, box_iou
+from pipeline import FLIP_ERROR_NO_FACE, Face, FaceTracker, KeypointPipeline
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +132,42 @@ def test_bad_arrays_raise_a_one_line_data_error(pipe):
         pipe.detect(np.zeros((4, 4, 4, 4), np.uint8))
 
 
+def background_boxes(picture: np.ndarray, avoid: np.ndarray, count: int = 30) -> np.ndarray:
+    """Square boxes over the picture that stay clear of the ``avoid`` box."""
+    rng = np.random.default_rng(0)
+    height, width = picture.shape[:2]
+    boxes = []
+    while len(boxes) < count:
+        side = rng.uniform(60, 0.6 * min(height, width))
+        box = np.array([rng.uniform(0, width - side), rng.uniform(0, height - side), side, side])
+        if box_iou(box, avoid) < 0.05:
+            boxes.append(box)
+    return np.stack(boxes)
+
+
+def test_flip_error_is_small_on_faces_and_large_elsewhere(pipe, astronaut, real_data_dir):
+    names, truth = read_keypoints_csv(real_data_dir / "test_frames_keypoints.csv")
+    on_faces = [
+        pipe.keypoints_and_flip_errors(read_image(real_data_dir / "test" / n), [haar_box_from_keypoints(t)], refine=False)[1][0]
+        for n, t in zip(names[:20], truth[:20])
+    ]
+    assert max(on_faces) < FLIP_ERROR_NO_FACE
+    face = pipe.detect(astronaut)[0]
+    assert face.flip_error < FLIP_ERROR_NO_FACE / 2
+    elsewhere = pipe.keypoints_and_flip_errors(astronaut, background_boxes(astronaut, face.box), refine=False)[1]
+    assert np.median(elsewhere) > FLIP_ERROR_NO_FACE
+
+
+def test_detect_drops_detections_that_fail_the_flip_check(pipe, astronaut, monkeypatch):
+    face = pipe.detect(astronaut)[0]
+    boxes = background_boxes(astronaut, face.box, 8)
+    _, flip_errors = pipe.keypoints_and_flip_errors(astronaut, boxes)
+    monkeypatch.setattr(pipe.detector, "detect", lambda image: [Detection(face.box, 10)] + [Detection(b, 5) for b in boxes])
+    kept = pipe.detect(astronaut)
+    assert len(kept) == 1 + np.sum(flip_errors <= FLIP_ERROR_NO_FACE) < 1 + len(boxes)
+    assert np.allclose(kept[0].box, face.box)
+
+
 def test_tracker_follows_a_moving_face(pipe, astronaut):
     tracker = FaceTracker(pipe, redetect_every=100)
     positions = []
@@ -140,6 +177,28 @@ def test_tracker_follows_a_moving_face(pipe, astronaut):
         assert len(faces) == 1
         positions.append(faces[0].keypoints[:, 0].mean())
     assert positions[-1] - positions[0] == pytest.approx(36, abs=6)
+
+
+def test_tracker_keeps_a_face_the_detector_misses(pipe, astronaut, monkeypatch):
+    tracker = FaceTracker(pipe, redetect_every=1)
+    assert len(tracker.update(astronaut)) == 1
+    monkeypatch.setattr(tracker.detector, "detect", lambda image: [])
+    for shift in range(4, 24, 4):
+        faces = tracker.update(np.roll(astronaut, shift, axis=1))
+        assert len(faces) == 1 and tracker.frames_since_detection == 0
+
+
+def test_tracker_drops_a_face_that_is_gone_and_ignores_false_detections(pipe, astronaut, monkeypatch):
+    tracker = FaceTracker(pipe)
+    face = tracker.update(astronaut)[0]
+    empty = np.full_like(astronaut, 127)
+    empty[:, 256:] = astronaut[:, 256:]  # the face is gone, the rest of the picture stays
+    assert tracker.update(empty) == [] and tracker.frames_since_detection == 0
+    boxes = background_boxes(astronaut, face.box)
+    _, flip_errors = pipe.keypoints_and_flip_errors(astronaut, boxes, refine=True)
+    false_box = boxes[int(np.argmax(flip_errors))]
+    monkeypatch.setattr(tracker.detector, "detect", lambda image: [Detection(false_box, 10)])
+    assert tracker.update(empty) == []
 
 
 # ---------------------------------------------------------------------------------------------------------
