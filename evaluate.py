@@ -236,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", default="box", choices=["box", "pipeline"],
                         help="box: crop from the keypoints' Haar-convention box (default); pipeline: detect faces first")
     parser.add_argument("--no-flip", dest="flip", action="store_false", help="do not average with the mirrored crop")
+    parser.add_argument("--refine-steps", type=int, help="pipeline mode: re-crops from the keypoints (default: pipeline.REFINE_STEPS)")
     parser.add_argument("--json", help="write the metrics (and per-face errors) to this JSON file")
     return parser
 
@@ -249,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.mode == "pipeline":
             from pipeline import evaluate_pipeline
 
-            metrics, per_face, names = evaluate_pipeline(args.model, args.data, args.split, flip_average=args.flip)
+            steps = {} if args.refine_steps is None else {"refine": args.refine_steps > 0, "refine_steps": args.refine_steps}
+            metrics, per_face, names = evaluate_pipeline(args.model, args.data, args.split, flip_average=args.flip, **steps)
         else:
             runner = make_runner(args.model)
             metrics, per_face, names = evaluate_model(runner, args.data, args.split, flip_average=args.flip)
