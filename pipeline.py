@@ -251,12 +251,20 @@ class OneEuroFilter:
         return self.value
 
 
-# The detector the tracker uses to find faces in video frames: the tuned detector, searching the frame at half
-# size. On the 640 x 480 frames of benchmarks/video_fps.py (one thread) it takes 24 ms instead of 76 ms and finds
-# the moving face in 27 % of the frames instead of 70 %, which is enough: once found, a face is followed without
-# the detector. Looser grouping (minNeighbors 2) found it in 58 % of the frames but put a second, false face on
-# the astronaut portrait that passed the flip check.
+# The detector the tracker uses to look for new faces while it follows others: the tuned detector, searching the
+# frame at half size. On the 640 x 480 frames of benchmarks/video_fps.py (one thread) it takes 24 ms instead of
+# 76 ms and finds the moving face in 27 % of the frames instead of 70 %, enough for a face that stays a while.
+# While no face is followed, the pipeline's own detector searches every frame, so a face is picked up quickly.
+# Looser grouping (minNeighbors 2) found the face in 58 % of the frames but put a second, false face on the
+# astronaut portrait that passed the flip check.
 VIDEO_DETECTOR = {"max_side": 320}
+
+# How many times a followed face is re-cropped from the keypoints just predicted, after the crop from the previous
+# frame's keypoints: the network under-reacts to a face that has moved within its crop, so one pass lags behind
+# a moving face. Measured with benchmarks/video_fps.py (one thread, NME_io against the moved ground truth): on the
+# 300-frame video 0.0638 / 0.0597 / 0.0594 with 0 / 1 / 2 re-crops at 4.4 / 6.9 / 8.0 ms per frame; on the same
+# motion squeezed into 60 frames, 0.283 / 0.227 / 0.103, the face kept in 72 / 83 / 87 % of the frames.
+FOLLOW_STEPS = 2
 
 
 @dataclass
@@ -272,11 +280,12 @@ class FaceTracker:
     """Keypoints for every frame of a video at a fraction of the cost of detecting in each frame.
 
     Each frame, every followed face is re-cropped from its last keypoints (the crop the model knows best) and
-    predicted again; it is lost when its crop fails the flip-error check, when its keypoint box jumps or shrinks
-    implausibly, or when the box has lost all detail (``MIN_FACE_CONTRAST``). The detector (``VIDEO_DETECTOR``) runs every ``redetect_every`` frames to pick up new faces, at
-    once when a face is lost, and on every frame while no face is followed; a face the detector misses for a
-    while (turned, tilted) is still followed. New faces must pass the flip-error check too. Keypoints are smoothed
-    with a One Euro filter.
+    predicted again, then re-cropped from the new keypoints ``follow_steps`` times; it is lost when its crop fails the flip-error check, when its keypoint box jumps or shrinks
+    implausibly, or when the box has lost all detail (``MIN_FACE_CONTRAST``). While no face is followed, the
+    pipeline's detector searches every frame; while faces are followed, the cheaper ``detector`` (by default
+    ``VIDEO_DETECTOR``) looks for new ones every ``redetect_every`` frames and as soon as a face is lost. A face the
+    detector misses for a while (turned, tilted) is still followed. New faces must pass the flip-error check
+    too. Keypoints are smoothed with a One Euro filter.
     """
 
     def __init__(
@@ -287,8 +296,10 @@ class FaceTracker:
         smooth: bool = True,
         detector: HaarFaceDetector | None = None,
         max_flip_error: float | None = FLIP_ERROR_NO_FACE,
+        follow_steps: int = FOLLOW_STEPS,
     ) -> None:
         self.pipeline = pipeline
+        self.follow_steps = follow_steps
         self.detector = detector or HaarFaceDetector(**VIDEO_DETECTOR)
         self.redetect_every = redetect_every
         self.dt = 1.0 / fps
@@ -311,8 +322,10 @@ class FaceTracker:
         """Re-crop every followed face from its last keypoints and predict again; returns True if one was lost."""
         if not self.tracks:
             return False
-        boxes = [haar_box_from_keypoints(t.keypoints) for t in self.tracks]
-        keypoints, flip_errors = self.pipeline.keypoints_and_flip_errors(frame, boxes, refine=False)
+        keypoints = np.stack([t.keypoints for t in self.tracks])
+        for _ in range(1 + self.follow_steps):
+            boxes = np.array([haar_box_from_keypoints(k) for k in keypoints])
+            keypoints, flip_errors = self.pipeline.keypoints_and_flip_errors(frame, boxes, refine=False)
         kept = []
         for track, points, box, flip_error in zip(self.tracks, keypoints, boxes, flip_errors):
             if (
@@ -329,7 +342,8 @@ class FaceTracker:
     def _detect(self, frame: np.ndarray) -> None:
         """Start following the faces the detector finds that no track covers yet (if they pass the flip check)."""
         self.frames_since_detection = 0
-        new = [d for d in self.detector.detect(frame) if all(box_iou(d.box, t.box) < 0.3 for t in self.tracks)]
+        detector = self.detector if self.tracks else self.pipeline.detector
+        new = [d for d in detector.detect(frame) if all(box_iou(d.box, t.box) < 0.3 for t in self.tracks)]
         if not new:
             return
         keypoints, flip_errors = self.pipeline.keypoints_and_flip_errors(frame, [d.box for d in new], refine=True)

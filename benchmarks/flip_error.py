@@ -8,7 +8,7 @@ crop and on its mirror image disagree. It is measured the two ways the tracker u
 - following a face: the crop cut from the face's keypoints (one pass, as ``FaceTracker`` does every frame),
   against same-sized crops of the background of the same test pictures (what the tracker sees when the face
   has gone);
-- accepting a new face: the crop of the detector's box after one refinement (as for every new detection),
+- accepting a new face: the crop of the detector's box after refinement (as for every new detection),
   against the detections of a loose Haar detector (minNeighbors 1) on pictures without faces, and random boxes
   on those pictures.
 

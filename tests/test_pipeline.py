@@ -197,7 +197,7 @@ def test_tracker_drops_a_face_that_is_gone_and_ignores_false_detections(pipe, as
     boxes = background_boxes(astronaut, face.box)
     _, flip_errors = pipe.keypoints_and_flip_errors(astronaut, boxes, refine=True)
     false_box = boxes[int(np.argmax(flip_errors))]
-    monkeypatch.setattr(tracker.detector, "detect", lambda image: [Detection(false_box, 10)])
+    monkeypatch.setattr(pipe.detector, "detect", lambda image: [Detection(false_box, 10)])  # searches while no face
     assert tracker.update(empty) == []
 
 
