@@ -108,6 +108,7 @@ def faces_to_json(faces: list) -> list[dict]:
         {
             "box": [round(float(v), 2) for v in face.box],
             "score": None if face.score is None else float(face.score),
+            "flip_error": None if face.flip_error is None else round(float(face.flip_error), 4),
             "keypoints": np.round(face.keypoints, 2).tolist(),
         }
         for face in faces
@@ -209,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--video", help="a video file to annotate")
     source.add_argument("--webcam", type=int, nargs="?", const=0, help="a webcam index (default 0)")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default: outputs/)")
-    parser.add_argument("--json", help="also write the faces (boxes, scores, keypoints) to this JSON file")
+    parser.add_argument("--json", help="also write the faces (boxes, scores, flip errors, keypoints) to this JSON file")
     parser.add_argument("--filter", help="draw a face filter instead of the keypoints (e.g. sunglasses)")
     parser.add_argument("--model", help="model file (default: the shipped model in saved_models/)")
     parser.add_argument("--data", help="dataset folder for the demo montage (default: $FKP_DATA or data/)")

@@ -40,7 +40,11 @@ MAX_PIXELS = 100_000_000  # refuse pictures larger than this (about 10000 x 1000
 
 # A crop whose flip error (``evaluate.predict_crops_with_flip_error``: how much the keypoints predicted on the crop
 # and on its mirror disagree, as a fraction of the crop side) exceeds this holds no face. Measured by
-# ``benchmarks/flip_error.py`` with the shipped model: FLIP_ERROR_NO_FACE_MEASURED.
+# ``benchmarks/flip_error.py`` with the shipped model: on the 770 test faces the flip error is at most 0.018 in
+# 99 % of them (median 0.008), and none exceeds 0.025, whether cropped from the keypoints or from the detector
+# after re-cropping; 0.025 rejects two thirds of background crops of the same pictures and of random boxes on
+# pictures without faces, and half of the false detections of a loose detector there (0.020 would reject 0.5 %
+# of faces).
 FLIP_ERROR_NO_FACE = 0.025
 
 # How many times ``refine`` re-crops a face from its keypoints and predicts again. The network, trained on crops

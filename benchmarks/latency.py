@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{backend}: unavailable ({error})")
             continue
         med, p90 = median_ms(pipe.keypoints_for_box, faces, args.repeats)
-        rows.append((f"ours, {backend}, flip {'on' if flip else 'off'}, refine {'on' if refine else 'off'}", med, p90))
+        recrops = pipe.refine_steps if refine else 0
+        rows.append((f"ours, {backend}, flip {'on' if flip else 'off'}, {recrops} re-crops", med, p90))
     pipe = KeypointPipeline.from_pretrained(args.model, threads=1)
     detector_med, detector_p90 = median_ms(lambda image, _box: pipe.detector.detect(image), faces, 1)
 

@@ -211,6 +211,7 @@ def test_cli_demo_writes_annotated_pictures(capsys, tmp_path):
     assert "astronaut: 1 face" in out
     records = json.loads((tmp_path / "faces.json").read_text())
     assert records[0]["image"] == "astronaut" and len(records[0]["faces"][0]["keypoints"]) == 68
+    assert 0 <= records[0]["faces"][0]["flip_error"] < FLIP_ERROR_NO_FACE
 
 
 def test_cli_filter_writes_a_picture(capsys, tmp_path, astronaut):
