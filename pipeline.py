@@ -89,9 +89,9 @@ class KeypointPipeline:
 
     ``runner`` is a model runner (``models.make_runner``: ONNX Runtime or PyTorch) or a PyTorch model;
     ``flip_average`` also predicts each face mirrored and averages; ``refine`` re-crops each face from its
-    keypoints and predicts again, ``refine_steps`` times; ``max_flip_error`` drops detections whose crop fails the flip-error check
-    (most false detections, hardly ever a face), None keeps them all; it needs the mirrored pass of
-    ``flip_average`` and does nothing without it.
+    keypoints and predicts again, ``refine_steps`` times; ``max_flip_error`` drops detections whose crop fails the
+    flip-error check (many false detections, hardly ever a face), None keeps them all; it needs the mirrored pass
+    of ``flip_average`` and does nothing without it.
     """
 
     runner: Any
@@ -265,9 +265,10 @@ VIDEO_DETECTOR = {"max_side": 320}
 
 # How many times a followed face is re-cropped from the keypoints just predicted, after the crop from the previous
 # frame's keypoints: the network under-reacts to a face that has moved within its crop, so one pass lags behind
-# a moving face. Measured with benchmarks/video_fps.py (one thread, NME_io against the moved ground truth): on the
-# 300-frame video 0.0638 / 0.0597 / 0.0594 with 0 / 1 / 2 re-crops at 4.4 / 6.9 / 8.0 ms per frame; on the same
-# motion squeezed into 60 frames, 0.283 / 0.227 / 0.103, the face kept in 72 / 83 / 87 % of the frames.
+# a moving face. Measured with the video of benchmarks/video_fps.py (one thread, NME_io against the moved ground
+# truth), 0 / 1 / 2 / 3 re-crops: 300 frames, 0.0638 / 0.0597 / 0.0594 / 0.0594 at 3.8 / 5.2 / 6.8 / 8.2 ms per
+# frame; the same motion squeezed into 60 frames, 0.131 / 0.145 / 0.095 / 0.104 with the face kept in
+# 73 / 77 / 83 / 88 % of the frames.
 FOLLOW_STEPS = 2
 
 
@@ -284,12 +285,13 @@ class FaceTracker:
     """Keypoints for every frame of a video at a fraction of the cost of detecting in each frame.
 
     Each frame, every followed face is re-cropped from its last keypoints (the crop the model knows best) and
-    predicted again, then re-cropped from the new keypoints ``follow_steps`` times; it is lost when its crop fails the flip-error check, when its keypoint box jumps or shrinks
-    implausibly, or when the box has lost all detail (``MIN_FACE_CONTRAST``). While no face is followed, the
-    pipeline's detector searches every frame; while faces are followed, the cheaper ``detector`` (by default
-    ``VIDEO_DETECTOR``) looks for new ones every ``redetect_every`` frames and as soon as a face is lost. A face the
-    detector misses for a while (turned, tilted) is still followed. New faces must pass the flip-error check
-    too. Keypoints are smoothed with a One Euro filter.
+    predicted again, then re-cropped from the new keypoints ``follow_steps`` times. It is lost when its crop fails
+    the flip-error check, when its keypoint box jumps or shrinks implausibly, or when the box has lost all detail
+    (``MIN_FACE_CONTRAST``). While no face is followed, the pipeline's detector searches every frame; while faces
+    are followed, the cheaper ``detector`` (by default ``VIDEO_DETECTOR``) looks for new ones every
+    ``redetect_every`` frames and as soon as a face is lost. A face the detector misses for a while (turned,
+    tilted) is still followed. New faces must pass the flip-error check too. Keypoints are smoothed with a One
+    Euro filter.
     """
 
     def __init__(
