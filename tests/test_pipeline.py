@@ -95,8 +95,9 @@ def test_all_faces_of_a_picture_go_through_the_network_in_one_batch(pipe, astron
     counting = KeypointPipeline(CountingRunner(), pipe.detector, pipe.flip_average, pipe.refine)
     faces = counting.detect(group)
     assert len(faces) >= 3
+    detections = len(pipe.detector.detect(group))  # the flip check may drop some after the network has run
     passes = 1 + pipe.refine_steps if pipe.refine else 1
-    assert calls == [len(faces) * (2 if pipe.flip_average else 1)] * passes
+    assert calls == [detections * (2 if pipe.flip_average else 1)] * passes
 
 
 def test_no_face_gives_an_empty_list(pipe):
