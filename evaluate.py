@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.mode == "pipeline":
             from pipeline import evaluate_pipeline
 
-            steps = {} if args.refine_steps is None else {"refine": args.refine_steps > 0, "refine_steps": args.refine_steps}
+            steps = {} if args.refine_steps is None else {"refine_steps": args.refine_steps}
             metrics, per_face, names = evaluate_pipeline(args.model, args.data, args.split, flip_average=args.flip, **steps)
         else:
             runner = make_runner(args.model)

@@ -146,16 +146,21 @@ class KeypointPipeline:
         return self.keypoints_for_boxes(image, [box])[0]
 
     def keypoints_and_flip_errors(
-        self, image: np.ndarray | str | os.PathLike, boxes: Sequence[Sequence[float]], refine: bool | None = None
+        self,
+        image: np.ndarray | str | os.PathLike,
+        boxes: Sequence[Sequence[float]],
+        refine: bool | None = None,
+        refine_steps: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``keypoints_for_boxes`` and the flip error of each face's last crop (NaN without flip averaging)."""
+        """``keypoints_for_boxes`` and the flip error of each face's last crop (NaN without flip averaging);
+        ``refine_steps`` overrides the pipeline's number of re-crops."""
         image = as_rgb_image(image)
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         if len(boxes) == 0:
             return np.zeros((0, self.runner.num_keypoints, 2), np.float32), np.zeros(0)
         keypoints, flip_errors = self._predict(image, boxes)
         if self.refine if refine is None else refine:
-            for _ in range(self.refine_steps):
+            for _ in range(self.refine_steps if refine_steps is None else refine_steps):
                 keypoints, flip_errors = self._predict(image, np.array([haar_box_from_keypoints(k) for k in keypoints]))
         return keypoints, flip_errors
 
@@ -328,18 +333,18 @@ class FaceTracker:
         """Re-crop every followed face from its last keypoints and predict again; returns True if one was lost."""
         if not self.tracks:
             return False
-        keypoints = np.stack([t.keypoints for t in self.tracks])
-        for _ in range(1 + self.follow_steps):
-            boxes = np.array([haar_box_from_keypoints(k) for k in keypoints])
-            keypoints, flip_errors = self.pipeline.keypoints_and_flip_errors(frame, boxes, refine=False)
+        boxes = [haar_box_from_keypoints(t.keypoints) for t in self.tracks]
+        keypoints, flip_errors = self.pipeline.keypoints_and_flip_errors(
+            frame, boxes, refine=True, refine_steps=self.follow_steps
+        )
         kept = []
-        for track, points, box, flip_error in zip(self.tracks, keypoints, boxes, flip_errors):
+        for track, points, flip_error in zip(self.tracks, keypoints, flip_errors):
             if (
                 self._plausible(track.keypoints, points)
                 and self._is_face(flip_error)
                 and face_contrast(frame, points) >= MIN_FACE_CONTRAST
             ):
-                track.keypoints, track.box, track.flip_error = points, box, float(flip_error)
+                track.keypoints, track.box, track.flip_error = points, haar_box_from_keypoints(points), float(flip_error)
                 kept.append(track)
         lost = len(kept) < len(self.tracks)
         self.tracks = kept
