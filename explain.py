@@ -3,7 +3,7 @@ keypoint (Grad-CAM adapted to regression).
 
 Both work on any PyTorch model of this project (``models.build_model``) and on one face crop, given as a
 grayscale ``S x S`` array or tensor in [0, 1] (also ``1 x S x S`` or ``1 x 1 x S x S``), cut as in training
-(``evaluate.face_crops``). Layers are named as in ``model.named_modules()`` ("features.0", "features.4", ...) or
+(``inference.face_crops``). Layers are named as in ``model.named_modules()`` ("features.0", "features.4", ...) or
 passed as the modules themselves. The model is left as it was found: same mode, same weights, no gradients kept.
 """
 from __future__ import annotations

@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 import torch
 import torch.nn as nn
@@ -22,6 +25,68 @@ NORMALIZATION = "grayscale/255; keypoints (px - S/2) / (S/2) for an S x S input"
 
 class ModelError(RuntimeError):
     """A model file that cannot be used, told in one sentence that says what to do."""
+
+
+# Labelling conventions of the 68 iBUG points. "300w": the 300-W benchmark's (dlib, face_alignment), point 27 at
+# the level of the eyes; "course": the course dataset's (YouTube Faces frames), points 27-30 lower on the nose.
+CONVENTIONS = ("300w", "course")
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """How a model's flat output row is laid out, the same for PyTorch and ONNX.
+
+    For each labelling convention in ``conventions`` (the first is the model's default) come ``2 * num_keypoints``
+    normalised coordinates (x0, y0, x1, y1, ..., in [-1, 1] of the input, see ``data_load.Normalize``); then, if
+    ``face_score``, one face / no-face logit (positive: a face). A model saved without this information (the
+    course's ``Net``, older files) has one convention, "course", and no face score.
+    """
+
+    num_keypoints: int = 68
+    conventions: tuple[str, ...] = ("course",)
+    face_score: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.conventions if c not in CONVENTIONS]
+        if not self.conventions or unknown or len(set(self.conventions)) != len(self.conventions):
+            raise ModelError(f"Conventions {list(self.conventions)} are not distinct names from {list(CONVENTIONS)}.")
+
+    @property
+    def width(self) -> int:
+        """Numbers per output row."""
+        return 2 * self.num_keypoints * len(self.conventions) + int(self.face_score)
+
+    def resolve(self, convention: str | None) -> str:
+        """``convention``, or the default one for None; ModelError for one the model does not predict."""
+        if convention is None:
+            return self.conventions[0]
+        if convention not in self.conventions:
+            raise ModelError(f"This model predicts the {' and '.join(self.conventions)} convention(s), not {convention!r}.")
+        return convention
+
+    def keypoints(self, raw: Any, convention: str | None = None) -> Any:
+        """(N, K, 2) normalised keypoints of one convention from raw (N, width) outputs (numpy or torch)."""
+        index = self.conventions.index(self.resolve(convention))
+        size = 2 * self.num_keypoints
+        return raw[:, index * size : (index + 1) * size].reshape(-1, self.num_keypoints, 2)
+
+    def face_logits(self, raw: Any) -> Any:
+        """(N,) face logits from raw outputs, or None for a model without a face score."""
+        return raw[:, -1] if self.face_score else None
+
+    def as_meta(self) -> dict:
+        return {"conventions": list(self.conventions), "face_score": self.face_score}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "OutputLayout":
+        return cls(int(meta["num_keypoints"]), tuple(meta.get("conventions", ["course"])), bool(meta.get("face_score", False)))
+
+
+def output_layout(model: Any) -> OutputLayout:
+    """The layout of a model built by ``build_model`` (or any module with ``num_keypoints``)."""
+    return OutputLayout(
+        int(getattr(model, "num_keypoints", 68)), tuple(getattr(model, "conventions", ("course",))), bool(getattr(model, "face_score", False))
+    )
 
 
 def init_kaiming(module: nn.Module) -> None:
@@ -154,6 +219,7 @@ class FastKeypointNet(nn.Module):
         head_channels: int = 32,
         hidden: int = 256,
         separable: bool = False,
+        outputs: int | None = None,
     ) -> None:
         super().__init__()
         self.input_size = input_size
@@ -168,7 +234,7 @@ class FastKeypointNet(nn.Module):
             nn.Flatten(),
             nn.Linear(head_channels * grid * grid, hidden),
             nn.ReLU(inplace=True),
-            nn.Linear(hidden, 2 * num_keypoints),
+            nn.Linear(hidden, outputs or 2 * num_keypoints),
         )
         init_kaiming(self)
         nn.init.normal_(self.head[-1].weight, std=1e-3)
@@ -263,14 +329,26 @@ MODEL_NAMES = ("net", "naimishnet", "fast", "fast_heatmap", "resnet18", "mobilen
 DEFAULT_INPUT_SIZES = {"net": 224, "naimishnet": 96, "fast": 96, "fast_heatmap": 96, "resnet18": 224, "mobilenet_v2": 224, "efficientnet_b0": 224}
 
 
-def build_model(name: str, num_keypoints: int = 68, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+def build_model(
+    name: str,
+    num_keypoints: int = 68,
+    pretrained: bool = False,
+    conventions: tuple[str, ...] | list[str] = ("course",),
+    face_score: bool = False,
+    **kwargs: Any,
+) -> nn.Module:
     """Create a model by name (see MODEL_NAMES). ``pretrained`` applies to the torchvision backbones only.
 
-    The returned model carries ``model.architecture``, ``model.input_size`` and ``model.model_kwargs`` so that
+    ``conventions`` and ``face_score`` set the output layout (``OutputLayout``); only the "fast" model offers more
+    than the course's one convention without a face score. The returned model carries ``model.architecture``,
+    ``model.input_size``, ``model.model_kwargs``, ``model.conventions`` and ``model.face_score`` so that
     ``save_model`` can record how to rebuild it.
     """
     if name not in MODEL_NAMES:
         raise ValueError(f"Unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}.")
+    layout = OutputLayout(num_keypoints, tuple(conventions), face_score)
+    if name != "fast" and layout != OutputLayout(num_keypoints):
+        raise ValueError(f"Model {name!r} predicts the course convention only: several conventions or a face score need the 'fast' model.")
     if name not in ("fast", "fast_heatmap") and kwargs:
         raise ValueError(
             f"Model {name!r} has a fixed design ({DEFAULT_INPUT_SIZES[name]} px input): options {sorted(kwargs)} apply to the fast models only."
@@ -280,7 +358,7 @@ def build_model(name: str, num_keypoints: int = 68, pretrained: bool = False, **
     elif name == "naimishnet":
         model = NaimishNet(num_keypoints)
     elif name == "fast":
-        model = FastKeypointNet(num_keypoints, **kwargs)
+        model = FastKeypointNet(num_keypoints, outputs=layout.width, **kwargs)
     elif name == "fast_heatmap":
         model = HeatmapKeypointNet(num_keypoints, **kwargs)
     else:
@@ -288,6 +366,7 @@ def build_model(name: str, num_keypoints: int = 68, pretrained: bool = False, **
     model.architecture = name
     model.input_size = int(kwargs.get("input_size", DEFAULT_INPUT_SIZES[name]))
     model.num_keypoints = num_keypoints
+    model.conventions, model.face_score = layout.conventions, layout.face_score
     model.model_kwargs = dict(kwargs)
     return model
 
@@ -302,6 +381,7 @@ def model_metadata(model: nn.Module, **extra: Any) -> dict:
         "input_size": model.input_size,
         "num_keypoints": model.num_keypoints,
         "model_kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in model.model_kwargs.items()},
+        **output_layout(model).as_meta(),
         "normalization": NORMALIZATION,
         **extra,
     }
@@ -354,9 +434,10 @@ def load_model(
         raise ModelError(f"{path} predicts {meta['num_keypoints']} keypoints, not {num_keypoints}: use a matching model.")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in meta.get("model_kwargs", {}).items()}
     try:
-        model = build_model(meta["architecture"], meta["num_keypoints"], **kwargs)
+        layout = OutputLayout.from_meta(meta)
+        model = build_model(meta["architecture"], meta["num_keypoints"], conventions=layout.conventions, face_score=layout.face_score, **kwargs)
         model.load_state_dict(checkpoint["state_dict"])
-    except (KeyError, ValueError, RuntimeError, TypeError) as error:
+    except (KeyError, ValueError, RuntimeError, TypeError, ModelError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelError(f"{path} does not match its architecture ({first_line}): retrain or restore it.") from None
     return model.to(device).eval(), meta
@@ -394,8 +475,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                fused, dummy, tmp, dynamo=False, input_names=["image"], output_names=["keypoints"],
-                dynamic_axes={"image": {0: "batch"}, "keypoints": {0: "batch"}},
+                fused, dummy, tmp, dynamo=False, input_names=["image"], output_names=["outputs"],
+                dynamic_axes={"image": {0: "batch"}, "outputs": {0: "batch"}},
             )
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
@@ -419,11 +500,12 @@ def save_model_with_onnx(model: nn.Module, path: str | os.PathLike, **extra: Any
 
 
 class TorchRunner:
-    """Runs a PyTorch keypoint model on float32 numpy batches (N, 1, S, S) -> (N, 2K)."""
+    """Runs a PyTorch keypoint model on float32 numpy batches (N, 1, S, S) -> raw outputs (N, ``layout.width``)."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model.eval()
         self.input_size, self.num_keypoints = model.input_size, model.num_keypoints
+        self.layout = output_layout(model)
         self.device = next(model.parameters()).device
 
     def __call__(self, batch: "np.ndarray") -> "np.ndarray":
@@ -432,9 +514,10 @@ class TorchRunner:
 
 
 class OnnxRunner:
-    """Runs an exported keypoint model with ONNX Runtime: several times faster than PyTorch for one small face."""
+    """Runs an exported keypoint model with ONNX Runtime: several times faster than PyTorch for one small face.
+    Raw outputs (N, ``layout.width``) as ``TorchRunner``'s."""
 
-    def __init__(self, path: str | os.PathLike, input_size: int, num_keypoints: int, threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, layout: OutputLayout, input_size: int, threads: int | None = None) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -442,7 +525,7 @@ class OnnxRunner:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_size, self.num_keypoints = input_size, num_keypoints
+        self.input_size, self.num_keypoints, self.layout = input_size, layout.num_keypoints, layout
 
     def __call__(self, batch: "np.ndarray") -> "np.ndarray":
         return self.session.run(None, {"image": batch})[0]
@@ -462,7 +545,7 @@ def make_runner(model_or_path: nn.Module | str | os.PathLike, backend: str = "au
     runner: TorchRunner | OnnxRunner | None = None
     if backend in ("auto", "onnx") and fresh:
         try:
-            runner = OnnxRunner(onnx_path, model.input_size, model.num_keypoints, threads)
+            runner = OnnxRunner(onnx_path, output_layout(model), model.input_size, threads)
         except ImportError:
             if backend == "onnx":
                 raise ModelError("onnxruntime is not installed: `pip install onnxruntime`, or use the torch backend.") from None

@@ -503,7 +503,7 @@ def predict_with_crop(model: Any, images: Sequence[np.ndarray], boxes: Sequence[
     import cv2
 
     import data_load
-    import evaluate
+    import inference
 
     size = model.input_size
     crops, matrices = [], []
@@ -512,7 +512,7 @@ def predict_with_crop(model: Any, images: Sequence[np.ndarray], boxes: Sequence[
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
         crops.append(data_load.warp(gray, matrix, size))
         matrices.append(matrix)
-    points = evaluate.predict_crops(model, np.stack(crops).astype(np.float32) / 255.0)
+    points = inference.predict_crops(model, np.stack(crops).astype(np.float32) / 255.0)
     return np.stack([data_load.transform_points(p, data_load.invert_matrix(m)) for p, m in zip(points, matrices)])
 
 

@@ -11,7 +11,6 @@ the network as one batch, and the keypoints are mapped back to the picture's pix
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,25 +19,14 @@ import cv2
 import numpy as np
 import torch
 
-from data_load import (
-    DataError,
-    haar_box_from_keypoints,
-    invert_matrix,
-    keypoint_box,
-    read_image,
-    read_keypoints_csv,
-    resolve_data_dir,
-    split_paths,
-    to_rgb_uint8,
-    transform_points,
-)
-from detector_architectures import HaarFaceDetector, box_iou, match_face
-from evaluate import SHIPPED_MODEL, face_crops, nme_interocular, predict_crops, predict_crops_with_flip_error, summarize
+from data_load import DataError, haar_box_from_keypoints, invert_matrix, keypoint_box, read_image, to_rgb_uint8, transform_points
+from detector_architectures import HaarFaceDetector, box_iou
+from inference import SHIPPED_MODEL, face_crops, layout_of, predict
 from models import ModelError, TorchRunner, make_runner
 
 MAX_PIXELS = 100_000_000  # refuse pictures larger than this (about 10000 x 10000): they are almost surely a mistake
 
-# A crop whose flip error (``evaluate.predict_crops_with_flip_error``: how much the keypoints predicted on the crop
+# A crop whose flip error (``inference.predict``: how much the keypoints predicted on the crop
 # and on its mirror disagree, as a fraction of the crop side) exceeds this holds no face. Measured by
 # ``benchmarks/flip_error.py`` with the shipped model: on the 770 test faces the flip error is at most 0.018 in
 # 99 % of them (median 0.008), and none exceeds 0.025, whether cropped from the keypoints or from the detector
@@ -62,13 +50,18 @@ MIN_FACE_CONTRAST = 6.0
 
 @dataclass
 class Face:
-    """One face: its detector box (x, y, w, h), its (68, 2) keypoints in picture pixels, the detector's score, and
-    the flip error of its crop (small for a real face, see ``FLIP_ERROR_NO_FACE``; None without flip averaging)."""
+    """One face: its detector box (x, y, w, h), its (68, 2) keypoints in picture pixels, the detector's score, the
+    flip error of its crop (small for a real face, see ``FLIP_ERROR_NO_FACE``; None without flip averaging), the
+    model's face score (probability of a face; None for a model without one), the labelling convention of the
+    keypoints (``models.CONVENTIONS``) and the name of the model file that predicted them."""
 
     box: np.ndarray
     keypoints: np.ndarray
     score: float | None = None
     flip_error: float | None = None
+    face_score: float | None = None
+    convention: str | None = None
+    model: str | None = None
 
 
 def as_rgb_image(image: np.ndarray | str | os.PathLike) -> np.ndarray:
@@ -88,7 +81,8 @@ class KeypointPipeline:
     """Face detector + keypoint model.
 
     ``runner`` is a model runner (``models.make_runner``: ONNX Runtime or PyTorch) or a PyTorch model;
-    ``flip_average`` also predicts each face mirrored and averages; ``refine`` re-crops each face from its
+    ``convention`` is the labelling convention of the keypoints (``models.CONVENTIONS``; None: the model's
+    default); ``flip_average`` also predicts each face mirrored and averages; ``refine`` re-crops each face from its
     keypoints and predicts again, ``refine_steps`` times; ``max_flip_error`` drops detections whose crop fails the
     flip-error check (many false detections, hardly ever a face), None keeps them all; it needs the mirrored pass
     of ``flip_average`` and does nothing without it.
@@ -100,6 +94,7 @@ class KeypointPipeline:
     refine: bool = True
     refine_steps: int = REFINE_STEPS
     max_flip_error: float | None = FLIP_ERROR_NO_FACE
+    convention: str | None = None
 
     @classmethod
     def from_pretrained(
@@ -116,6 +111,7 @@ class KeypointPipeline:
         the CPU threads the model uses.
         """
         runner = make_runner(path or SHIPPED_MODEL, backend=backend, threads=threads)
+        runner.meta = {**runner.meta, "file": Path(path or SHIPPED_MODEL).name}
         if runner.num_keypoints != 68:
             raise ModelError(f"{path} predicts {runner.num_keypoints} keypoints; the pipeline needs a 68-point model.")
         return cls(runner, detector or HaarFaceDetector(), **options)
@@ -123,6 +119,12 @@ class KeypointPipeline:
     def __post_init__(self) -> None:
         if isinstance(self.runner, torch.nn.Module):
             self.runner = TorchRunner(self.runner)
+        self.convention = layout_of(self.runner).resolve(self.convention)
+
+    @property
+    def model_name(self) -> str:
+        """The model file's name ("" for a model object)."""
+        return str(self.meta.get("file", ""))
 
     @property
     def input_size(self) -> int:
@@ -154,36 +156,57 @@ class KeypointPipeline:
     ) -> tuple[np.ndarray, np.ndarray]:
         """``keypoints_for_boxes`` and the flip error of each face's last crop (NaN without flip averaging);
         ``refine_steps`` overrides the pipeline's number of re-crops."""
+        keypoints, flip_errors, _ = self.predict_boxes(image, boxes, refine, refine_steps)
+        return keypoints, flip_errors
+
+    def predict_boxes(
+        self,
+        image: np.ndarray | str | os.PathLike,
+        boxes: Sequence[Sequence[float]],
+        refine: bool | None = None,
+        refine_steps: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(N, 68, 2) keypoints in picture pixels for N boxes, with the flip error (N,) and the face score (N,) of
+        each face's last crop (NaN where the pipeline or the model does not compute them)."""
         image = as_rgb_image(image)
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         if len(boxes) == 0:
-            return np.zeros((0, self.runner.num_keypoints, 2), np.float32), np.zeros(0)
-        keypoints, flip_errors = self._predict(image, boxes)
+            return np.zeros((0, self.runner.num_keypoints, 2), np.float32), np.zeros(0), np.zeros(0)
+        result = self._predict(image, boxes)
         if self.refine if refine is None else refine:
             for _ in range(self.refine_steps if refine_steps is None else refine_steps):
-                keypoints, flip_errors = self._predict(image, np.array([haar_box_from_keypoints(k) for k in keypoints]))
-        return keypoints, flip_errors
+                result = self._predict(image, np.array([haar_box_from_keypoints(k) for k in result[0]]))
+        return result
 
     def detect(self, image: np.ndarray | str | os.PathLike) -> list[Face]:
         """Every face in the picture with its keypoints; an empty list when there is none."""
         image = as_rgb_image(image)
         detections = self.detector.detect(image)
-        keypoints, flip_errors = self.keypoints_and_flip_errors(image, [d.box for d in detections])
+        keypoints, flip_errors, face_scores = self.predict_boxes(image, [d.box for d in detections])
         faces = [
-            Face(d.box, k, d.score, None if np.isnan(e) else float(e)) for d, k, e in zip(detections, keypoints, flip_errors)
+            self._face(d.box, k, d.score, e, s) for d, k, e, s in zip(detections, keypoints, flip_errors, face_scores)
         ]
         if self.max_flip_error is not None and self.flip_average:
             faces = [f for f in faces if f.flip_error <= self.max_flip_error]
         return faces
 
-    def _predict(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _face(self, box: np.ndarray, keypoints: np.ndarray, score: float | None, flip_error: float, face_score: float) -> Face:
+        """A ``Face`` named with this pipeline's convention and model (NaN measures become None)."""
+        return Face(
+            box,
+            keypoints,
+            score,
+            None if np.isnan(flip_error) else float(flip_error),
+            None if np.isnan(face_score) else float(face_score),
+            self.convention,
+            self.model_name or None,
+        )
+
+    def _predict(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         crops, matrices = face_crops(image, boxes, self.input_size)
-        if self.flip_average:
-            points, flip_errors = predict_crops_with_flip_error(self.runner, crops)
-        else:
-            points, flip_errors = predict_crops(self.runner, crops), np.full(len(crops), np.nan)
-        keypoints = np.stack([transform_points(p, invert_matrix(m)) for p, m in zip(points, matrices)])
-        return keypoints, flip_errors
+        result = predict(self.runner, crops, self.convention, self.flip_average)
+        keypoints = np.stack([transform_points(p, invert_matrix(m)) for p, m in zip(result.keypoints, matrices)])
+        return keypoints, result.flip_error, result.face_score
 
 
 def face_contrast(image: np.ndarray, keypoints: np.ndarray) -> float:
@@ -193,42 +216,6 @@ def face_contrast(image: np.ndarray, keypoints: np.ndarray) -> float:
     if region.size == 0:
         return 0.0
     return float(cv2.cvtColor(region, cv2.COLOR_RGB2GRAY).std())
-
-
-def evaluate_pipeline(
-    model_path: str | os.PathLike | None = None,
-    data_dir: str | os.PathLike | None = None,
-    split: str = "test",
-    flip_average: bool = True,
-    refine: bool = True,
-    refine_steps: int = REFINE_STEPS,
-) -> tuple[dict, np.ndarray, list[str]]:
-    """Run the pipeline on the raw pictures, as a user would, and score the keypoints of the face whose box
-    overlaps the labelled face best (``match_face``).
-
-    Keypoint metrics cover the faces found; ``detection_rate`` says how many that is.
-    """
-    pipe = KeypointPipeline.from_pretrained(model_path, flip_average=flip_average, refine=refine, refine_steps=refine_steps)
-    csv_file, root_dir = split_paths(resolve_data_dir(data_dir), split)
-    names, truth = read_keypoints_csv(csv_file)
-    found_names, predicted, found_truth = [], [], []
-    start = time.perf_counter()
-    for name, true_points in zip(names, truth):
-        image = read_image(root_dir / name)
-        faces = pipe.detect(image)
-        best = match_face([face.box for face in faces], true_points)
-        if best is None:
-            continue
-        found_names.append(name)
-        found_truth.append(true_points)
-        predicted.append(faces[best].keypoints)
-    seconds = time.perf_counter() - start
-    if not predicted:
-        raise DataError(f"No face was detected in the {len(names)} {split} pictures: check the detector and the data folder.")
-    predicted_array, truth_array = np.stack(predicted), np.stack(found_truth)
-    metrics = {"detection_rate": len(predicted) / len(names), **summarize(predicted_array, truth_array), "seconds": seconds}
-    metrics["predictor"] = f"Haar detector + {pipe.meta['architecture']} ({Path(model_path or SHIPPED_MODEL).name})"
-    return metrics, nme_interocular(predicted_array, truth_array), found_names
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -373,5 +360,7 @@ class FaceTracker:
         for track in self.tracks:
             points = track.smoother(track.keypoints, self.dt) if self.smooth else track.keypoints
             flip_error = None if track.flip_error is None or np.isnan(track.flip_error) else track.flip_error
-            faces.append(Face(track.box, points.astype(np.float32), track.score, flip_error))
+            faces.append(
+                Face(track.box, points.astype(np.float32), track.score, flip_error, None, self.pipeline.convention, self.pipeline.model_name or None)
+            )
         return faces

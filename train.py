@@ -27,7 +27,9 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from data_load import AugmentConfig, CropDataset, DataError, load_context_crops, person_of
-from evaluate import denormalize_keypoints, nme_interocular, predict_crops
+from data_load import denormalize_keypoints
+from evaluate import nme_interocular
+from inference import predict_crops
 from models import CHECKPOINT_FORMAT, ModelError, atomic_torch_save, build_model, model_metadata, save_model
 
 REPO_DIR = Path(__file__).resolve().parent

@@ -2,7 +2,7 @@
 
     python benchmarks/flip_error.py --data ../shared/data [--limit 770]
 
-The flip error of a crop (``evaluate.predict_crops_with_flip_error``) is how much the keypoints predicted on the
+The flip error of a crop (``inference.predict_crops_with_flip_error``) is how much the keypoints predicted on the
 crop and on its mirror image disagree. It is measured the two ways the tracker uses it:
 
 - following a face: the crop cut from the face's keypoints (one pass, as ``FaceTracker`` does every frame),

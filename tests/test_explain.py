@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 import data_load
-import evaluate
+import inference
 import explain
 import models
 
@@ -100,7 +100,7 @@ def eye_and_lower_face_weights(heat: np.ndarray, truth: np.ndarray) -> tuple[flo
 
 
 def test_grad_cam_of_an_eye_corner_looks_at_that_eye(real_data_dir):
-    model, meta = models.load_model(evaluate.SHIPPED_MODEL)
+    model, meta = models.load_model(inference.SHIPPED_MODEL)
     size = model.input_size
     csv_file, image_dir = data_load.split_paths(real_data_dir, "test")
     names, keypoints = data_load.read_keypoints_csv(csv_file)
@@ -108,7 +108,7 @@ def test_grad_cam_of_an_eye_corner_looks_at_that_eye(real_data_dir):
     results = []
     for i in chosen:
         image = data_load.read_image(image_dir / names[i])
-        crops, matrices = evaluate.face_crops(image, [data_load.haar_box_from_keypoints(keypoints[i])], size)
+        crops, matrices = inference.face_crops(image, [data_load.haar_box_from_keypoints(keypoints[i])], size)
         truth = data_load.transform_points(keypoints[i], matrices[0])  # keypoints in crop pixels
         heat = explain.grad_cam(model, crops[0], EYE_CORNER)
         results.append(eye_and_lower_face_weights(heat, truth))

@@ -276,13 +276,13 @@ def test_draw_boxes_and_crop_square():
 
 
 def test_predict_with_crop_matches_the_pipeline_crop():
-    import evaluate
+    import inference
 
     model = models.build_model("fast", input_size=32, widths=(4, 8), depths=(1,), head_channels=4, hidden=8).eval()
     sample = synthetic_sample()
     box = data_load.haar_box_from_keypoints(sample["keypoints"])
     ours = nh.predict_with_crop(model, [sample["image"]], [box], data_load.CROP_SCALE, data_load.CROP_SHIFT)
-    theirs = evaluate.predict_in_boxes(model, [sample["image"]], [box])
+    theirs = inference.predict_in_boxes(model, [sample["image"]], [box])
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
     assert ours.shape == (1, 68, 2)
 

@@ -11,6 +11,7 @@ import torch.nn as nn
 
 import data_load
 import evaluate
+import inference
 import train
 from conftest import MEAN_SHAPE_68, TINY_TEST, face_keypoints
 from data_load import keypoint_box
@@ -200,7 +201,7 @@ def test_predict_crops_returns_crop_pixels(flip_average):
     spots = [(5, 7), (40, 30), (24, 24)]
     for crop, (x, y) in zip(crops, spots):
         crop[y, x] = 1.0
-    points = evaluate.predict_crops(BrightestPixelNet(48), crops, flip_average=flip_average)
+    points = inference.predict_crops(BrightestPixelNet(48), crops, flip_average=flip_average)
     assert points.shape == (3, 68, 2)
     for p, spot in zip(points, spots):
         np.testing.assert_allclose(p, np.broadcast_to(spot, (68, 2)), atol=1e-4)
@@ -217,7 +218,7 @@ def test_predict_in_boxes_maps_back_to_image_pixels():
         image[spot[1] - 1 : spot[1] + 2, spot[0] - 1 : spot[0] + 2] = 255  # a 3 x 3 blob
         images.append(image), boxes.append(box), spots.append(spot)
     for flip_average in (False, True):
-        points = evaluate.predict_in_boxes(BrightestPixelNet(64), images, boxes, flip_average)
+        points = inference.predict_in_boxes(BrightestPixelNet(64), images, boxes, flip_average)
         assert points.shape == (3, 68, 2)
         for p, spot in zip(points, spots):
             assert np.abs(p - spot).max() <= 1.5

@@ -1,0 +1,137 @@
+"""Running a keypoint network on face crops: the one place where pictures meet the model.
+
+Both the pipeline (``pipeline.py``) and evaluation (``evaluate.py``) predict through these functions, so a face is
+cut, normalised and read back the same way everywhere:
+
+    crops, matrices = face_crops(picture, boxes, runner.input_size)     # (N, S, S) grayscale in [0, 1]
+    result = predict(runner, crops, convention="300w", flip_average=True)
+    result.keypoints   # (N, 68, 2) in crop pixels; map back with data_load.transform_points(p, invert_matrix(m))
+
+A model's raw output holds keypoints in one or more labelling conventions and, optionally, a face score
+(``models.OutputLayout``); ``convention=None`` means the model's default one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from data_load import crop_matrix, crop_square_from_box, denormalize_keypoints, flip_permutation, invert_matrix, transform_points, warp
+from models import OutputLayout, TorchRunner
+
+REPO_DIR = Path(__file__).resolve().parent
+SHIPPED_MODEL = REPO_DIR / "saved_models" / "keypoints_fast.pt"
+
+
+def as_runner(model: Any) -> Any:
+    """A runner (``models.make_runner``) as it is, a PyTorch model wrapped in a ``TorchRunner``."""
+    return TorchRunner(model) if isinstance(model, torch.nn.Module) else model
+
+
+def layout_of(model: Any) -> OutputLayout:
+    """The output layout of a runner or PyTorch model (the course's one convention when it says nothing)."""
+    layout = getattr(as_runner(model), "layout", None)
+    return layout if layout is not None else OutputLayout(int(getattr(model, "num_keypoints", 68)))
+
+
+def face_crops(image: np.ndarray, boxes: Sequence[Sequence[float]] | np.ndarray, input_size: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The network's grayscale crops (N, S, S) float32 in [0, 1] for face boxes (x, y, w, h) in the Haar
+    detector's convention, with each crop's 2 x 3 matrix from picture pixels to crop pixels."""
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+    crops, matrices = [], []
+    for box in boxes:
+        matrix = crop_matrix(*crop_square_from_box(box), input_size)
+        crops.append(warp(gray, matrix, input_size))
+        matrices.append(matrix)
+    if not crops:
+        return np.zeros((0, input_size, input_size), np.float32), []
+    return np.stack(crops).astype(np.float32) / 255.0, matrices
+
+
+@dataclass
+class CropPredictions:
+    """What the network says of N crops of side S.
+
+    ``keypoints``: (N, K, 2) in crop pixels, in ``convention``; ``flip_error``: (N,) mean distance between the
+    keypoints of the crop and of its mirror image as a fraction of the crop side (NaN without flip averaging);
+    ``face_score``: (N,) probability in [0, 1] that the crop holds a face (NaN for a model without a face score).
+    """
+
+    keypoints: np.ndarray
+    flip_error: np.ndarray
+    face_score: np.ndarray
+    convention: str
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
+
+
+def predict(
+    model: Any, crops: np.ndarray, convention: str | None = None, flip_average: bool = False, batch_size: int = 256
+) -> CropPredictions:
+    """Keypoints, flip errors and face scores for grayscale crops (N, S, S) in [0, 1].
+
+    ``model`` is a PyTorch model or a runner from ``models.make_runner``; ``convention`` one the model predicts
+    (None: its default, ``models.ModelError`` otherwise). With ``flip_average`` each crop is also predicted
+    mirrored (in the same batch), left/right labels swapped back with ``data_load.flip_permutation``, and the two
+    answers averaged; the face score then averages the two logits. The flip error comes with it: a face gives
+    nearly the same answer both ways, most crops without a face do not.
+    """
+    runner, layout = as_runner(model), layout_of(model)
+    convention = layout.resolve(convention)
+    size = crops.shape[-1]
+    points, errors, logits = [], [], []
+    for start in range(0, len(crops), batch_size):
+        batch = np.ascontiguousarray(crops[start : start + batch_size], dtype=np.float32)[:, None]
+        n = len(batch)
+        if flip_average:
+            batch = np.ascontiguousarray(np.concatenate([batch, batch[..., ::-1]]))
+        raw = np.asarray(runner(batch), np.float32).reshape(len(batch), -1)
+        keypoints = np.array(layout.keypoints(raw, convention))
+        face = layout.face_logits(raw)
+        if flip_average:
+            mirrored = keypoints[n:, flip_permutation(keypoints.shape[1])]
+            mirrored[..., 0] = -mirrored[..., 0] - 2.0 / size  # normalised x of a mirrored pixel: (S - 1 - x) -> -x - 2/S
+            points.append((keypoints[:n] + mirrored) / 2)
+            errors.append(np.linalg.norm(keypoints[:n] - mirrored, axis=-1).mean(axis=-1) / 2)  # normalised units span 2
+            logits.append((face[:n] + face[n:]) / 2 if face is not None else np.full(n, np.nan))
+        else:
+            points.append(keypoints)
+            errors.append(np.full(n, np.nan))
+            logits.append(face if face is not None else np.full(n, np.nan))
+    if not points:
+        k = layout.num_keypoints
+        return CropPredictions(np.zeros((0, k, 2), np.float32), np.zeros(0), np.zeros(0), convention)
+    return CropPredictions(
+        denormalize_keypoints(np.concatenate(points), size), np.concatenate(errors), _sigmoid(np.concatenate(logits)), convention
+    )
+
+
+def predict_crops(model: Any, crops: np.ndarray, flip_average: bool = False, convention: str | None = None, batch_size: int = 256) -> np.ndarray:
+    """Keypoints in crop pixels (N, K, 2) for grayscale crops (N, S, S) in [0, 1] (see ``predict``)."""
+    return predict(model, crops, convention, flip_average, batch_size).keypoints
+
+
+def predict_crops_with_flip_error(model: Any, crops: np.ndarray, convention: str | None = None, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Flip-averaged keypoints in crop pixels (N, K, 2) and each crop's flip error (N,) (see ``predict``)."""
+    result = predict(model, crops, convention, True, batch_size)
+    return result.keypoints, result.flip_error
+
+
+def predict_in_boxes(
+    model: Any, images: list[np.ndarray], boxes: list[np.ndarray], flip_average: bool = False, convention: str | None = None
+) -> np.ndarray:
+    """Keypoints in picture pixels (N, K, 2), one face box (Haar convention) per picture."""
+    runner = as_runner(model)
+    crops, matrices = [], []
+    for image, box in zip(images, boxes):
+        crop, (matrix,) = face_crops(image, np.asarray([box]), runner.input_size)
+        crops.append(crop[0])
+        matrices.append(matrix)
+    points = predict_crops(runner, np.stack(crops), flip_average, convention)
+    return np.stack([transform_points(p, invert_matrix(m)) for p, m in zip(points, matrices)])
