@@ -79,8 +79,10 @@ class Result:
     warning: bool = False
 
 
-def check_picture_size(width: int, height: int, limit: int = MAX_PICTURE_PIXELS) -> None:
-    """Raise DataError, saying the limit and to resize, when a width x height picture has more than ``limit`` pixels."""
+def check_picture_size(width: int, height: int, limit: int | None = None) -> None:
+    """Raise DataError, saying the limit and to resize, when a width x height picture has more than ``limit``
+    pixels (None: ``MAX_PICTURE_PIXELS``)."""
+    limit = MAX_PICTURE_PIXELS if limit is None else limit
     if width * height > limit:
         raise DataError(
             f"The picture is {width} x {height} pixels ({width * height / 1e6:.0f} megapixels); this demo takes up to "
