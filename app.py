@@ -250,14 +250,14 @@ def build_demo(pipe: KeypointPipeline, out_dir: str | os.PathLike) -> gr.Blocks:
                     webcam = gr.Image(label="Webcam", sources=["webcam"], type="numpy", elem_id="webcam")
                 drawing = gr.Dropdown(list(DRAWINGS), value=KEYPOINTS, label="Draw", elem_id="drawing")
                 gr.Markdown(PRIVACY_NOTE, elem_id="privacy")
+                with gr.Accordion("About the model: what it was trained on and its limits", open=False):
+                    gr.Markdown(model_note(), elem_id="model-note")
             with gr.Column():
                 status = gr.Markdown("Upload a picture to begin.", elem_id="status")
                 result = gr.Image(
                     label="Result", type="numpy", format="png", interactive=False, buttons=["download", "fullscreen"], elem_id="result"
                 )
                 downloads = gr.File(label="Download: annotated picture and faces as JSON", file_count="multiple", elem_id="downloads")
-        with gr.Accordion("About the model: what it was trained on and its limits", open=False):
-            gr.Markdown(model_note(), elem_id="model-note")
         outputs = [picture, result, downloads, status]
         upload.upload(from_upload, [upload, drawing], outputs)
         webcam.change(from_webcam, [webcam, drawing], outputs)

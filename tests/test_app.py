@@ -196,9 +196,21 @@ def test_the_page_in_a_real_browser(tmp_path):
         result_src, result_width = result.get_attribute("src"), driver.execute_script("return arguments[0].naturalWidth", result)
         downloads = [link.get_attribute("href") for link in driver.find_elements("css selector", "#downloads a[href]")]
         outside = screenshot_app.external_requests(driver)
+        shot = screenshot_app.save_screenshot(driver, tmp_path / "page.png")
     assert status.startswith("1 face found in")
     temp_dir = re.search(r"uploads and results go to (\S+),", server.output).group(1)
     assert result_src.startswith(url) and temp_dir in result_src and result_width == 512  # loaded, from the app's folder
     assert {Path(link).name for link in downloads} == {"astronaut_keypoints.png", "astronaut_keypoints.json"}
     assert outside == []
+    page = cv2.imread(str(shot))
+    assert page.shape[1] == screenshot_app.WINDOW[0] and shot.stat().st_size < 300_000 and len(list(tmp_path.glob("page*"))) == 1
     assert not Path(temp_dir).exists(), server.output
+
+
+def test_the_notebooks_install_the_demo_but_not_the_browser_driver():
+    import notebook_helpers
+
+    names = {re.split(r"[<>=!~ ]", line, maxsplit=1)[0].lower() for line in notebook_helpers.runtime_requirements()}
+    assert "gradio" in names and "selenium" not in names
+    test_only = (Path(app.REPO_DIR) / "requirements-test.txt").read_text()
+    assert re.search(r"^selenium\b", test_only, flags=re.M) and "-r requirements.txt" in test_only
