@@ -51,6 +51,7 @@ LOCAL_HOST = "127.0.0.1"
 # System fonts only: Gradio's themes name web fonts, which a browser would fetch.
 SYSTEM_FONTS = ("system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica", "Arial", "sans-serif")
 MONO_FONTS = ("ui-monospace", "Menlo", "Consolas", "monospace")
+NO_PICTURE = "No picture yet: upload a picture (PNG, JPEG, ...) or take one with the webcam."
 PRIVACY_NOTE = (
     "Pictures you upload or take with the webcam are processed on the computer that runs this app; they and the "
     "results are kept in a temporary folder that is deleted when the app stops."
@@ -97,9 +98,11 @@ def read_upload(path: str | os.PathLike | None) -> Picture:
     and a picture above ``MAX_PICTURE_PIXELS`` (measured from the file's header, before decoding).
     """
     if path is None:
-        raise DataError("No picture yet: upload a picture (PNG, JPEG, ...) or take one with the webcam.")
+        raise DataError(NO_PICTURE)
     path = Path(path)
-    if not path.is_file() or path.stat().st_size == 0:
+    if not path.is_file():
+        raise DataError(f"{path.name} did not arrive: upload it again.")
+    if path.stat().st_size == 0:
         raise DataError(f"{path.name} is empty: upload a picture file (PNG, JPEG, ...).")
     try:
         with Image.open(path) as header:
@@ -132,7 +135,7 @@ def status_line(faces: list, milliseconds: float) -> str:
     scores = [face.face_score for face in faces if getattr(face, "face_score", None) is not None]
     if scores:
         count += " (face scores " + ", ".join(f"{score:.2f}" for score in scores) + ")"
-    return count + " (detector and keypoint model, on this computer's CPU)."
+    return count + " (face detector and keypoint model)."
 
 
 def annotate_picture(pipe: KeypointPipeline, picture: Picture, drawing: str, out_dir: str | os.PathLike) -> Result:
@@ -158,7 +161,7 @@ def annotate_picture(pipe: KeypointPipeline, picture: Picture, drawing: str, out
 def respond(pipe: KeypointPipeline, picture: Picture | None, drawing: str, out_dir: str | os.PathLike) -> Result:
     """``annotate_picture``, or a warning Result when there is no picture or the filter name is unknown."""
     if picture is None:
-        return Result(None, [], "No picture yet: upload a picture or take one with the webcam.", warning=True)
+        return Result(None, [], NO_PICTURE, warning=True)
     if drawing not in DRAWINGS:
         return Result(None, [], f"Unknown drawing {drawing!r}: choose one of {', '.join(DRAWINGS)}.", warning=True)
     return annotate_picture(pipe, picture, drawing, out_dir)
@@ -231,8 +234,7 @@ def build_demo(pipe: KeypointPipeline, out_dir: str | os.PathLike) -> gr.Blocks:
     def from_webcam(frame: np.ndarray | None, drawing: str) -> tuple[Any, ...]:
         try:
             picture = webcam_picture(frame)
-        except DataError as error:
-            gr.Warning(str(error))
+        except DataError as error:  # also when the shot is cleared: no pop-up, the status says what to do
             return None, None, None, str(error)
         return show(picture, drawing)
 
@@ -245,7 +247,11 @@ def build_demo(pipe: KeypointPipeline, out_dir: str | os.PathLike) -> gr.Blocks:
         with gr.Row():
             with gr.Column():
                 with gr.Tab("Upload"):
-                    upload = gr.File(label="Picture (PNG, JPEG, ...)", type="filepath", elem_id="upload")
+                    upload = gr.File(
+                        label=f"Picture (PNG, JPEG, ...; up to {MAX_PICTURE_PIXELS // 1_000_000} megapixels and {MAX_UPLOAD_SIZE.upper()})",
+                        type="filepath",
+                        elem_id="upload",
+                    )
                 with gr.Tab("Webcam"):
                     webcam = gr.Image(label="Webcam", sources=["webcam"], type="numpy", elem_id="webcam")
                 drawing = gr.Dropdown(list(DRAWINGS), value=KEYPOINTS, label="Draw", elem_id="drawing")
@@ -288,7 +294,6 @@ def launch(
         max_file_size=MAX_UPLOAD_SIZE,
         theme=offline_theme(),
         ssr_mode=False,
-        allowed_paths=[str(out_dir)],
     )
     return demo
 

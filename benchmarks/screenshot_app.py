@@ -123,6 +123,30 @@ def external_requests(driver: "selenium.webdriver.Chrome") -> list[str]:
     return [url for url in urls if urlparse(url).scheme in ("http", "https", "ws", "wss") and urlparse(url).hostname not in LOCAL_HOSTS]
 
 
+def upload(driver: "selenium.webdriver.Chrome", url: str, picture: Path, timeout: float = 60.0) -> float:
+    """Open the page afresh and upload ``picture``; returns the ``time.perf_counter()`` of the upload."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as seen
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    field = WebDriverWait(driver, timeout).until(seen.presence_of_element_located((By.CSS_SELECTOR, "#upload input[type=file]")))
+    field.send_keys(str(picture))
+    return time.perf_counter()
+
+
+def wait_for_status(driver: "selenium.webdriver.Chrome", pattern: str, timeout: float = 60.0) -> str:
+    """The page's status line once it matches the regular expression ``pattern``."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def matching(driver: "selenium.webdriver.Chrome") -> str | None:
+        text = driver.find_element(By.ID, "status").text
+        return text if re.search(pattern, text) else None
+
+    return WebDriverWait(driver, timeout).until(matching)
+
+
 def upload_and_wait(driver: "selenium.webdriver.Chrome", url: str, picture: Path, timeout: float = 60.0) -> tuple[str, float]:
     """Open the page, upload ``picture`` and wait until the result picture and the face count are shown.
 
@@ -132,14 +156,10 @@ def upload_and_wait(driver: "selenium.webdriver.Chrome", url: str, picture: Path
     from selenium.webdriver.support import expected_conditions as seen
     from selenium.webdriver.support.ui import WebDriverWait
 
-    driver.get(url)
-    wait = WebDriverWait(driver, timeout)
-    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "#upload input[type=file]"))).send_keys(str(picture))
-    tic = time.perf_counter()
-    wait.until(seen.visibility_of_element_located((By.CSS_SELECTOR, "#result img")))
-    status = wait.until(lambda d: re.search(r"\d+ faces? found", d.find_element(By.ID, "status").text) and d.find_element(By.ID, "status").text)
-    seconds = time.perf_counter() - tic
-    return status, seconds
+    tic = upload(driver, url, picture, timeout)
+    WebDriverWait(driver, timeout).until(seen.visibility_of_element_located((By.CSS_SELECTOR, "#result img")))
+    status = wait_for_status(driver, r"\d+ faces? found", timeout)
+    return status, time.perf_counter() - tic
 
 
 def astronaut_png(folder: Path) -> Path:

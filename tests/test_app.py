@@ -3,8 +3,11 @@ is served, and the page in a real browser (headless Chromium)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 import sys
+import urllib.request
 from pathlib import Path
 
 import cv2
@@ -119,11 +122,12 @@ def test_read_upload_decodes_by_content(tmp_path):
     [
         (lambda folder: None, "No picture yet: upload"),
         (lambda folder: write_bytes(folder / "empty.png", b""), "empty.png is empty"),
+        (lambda folder: folder / "gone.png", "gone.png did not arrive: upload it again"),
         (lambda folder: write_bytes(folder / "notes.png", b"not a picture"), "notes.png is not a picture"),
         (lambda folder: write_bytes(folder / "cut.png", cv2.imencode(".png", detect.astronaut())[1].tobytes()[:300]), "cut.png is not a picture"),
         (lambda folder: write_png(folder / "huge.png", np.zeros((5000, 6000), np.uint8)), "6000 x 5000 pixels (30 megapixels); this demo takes up to 25 megapixels: resize it"),
     ],
-    ids=["no upload", "empty file", "text file", "truncated png", "huge picture"],
+    ids=["no upload", "empty file", "missing file", "text file", "truncated png", "huge picture"],
 )
 def test_bad_uploads_get_one_clear_line(tmp_path, make, message):
     with pytest.raises(DataError) as error:
@@ -161,18 +165,26 @@ def test_model_note_quotes_the_model_card(tmp_path):
     assert "course dataset" in shipped and "**Limits**" in shipped
 
 
-def test_launch_serves_locally_without_a_share_link(pipe, monkeypatch):
-    calls = []
+def test_serving_the_page_contacts_nothing_but_127_0_0_1(pipe, monkeypatch):
+    """Served and fetched in this process: every socket connection and name lookup stays on this computer (no
+    usage statistics, no version check, no share link), and uploads go to the app's own temporary folder."""
+    contacted = []
+    connect, getaddrinfo = socket.socket.connect, socket.getaddrinfo
+    monkeypatch.setattr(socket.socket, "connect", lambda self, address: contacted.append(address[0]) or connect(self, address))
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *args, **kwargs: contacted.append(host) or getaddrinfo(host, *args, **kwargs))
     monkeypatch.setenv("GRADIO_TEMP_DIR", "unset")  # restored after the test
-    monkeypatch.setattr(app.gr.Blocks, "launch", lambda self, **options: calls.append(options))
-    demo = app.launch(pipe)
-    [options] = calls
-    assert options["server_name"] == "127.0.0.1" and options["share"] is False and options["ssr_mode"] is False
-    assert demo.analytics_enabled is False
-    temp_dir = Path(app.os.environ["GRADIO_TEMP_DIR"])
-    assert temp_dir.is_dir() and temp_dir.name.startswith("facial-keypoints-app-") and options["allowed_paths"] == [str(temp_dir)]
-    fonts = " ".join(str(font) for font in [*options["theme"]._font, *options["theme"]._font_mono])
-    assert "system-ui" in fonts and not any(type(font).__name__ in ("GoogleFont", "LocalFont") for font in options["theme"]._font)
+    demo = app.launch(pipe, port=screenshot_app.free_port(), block=False)
+    try:
+        with urllib.request.urlopen(demo.local_url, timeout=30) as page:
+            html = page.read().decode()
+        assert demo.server_name == "127.0.0.1" and demo.share is False and demo.analytics_enabled is False
+        assert "Facial keypoints" in html and "fonts.googleapis" not in html
+        assert set(contacted) == {"127.0.0.1"}, contacted
+        temp_dir = Path(os.environ["GRADIO_TEMP_DIR"])
+        assert temp_dir.is_dir() and temp_dir.name.startswith("facial-keypoints-app-")
+        assert demo.GRADIO_CACHE == str(temp_dir)
+    finally:
+        demo.close()
 
 
 def test_command_line_listens_on_127_0_0_1_unless_asked():
@@ -183,21 +195,26 @@ def test_command_line_listens_on_127_0_0_1_unless_asked():
 
 
 def test_the_page_in_a_real_browser(tmp_path):
-    """``python app.py`` on 127.0.0.1, the astronaut uploaded in headless Chromium: the annotated result and the
-    face count appear, the page fetches nothing from elsewhere, and the uploads are gone once the app stops."""
+    """``python app.py`` on 127.0.0.1 in headless Chromium: a file that is not a picture gets its message on the
+    page; then the astronaut's annotated result, downloads and face count appear, the page fetches nothing from
+    elsewhere, and the uploads are gone once the app stops."""
     pytest.importorskip("selenium", reason="selenium is not installed: pip install -r requirements-test.txt")
     paths = screenshot_app.browser_paths()
     if paths is None:
         pytest.skip("Chromium is not installed here: apt-get install chromium chromium-driver (CI installs them)")
     picture = screenshot_app.astronaut_png(tmp_path)
+    not_a_picture = write_bytes(tmp_path / "notes.png", b"not a picture")
     with screenshot_app.app_server() as (url, server), screenshot_app.headless_chromium(paths) as driver:
+        screenshot_app.upload(driver, url, not_a_picture)
+        refused = screenshot_app.wait_for_status(driver, "notes.png is not a picture")
         status, _ = screenshot_app.upload_and_wait(driver, url, picture)
         result = driver.find_element("css selector", "#result img")
         result_src, result_width = result.get_attribute("src"), driver.execute_script("return arguments[0].naturalWidth", result)
         downloads = [link.get_attribute("href") for link in driver.find_elements("css selector", "#downloads a[href]")]
         outside = screenshot_app.external_requests(driver)
         shot = screenshot_app.save_screenshot(driver, tmp_path / "page.png")
-    assert status.startswith("1 face found in")
+    assert refused == "notes.png is not a picture this app can read: upload a PNG, JPEG, BMP, TIFF or WebP file."
+    assert status.startswith("1 face found in")  # the app kept running after the bad upload
     temp_dir = re.search(r"uploads and results go to (\S+),", server.output).group(1)
     assert result_src.startswith(url) and temp_dir in result_src and result_width == 512  # loaded, from the app's folder
     assert {Path(link).name for link in downloads} == {"astronaut_keypoints.png", "astronaut_keypoints.json"}
