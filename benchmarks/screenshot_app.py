@@ -12,6 +12,7 @@ Prints the seconds from the upload to the result on the page and every request t
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -24,11 +25,15 @@ import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 from urllib.parse import urlparse
 
 import cv2
+
+if TYPE_CHECKING:  # selenium is a test requirement: imported where used
+    from selenium.webdriver import Chrome
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_DIR / "images" / "app_screenshot.png"
@@ -66,34 +71,42 @@ def wait_for_page(url: str, process: subprocess.Popen, timeout: float) -> None:
     raise RuntimeError(f"app.py did not serve {url} within {timeout:.0f} s")
 
 
+@dataclass
+class AppServer:
+    """A running ``python app.py``: its URL, its process, and what it printed (filled in once it has stopped)."""
+
+    url: str
+    process: subprocess.Popen
+    output: str = ""
+
+
 @contextmanager
-def app_server(port: int | None = None, timeout: float = 90.0) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``python app.py --port PORT`` on 127.0.0.1 while the block runs: yields its URL and process; stops it
-    with Ctrl+C (SIGINT) afterwards, as a user would. Its output is in ``process.output`` after the block."""
+def app_server(port: int | None = None, timeout: float = 90.0) -> Iterator[AppServer]:
+    """``python app.py --port PORT`` on 127.0.0.1 while the block runs; stopped with Ctrl+C (SIGINT) afterwards,
+    as a user would stop it."""
     port = port or free_port()
-    log = tempfile.TemporaryFile(mode="w+")
-    process = subprocess.Popen(
-        [sys.executable, str(REPO_DIR / "app.py"), "--port", str(port)], cwd=REPO_DIR, stdout=log, stderr=subprocess.STDOUT, text=True
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_for_page(url, process, timeout)
-        yield url, process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        log.seek(0)
-        process.output = log.read()
-        log.close()
+    with tempfile.TemporaryFile(mode="w+") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(REPO_DIR / "app.py"), "--port", str(port)], cwd=REPO_DIR, stdout=log, stderr=subprocess.STDOUT, text=True
+        )
+        server = AppServer(f"http://127.0.0.1:{port}/", process)
+        try:
+            wait_for_page(server.url, process, timeout)
+            yield server
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            log.seek(0)
+            server.output = log.read()
 
 
 @contextmanager
-def headless_chromium(paths: tuple[str, str]) -> Iterator["selenium.webdriver.Chrome"]:
+def headless_chromium(paths: tuple[str, str]) -> Iterator[Chrome]:
     """Headless Chromium driven by Selenium, with the page's network events logged (``external_requests``)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -111,10 +124,8 @@ def headless_chromium(paths: tuple[str, str]) -> Iterator["selenium.webdriver.Ch
         driver.quit()
 
 
-def external_requests(driver: "selenium.webdriver.Chrome") -> list[str]:
+def external_requests(driver: Chrome) -> list[str]:
     """URLs the page requested from anywhere but 127.0.0.1 since the last call (data: and blob: URLs are local)."""
-    import json
-
     urls = []
     for entry in driver.get_log("performance"):
         message = json.loads(entry["message"])["message"]
@@ -123,7 +134,7 @@ def external_requests(driver: "selenium.webdriver.Chrome") -> list[str]:
     return [url for url in urls if urlparse(url).scheme in ("http", "https", "ws", "wss") and urlparse(url).hostname not in LOCAL_HOSTS]
 
 
-def upload(driver: "selenium.webdriver.Chrome", url: str, picture: Path, timeout: float = 60.0) -> float:
+def upload(driver: Chrome, url: str, picture: Path, timeout: float = 60.0) -> float:
     """Open the page afresh and upload ``picture``; returns the ``time.perf_counter()`` of the upload."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as seen
@@ -135,19 +146,19 @@ def upload(driver: "selenium.webdriver.Chrome", url: str, picture: Path, timeout
     return time.perf_counter()
 
 
-def wait_for_status(driver: "selenium.webdriver.Chrome", pattern: str, timeout: float = 60.0) -> str:
+def wait_for_status(driver: Chrome, pattern: str, timeout: float = 60.0) -> str:
     """The page's status line once it matches the regular expression ``pattern``."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    def matching(driver: "selenium.webdriver.Chrome") -> str | None:
+    def matching(driver: Chrome) -> str | None:
         text = driver.find_element(By.ID, "status").text
         return text if re.search(pattern, text) else None
 
     return WebDriverWait(driver, timeout).until(matching)
 
 
-def upload_and_wait(driver: "selenium.webdriver.Chrome", url: str, picture: Path, timeout: float = 60.0) -> tuple[str, float]:
+def upload_and_wait(driver: Chrome, url: str, picture: Path, timeout: float = 60.0) -> tuple[str, float]:
     """Open the page, upload ``picture`` and wait until the result picture and the face count are shown.
 
     Returns the status line's text and the seconds from the upload to the result.
@@ -171,7 +182,7 @@ def astronaut_png(folder: Path) -> Path:
     return path
 
 
-def save_screenshot(driver: "selenium.webdriver.Chrome", out: Path, max_width: int = 1280) -> Path:
+def save_screenshot(driver: Chrome, out: Path, max_width: int = 1280) -> Path:
     """The browser window as a PNG at ``out``, shrunk to ``max_width`` pixels and quantised so it stays small."""
     from PIL import Image
 
@@ -196,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     if paths is None:
         print("error: Chromium and chromedriver are needed: apt-get install chromium chromium-driver", file=sys.stderr)
         return 1
-    with tempfile.TemporaryDirectory() as folder, app_server() as (url, _), headless_chromium(paths) as driver:
-        status, seconds = upload_and_wait(driver, url, astronaut_png(Path(folder)))
+    with tempfile.TemporaryDirectory() as folder, app_server() as server, headless_chromium(paths) as driver:
+        status, seconds = upload_and_wait(driver, server.url, astronaut_png(Path(folder)))
         driver.execute_script("window.scrollTo(0, 0)")
         out = save_screenshot(driver, Path(args.out))
         outside = external_requests(driver)

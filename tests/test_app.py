@@ -204,7 +204,8 @@ def test_the_page_in_a_real_browser(tmp_path):
         pytest.skip("Chromium is not installed here: apt-get install chromium chromium-driver (CI installs them)")
     picture = screenshot_app.astronaut_png(tmp_path)
     not_a_picture = write_bytes(tmp_path / "notes.png", b"not a picture")
-    with screenshot_app.app_server() as (url, server), screenshot_app.headless_chromium(paths) as driver:
+    with screenshot_app.app_server() as server, screenshot_app.headless_chromium(paths) as driver:
+        url = server.url
         screenshot_app.upload(driver, url, not_a_picture)
         refused = screenshot_app.wait_for_status(driver, "notes.png is not a picture")
         status, _ = screenshot_app.upload_and_wait(driver, url, picture)
