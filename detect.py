@@ -96,6 +96,8 @@ def draw_faces(image: np.ndarray, faces: list, box_colour=(0, 200, 255), point_c
 
 
 def render(image: np.ndarray, faces: list, filter_name: str | None) -> np.ndarray:
+    """The faces drawn on a copy of an RGB picture: boxes and keypoints, or the filter ``filter_name`` (a key of
+    ``filters.FILTERS``) on every face."""
     if filter_name is None:
         return draw_faces(image, faces)
     from filters import apply_filter
@@ -104,6 +106,8 @@ def render(image: np.ndarray, faces: list, filter_name: str | None) -> np.ndarra
 
 
 def faces_to_json(faces: list) -> list[dict]:
+    """The faces as JSON-ready dicts: box (x, y, w, h) and keypoints ((x, y) pixels, iBUG order), rounded to
+    0.01 pixel, the detector's score and the flip error (None where not computed)."""
     return [
         {
             "box": [round(float(v), 2) for v in face.box],
@@ -113,6 +117,27 @@ def faces_to_json(faces: list) -> list[dict]:
         }
         for face in faces
     ]
+
+
+def picture_record(label: str, image: np.ndarray, faces: list) -> dict:
+    """One picture's entry in the ``--json`` file: its name, size in pixels and faces (``faces_to_json``)."""
+    return {"image": str(label), "width": image.shape[1], "height": image.shape[0], "faces": faces_to_json(faces)}
+
+
+def annotated_name(label: str, filter_name: str | None) -> str:
+    """The file name of a picture's annotated copy: ``photo_keypoints.png``, ``photo_sunglasses.png``,
+    ``photo_mask-tiger.png``."""
+    suffix = f"_{filter_name.replace(':', '-')}" if filter_name else "_keypoints"
+    return f"{Path(label).stem}{suffix}.png"
+
+
+def annotate(pipe, image: np.ndarray, filter_name: str | None) -> tuple[list, np.ndarray, float]:
+    """Detect every face of an RGB picture and draw it (``render``): the faces, the annotated picture and the
+    milliseconds detection and keypoints took (drawing excluded)."""
+    tic = time.perf_counter()
+    faces = pipe.detect(image)
+    milliseconds = (time.perf_counter() - tic) * 1000
+    return faces, render(image, faces, filter_name), milliseconds
 
 
 def save_rgb(path: Path, image: np.ndarray) -> None:
@@ -129,21 +154,18 @@ def run_pictures(pipe, pictures: dict[str, np.ndarray | Path], out_dir: Path, fi
     from pipeline import as_rgb_image
 
     records, failures = [], 0
-    suffix = f"_{filter_name.replace(':', '-')}" if filter_name else "_keypoints"
     for label, picture in pictures.items():
         try:
             image = as_rgb_image(picture)
-            tic = time.perf_counter()
-            faces = pipe.detect(image)
-            milliseconds = (time.perf_counter() - tic) * 1000
-            out_file = out_dir / f"{Path(label).stem}{suffix}.png"
-            save_rgb(out_file, render(image, faces, filter_name))
+            faces, annotated, milliseconds = annotate(pipe, image, filter_name)
+            out_file = out_dir / annotated_name(label, filter_name)
+            save_rgb(out_file, annotated)
         except DataError as error:
             print(f"error: {error}", file=sys.stderr)
             failures += 1
             continue
         print(f"{label}: {len(faces)} face{'s' if len(faces) != 1 else ''} in {milliseconds:.0f} ms -> {out_file}")
-        records.append({"image": str(label), "width": image.shape[1], "height": image.shape[0], "faces": faces_to_json(faces)})
+        records.append(picture_record(label, image, faces))
     return records, failures
 
 
