@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{runner.meta['architecture']} ({Path(args.model).name}, {type(runner).__name__}), "
                 f"flip averaging {'on' if args.flip else 'off'}"
             )
-    except (DataError, ModelError) as error:
+    except (DataError, ModelError, NotImplementedError) as error:  # NotImplementedError: a TODO not done
         print(f"error: {error}", file=sys.stderr)
         return 1
     for key, value in metrics.items():

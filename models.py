@@ -105,7 +105,7 @@ class Net(nn.Module):
 
     def __init__(self, num_keypoints: int = 68) -> None:
         super().__init__()
-        # TODO: define the layers (notebook 2 describes them). ``self.features``: convolution stages (nn.Conv2d,
+        # TODO (notebook 2): define the layers the notebook describes. ``self.features``: convolution stages (nn.Conv2d,
         # nn.ReLU, nn.MaxPool2d, nn.Dropout, perhaps nn.BatchNorm2d) that turn the 1 x 224 x 224 input into
         # feature maps; ``self.head``: nn.Flatten and nn.Linear layers down to 2 * num_keypoints outputs. Finish
         # with ``init_kaiming(self)``.
@@ -136,7 +136,7 @@ class Net(nn.Module):
         ### END SOLUTION
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # TODO: return the N x (2 * num_keypoints) output for the N x 1 x 224 x 224 batch ``x``.
+        # TODO (notebook 2): return the N x (2 * num_keypoints) output for the N x 1 x 224 x 224 batch ``x``.
         ### BEGIN SOLUTION
         return self.head(self.features(x))
         ### END SOLUTION

@@ -25,6 +25,9 @@ if TYPE_CHECKING:  # for type hints only: nothing heavy is imported when the mod
     from matplotlib.figure import Figure
 
 REPO_DIR = Path(__file__).resolve().parent
+# The course's public repository on GitHub: the notebooks' Colab badges and setup cells hold the same address.
+# In the instructors' source it is a placeholder, replaced when the students' release is made.
+REPO_URL = "https://github.com/COURSE-OWNER/COURSE-REPOSITORY"
 # requirements.txt lines whose package only serves the tests or the Jupyter server: Colab has its own Jupyter,
 # and upgrading it under a running Colab kernel can break the runtime.
 NOTEBOOK_TOOLING = ("jupyter", "nbval", "pytest")
@@ -88,6 +91,28 @@ def check_versions(min_python: tuple[int, int] = (3, 10), max_opencv_major: int 
     versions = {"python": platform.python_version(), "torch": torch.__version__, "opencv": cv2.__version__, "numpy": np.__version__}
     print("  ".join(f"{name} {version}" for name, version in versions.items()))
     return versions
+
+
+def short_todo_errors() -> bool:
+    """Show a ``NotImplementedError`` in this notebook as one line, the stub's own message, instead of a traceback.
+
+    An unfinished TODO raises ``NotImplementedError`` saying what is missing and where its TODO is (the release's
+    stubs), often from deep inside the project's code or in a later notebook. The cell still
+    fails (for the checks, nbval and grading); only the display is short. Returns False outside IPython.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None:
+        return False
+
+    def one_line(_shell: Any, etype: type, value: BaseException, _tb: Any, tb_offset: int | None = None) -> list[str]:
+        return [f"{etype.__name__}: a TODO is not done yet. {value}"]
+
+    shell.set_custom_exc((NotImplementedError,), one_line)
+    return True
 
 
 def quick_settings(threads: int = 1, dpi: int = 72) -> None:
