@@ -142,6 +142,25 @@ class Net(nn.Module):
         ### END SOLUTION
 
 
+class MeanFaceNet(nn.Module):
+    """A stand-in that ignores the picture: every crop gets the same keypoints, the mean face as the training
+    crops frame it (``evaluate.mean_face_model`` computes it). It needs no training, so it can stand in for a model
+    not trained yet; any trained network should beat it.
+
+    ``mean_points``: (K, 2) normalised coordinates in [-1, 1] of the crop (``data_load.Normalize``).
+    """
+
+    def __init__(self, mean_points: Any, input_size: int = 96) -> None:
+        super().__init__()
+        points = torch.as_tensor(np.asarray(mean_points, np.float32)).reshape(1, -1)
+        self.points = nn.Parameter(points, requires_grad=False)
+        self.input_size, self.num_keypoints = int(input_size), points.shape[1] // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, S, S) crops -> (N, 2 K): the same row for every crop."""
+        return self.points.expand(x.shape[0], -1)
+
+
 class NaimishNet(nn.Module):
     """NaimishNet (Agarwal et al., 2017): four conv stages with growing dropout, on a 1 x 96 x 96 input."""
 

@@ -94,11 +94,15 @@ def check_versions(min_python: tuple[int, int] = (3, 10), max_opencv_major: int 
 
 
 def short_todo_errors() -> bool:
-    """Show a ``NotImplementedError`` in this notebook as one line, the stub's own message, instead of a traceback.
+    """Show unfinished work in this notebook as one line that says what to do, instead of a traceback.
 
-    An unfinished TODO raises ``NotImplementedError`` saying what is missing and where its TODO is (the release's
-    stubs), often from deep inside the project's code or in a later notebook. The cell still
-    fails (for the checks, nbval and grading); only the display is short. Returns False outside IPython.
+    * ``NotImplementedError``: a TODO not done yet. The release's stubs name what is missing and where its TODO is,
+      and the error often surfaces deep inside the project's code or in a later notebook.
+    * ``NameError`` raised by a cell's own code: a name an earlier cell defines is missing, usually because that
+      cell stopped on a TODO. (A NameError inside a module keeps its full traceback: it is a bug there.)
+
+    The cell still fails (for the checks, nbval and grading); only the display is short. Returns False outside
+    IPython.
     """
     try:
         from IPython import get_ipython
@@ -108,11 +112,31 @@ def short_todo_errors() -> bool:
     if shell is None:
         return False
 
-    def one_line(_shell: Any, etype: type, value: BaseException, _tb: Any, tb_offset: int | None = None) -> list[str]:
-        return [f"{etype.__name__}: a TODO is not done yet. {value}"]
+    def one_line(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: int | None = None) -> list[str]:
+        if issubclass(etype, NotImplementedError):
+            return [f"{etype.__name__}: a TODO is not done yet. {value}"]
+        last = tb
+        while last.tb_next is not None:
+            last = last.tb_next
+        if is_cell_code(last.tb_frame.f_code.co_filename):
+            return [f"{etype.__name__}: {value}. An earlier cell defines it: run the cells above in order and fix the "
+                    "first one that stops (often a TODO not done yet), then run this cell again."]
+        return shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
 
-    shell.set_custom_exc((NotImplementedError,), one_line)
+    shell.set_custom_exc((NotImplementedError, NameError), one_line)
     return True
+
+
+def is_cell_code(filename: str) -> bool:
+    """Whether a code object's file name is a notebook cell's, as IPython and ipykernel name them."""
+    return filename.startswith("<ipython-input-") or "ipykernel_" in filename
+
+
+def needs(namespace: dict, name: str, todo: str) -> None:
+    """Raise ``NotImplementedError`` naming the TODO ``todo`` ("*Your turn: ...* above") when the notebook's
+    ``namespace`` (``globals()``) does not define ``name`` yet, because that TODO's cell has not run or stopped."""
+    if name not in namespace:
+        raise NotImplementedError(f"{name} is not defined yet: do the TODO of {todo}, run its cell, then this one.")
 
 
 def quick_settings(threads: int = 1, dpi: int = 72) -> None:
