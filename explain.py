@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models import output_layout
+
 # Grad-CAM needs a feature map fine enough to tell an eye from a nose: at least this many cells a side.
 MIN_CAM_CELLS = 12
 
@@ -91,13 +93,22 @@ def default_layer(model: nn.Module, min_cells: int = MIN_CAM_CELLS) -> str:
     """The layer Grad-CAM uses by default: the deepest one whose output is still at least ``min_cells`` a side.
 
     Deeper layers see more of the face and carry more meaning, but a coarse map cannot say which part of the face
-    matters: on a 96 px crop a 6 x 6 map has cells of 16 px, as large as an eye. For the compact model that is the
-    last block at 12 x 12 ("features.4"); for the course's ``Net``, the third convolution's ReLU (21 x 21).
+    matters: a map of 6 x 6 cells on a crop of about 100 px has cells as large as an eye. ``layer_grid`` tells a
+    layer's size (it depends on the model's input size: read it, do not assume it).
     """
     candidates = [name for name, shape in layer_outputs(model) if len(shape) == 4 and min(shape[2:]) >= min_cells]
     if not candidates:
         raise ValueError(f"no layer of the model keeps a {min_cells} x {min_cells} feature map: pass a layer explicitly")
     return candidates[-1]
+
+
+def layer_grid(model: nn.Module, layer: str | None = None) -> str:
+    """The size of a layer's feature map as "h x w" cells (``layer`` defaults to ``default_layer(model)``)."""
+    name = layer or default_layer(model)
+    shapes = dict(layer_outputs(model))
+    if name not in shapes or len(shapes[name]) != 4:
+        raise ValueError(f"layer {name!r} gives no C x h x w feature map")
+    return f"{shapes[name][2]} x {shapes[name][3]}"
 
 
 def feature_maps(model: nn.Module, image: Any, layers: Sequence[nn.Module | str] | nn.Module | str) -> dict[str, np.ndarray]:
@@ -116,7 +127,8 @@ def feature_maps(model: nn.Module, image: Any, layers: Sequence[nn.Module | str]
     return {name: found[name][0].cpu().numpy() for name in named}
 
 
-def grad_cam(model: nn.Module, image: Any, keypoint_index: int, layer: nn.Module | str | None = None) -> np.ndarray:
+def grad_cam(model: nn.Module, image: Any, keypoint_index: int, layer: nn.Module | str | None = None,
+             convention: str | None = None) -> np.ndarray:
     """Where the network looks to place keypoint ``keypoint_index``: an ``S x S`` heat map in [0, 1] over the crop.
 
     Grad-CAM (Selvaraju et al., 2017) explains a *class score*: it weights each channel of a layer's activations
@@ -136,7 +148,9 @@ def grad_cam(model: nn.Module, image: Any, keypoint_index: int, layer: nn.Module
       the predicted coordinate (less the bias), so the map shows each location's share of the prediction.
 
     The map, at the layer's resolution, is resized bilinearly to the crop and scaled to [0, 1]. ``layer`` defaults
-    to ``default_layer(model)``.
+    to ``default_layer(model)``. ``convention``: which of the model's keypoint conventions to explain, for a model
+    that predicts several (``models.OutputLayout``; None: its default; ``models.ModelError`` for one it lacks);
+    the face score, if any, is left out.
     """
     name, module = next(iter(_named_layers(model, default_layer(model) if layer is None else layer).items()))
     x = _as_batch(image, model).requires_grad_(True)  # so the graph exists even if the weights are frozen
@@ -144,7 +158,7 @@ def grad_cam(model: nn.Module, image: Any, keypoint_index: int, layer: nn.Module
     hook = module.register_forward_hook(lambda _m, _i, output: kept.__setitem__("activation", output))
     try:
         with _explaining(model), torch.enable_grad():
-            points = model(x).reshape(1, -1, 2)[0]
+            points = output_layout(model).keypoints(model(x), convention)[0]  # (K, 2), normalised
             if not 0 <= keypoint_index < len(points):
                 raise ValueError(f"keypoint_index must be in 0..{len(points) - 1}, got {keypoint_index}")
             activation = kept.get("activation")

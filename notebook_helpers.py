@@ -112,7 +112,7 @@ def short_todo_errors() -> bool:
     if shell is None:
         return False
 
-    def one_line(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: int | None = None) -> list[str]:
+    def short(shell: Any, etype: type, value: BaseException, tb: Any) -> list[str]:
         if issubclass(etype, NotImplementedError):
             return [f"{etype.__name__}: a TODO is not done yet. {value}"]
         last = tb
@@ -121,7 +121,14 @@ def short_todo_errors() -> bool:
         if is_cell_code(last.tb_frame.f_code.co_filename):
             return [f"{etype.__name__}: {value}. An earlier cell defines it: run the cells above in order and fix the "
                     "first one that stops (often a TODO not done yet), then run this cell again."]
-        return shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
+        return shell.InteractiveTB.structured_traceback(etype, value, tb)
+
+    def one_line(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: int | None = None) -> list[str]:
+        stb = short(shell, etype, value, tb)
+        # IPython hands custom exceptions to this handler without showing anything: show the error here, as the
+        # cell's error output, so the notebook, the checks and grading see the cell fail.
+        shell._showtraceback(etype, value, stb)
+        return stb
 
     shell.set_custom_exc((NotImplementedError, NameError), one_line)
     return True
@@ -410,6 +417,18 @@ def plot_feature_maps(image: Any, maps: dict[str, np.ndarray], count: int = 8, s
                           rotation=90, va="center", ha="right", fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def show_signed(ax: "Axes", values: Any, title: str | None = None, cmap: str = "RdBu_r") -> "Axes":
+    """A signed 2-D array (filter weights, a filter's response) with a colour map centred on zero: red positive,
+    blue negative, white zero, so the sign shows (a gray scale would shift zero to mid-gray)."""
+    values = np.asarray(values, np.float32)
+    limit = float(np.abs(values).max()) or 1.0
+    ax.imshow(values, cmap=cmap, vmin=-limit, vmax=limit)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    return ax
 
 
 def show_heatmap(ax: "Axes", image: Any, heatmap: np.ndarray, point: np.ndarray | None = None, title: str | None = None,
