@@ -1,5 +1,5 @@
 """A look inside a keypoint network: what its layers compute (feature maps) and where it looks for one
-keypoint (Grad-CAM adapted to regression).
+keypoint (Grad-CAM adapted to regression, and occlusion with Captum).
 
 Both work on any PyTorch model of this project (``models.build_model``) and on one face crop, given as a
 grayscale ``S x S`` array or tensor in [0, 1] (also ``1 x S x S`` or ``1 x 1 x S x S``), cut as in training
@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models import output_layout
+from models import OutputLayout, output_layout
 
 # Grad-CAM needs a feature map fine enough to tell an eye from a nose: at least this many cells a side.
 MIN_CAM_CELLS = 12
@@ -68,6 +68,13 @@ def _explaining(model: nn.Module) -> Iterator[None]:
         for module in in_place:
             module.inplace = True
         model.train(was_training)
+
+
+def _keypoints(model: nn.Module, raw: torch.Tensor, convention: str | None) -> torch.Tensor:
+    """(N, K, 2) normalised keypoints of ``convention`` from the model's raw (N, width) output: the layout the model
+    declares (``models.output_layout``), or for a plain module without ``num_keypoints``, (x, y) pairs throughout."""
+    layout = output_layout(model) if hasattr(model, "num_keypoints") else OutputLayout(raw.shape[1] // 2)
+    return layout.keypoints(raw, convention)
 
 
 def layer_outputs(model: nn.Module, input_size: int | None = None) -> list[tuple[str, tuple[int, ...]]]:
@@ -158,7 +165,7 @@ def grad_cam(model: nn.Module, image: Any, keypoint_index: int, layer: nn.Module
     hook = module.register_forward_hook(lambda _m, _i, output: kept.__setitem__("activation", output))
     try:
         with _explaining(model), torch.enable_grad():
-            points = output_layout(model).keypoints(model(x), convention)[0]  # (K, 2), normalised
+            points = _keypoints(model, model(x), convention)[0]  # (K, 2), normalised
             if not 0 <= keypoint_index < len(points):
                 raise ValueError(f"keypoint_index must be in 0..{len(points) - 1}, got {keypoint_index}")
             activation = kept.get("activation")
@@ -173,5 +180,37 @@ def grad_cam(model: nn.Module, image: Any, keypoint_index: int, layer: nn.Module
     heat = contributions.norm(dim=0)[None]  # 1 x 1 x h x w, as interpolate wants it
     heat = F.interpolate(heat, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[0, 0]
     heat = heat - heat.min()
+    peak = float(heat.max())
+    return (heat / peak if peak > 0 else heat).cpu().numpy().astype(np.float32)
+
+
+def occlusion_map(model: nn.Module, image: Any, keypoint_index: int, window: int | None = None, stride: int | None = None,
+                  convention: str | None = None) -> np.ndarray:
+    """Which pixels move keypoint ``keypoint_index``: an ``S x S`` map in [0, 1] over the crop, by occlusion.
+
+    A ``window x window`` patch of the crop's mean gray slides over the crop in steps of ``stride`` pixels; at
+    each place the map records how far (in crop pixels) the predicted point moves from where the whole crop puts
+    it, averaged over the patches that cover a pixel, then scaled to [0, 1]. It is Captum's ``Occlusion``
+    (Zeiler and Fergus, 2014) with a regression target: the distance the point moves, in whatever direction.
+    Unlike Grad-CAM it needs no layer and no gradient, and it measures an actual change of the prediction; it is
+    coarse (the window's size) and slower (one forward pass per place, batched). Defaults: a window of an eighth
+    of the crop, a stride of half the window. ``convention`` as in ``grad_cam``.
+    """
+    from captum.attr import Occlusion
+
+    x = _as_batch(image, model)
+    size = x.shape[-1]
+    window = window or max(2, size // 8)
+    stride = stride or max(1, window // 2)
+    with _explaining(model), torch.no_grad():
+        reference = _keypoints(model, model(x), convention)[0, keypoint_index]
+
+        def moved(batch: torch.Tensor) -> torch.Tensor:  # minus the distance moved, in crop pixels: (N,)
+            points = _keypoints(model, model(batch), convention)[:, keypoint_index]
+            return -(points - reference).norm(dim=-1) * size / 2
+
+        attribution = Occlusion(moved).attribute(x, sliding_window_shapes=(1, window, window), strides=(1, stride, stride),
+                                                 baselines=float(x.mean()), perturbations_per_eval=64)[0, 0]
+    heat = attribution.clamp(min=0)
     peak = float(heat.max())
     return (heat / peak if peak > 0 else heat).cpu().numpy().astype(np.float32)

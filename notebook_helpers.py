@@ -259,6 +259,23 @@ def show_batch(batch: dict, columns: int = 4, size: float = 2.5) -> "Figure":
     return show_samples(samples, columns, size, title_key=None)
 
 
+def label_offsets(points: np.ndarray, distance: float = 7.0) -> np.ndarray:
+    """Where to write each of the 68 point numbers, as (dx, dy) screen offsets in points (y up): away from the centre
+    of the point's face part, except the inner lips, written towards the mouth's centre, so that the numbers of
+    the lip corners (48 and 60, 54 and 64), which nearly touch, land on opposite sides."""
+    points = np.asarray(points, np.float64).reshape(68, 2)
+    offsets = np.zeros_like(points)
+    for name, (indices, _) in KEYPOINT_GROUPS.items():
+        group = list(indices)
+        centre = points[48:60].mean(axis=0) if name in ("outer lips", "inner lips") else points[group].mean(axis=0)
+        away = points[group] - centre
+        away *= -1 if name == "inner lips" else 1
+        length = np.linalg.norm(away, axis=1, keepdims=True)
+        away = np.where(length > 1e-9, away / np.maximum(length, 1e-9), [0.0, 1.0])
+        offsets[group] = away * distance * [1, -1]  # image y points down, screen offsets up
+    return offsets
+
+
 def plot_keypoint_map(keypoints: np.ndarray, ax: "Axes | None" = None, fontsize: float = 7) -> "Axes":
     """The 68 points numbered (0-based, iBUG order) and coloured by face part, with outlines and a legend.
 
@@ -273,8 +290,8 @@ def plot_keypoint_map(keypoints: np.ndarray, ax: "Axes | None" = None, fontsize:
         outline = np.vstack([group, group[:1]]) if name in _CLOSED_GROUPS else group
         ax.plot(outline[:, 0], outline[:, 1], "-", color=colour, alpha=0.4, linewidth=1)
         ax.scatter(group[:, 0], group[:, 1], s=18, color=colour, label=f"{name} ({indices.start}-{indices.stop - 1})", zorder=3)
-    for i, (x, y) in enumerate(points):
-        ax.annotate(str(i), (x, y), xytext=(2, 2), textcoords="offset points", fontsize=fontsize)
+    for i, offset in enumerate(label_offsets(points, distance=fontsize)):
+        ax.annotate(str(i), points[i], xytext=offset, textcoords="offset points", fontsize=fontsize, ha="center", va="center")
     ax.set_aspect("equal")
     if not ax.yaxis_inverted():
         ax.invert_yaxis()

@@ -44,6 +44,17 @@ def test_grad_cam_points_at_the_cell_the_keypoint_reads():
         assert np.unravel_index(heat.argmax(), heat.shape) == cell
 
 
+def test_occlusion_finds_the_pixel_the_keypoint_reads():
+    model = OneCellNet()  # a 1 x 1 convolution: feature-map cell (row, column) is pixel (row, column)
+    image = np.random.default_rng(0).uniform(0.2, 1.0, (4, 4)).astype(np.float32)
+    image[1, 2], image[3, 0] = 0.95, 0.05  # far from the mean gray that hides them
+    for keypoint, pixel in ((0, (1, 2)), (1, (3, 0))):
+        heat = explain.occlusion_map(model, image, keypoint, window=1, stride=1)
+        assert heat.shape == (4, 4) and heat.dtype == np.float32 and heat.max() == pytest.approx(1.0)
+        assert np.unravel_index(heat.argmax(), heat.shape) == pixel
+        assert np.count_nonzero(heat) == 1, "hiding any other pixel leaves the point where it was"
+
+
 def test_grad_cam_leaves_the_model_as_it_was():
     model = models.build_model("fast", input_size=32)
     model.train()

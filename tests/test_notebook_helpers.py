@@ -349,3 +349,13 @@ def test_signed_values_are_drawn_on_a_scale_centred_on_zero():
     nh.show_signed(ax, np.array([[-1.0, 0.5], [0.0, 0.25]]), title="a kernel")
     image = ax.images[0]
     assert image.get_clim() == (-1.0, 1.0) and image.get_cmap().name == "RdBu_r"
+
+
+def test_the_numbers_of_the_lip_corners_land_on_opposite_sides():
+    points = MEAN_SHAPE_68 * 500
+    offsets = nh.label_offsets(points)
+    assert np.allclose(np.linalg.norm(offsets, axis=1), 7.0)
+    for outer, inner in ((48, 60), (54, 64)):
+        labels = points[[outer, inner]] + offsets[[outer, inner]] * [1, -1]  # back to image directions
+        assert np.linalg.norm(labels[0] - labels[1]) > np.linalg.norm(points[outer] - points[inner]) + 7, (outer, inner)
+    assert offsets[48, 0] < 0 < offsets[60, 0] and offsets[54, 0] > 0 > offsets[64, 0]
