@@ -534,28 +534,31 @@ def face_window(keypoints: np.ndarray, image_shape: Sequence[int], margin: float
     return int(x0), int(y0), max(x1, int(x0) + 1), max(y1, int(y0) + 1)
 
 
-def show_prediction(ax: "Axes", image: np.ndarray, truth: np.ndarray | None, predicted: np.ndarray | None, title: str | None = None) -> "Axes":
-    """One face, zoomed in: ground truth in green, prediction in magenta (either may be None)."""
+def show_prediction(ax: "Axes", image: np.ndarray, truth: np.ndarray | None, predicted: np.ndarray | None, title: str | None = None,
+                    labels: tuple[str, str] = ("truth", "prediction")) -> "Axes":
+    """One face, zoomed in: ground truth in green, prediction in magenta (either may be None; ``labels`` names
+    the two sets, e.g. two models)."""
     reference = truth if truth is not None else predicted
     x0, y0, x1, y1 = face_window(reference, image.shape) if reference is not None else (0, 0, image.shape[1], image.shape[0])
     show_keypoints(ax, image[y0:y1, x0:x1], None, title=title)
     offset = np.array([x0, y0])
     if truth is not None:
-        ax.scatter(*(truth - offset).T, s=10, c=TRUTH_COLOUR, marker=".", label="truth")
+        ax.scatter(*(truth - offset).T, s=10, c=TRUTH_COLOUR, marker=".", label=labels[0])
     if predicted is not None:
-        ax.scatter(*(predicted - offset).T, s=10, c=PREDICTION_COLOUR, marker=".", label="prediction")
+        ax.scatter(*(predicted - offset).T, s=10, c=PREDICTION_COLOUR, marker=".", label=labels[1])
     return ax
 
 
 def show_predictions(images: Sequence[np.ndarray], truths: Sequence[np.ndarray | None], predictions: Sequence[np.ndarray | None],
-                     titles: Sequence[str] | None = None, columns: int = 3, size: float = 3.2) -> "Figure":
-    """Faces with ground truth (green) and predictions (magenta), zoomed in, in a grid with one legend."""
+                     titles: Sequence[str] | None = None, columns: int = 3, size: float = 3.2,
+                     labels: tuple[str, str] = ("truth", "prediction")) -> "Figure":
+    """Faces with ground truth (green) and predictions (magenta), each zoomed to its face, in a grid with one legend."""
     fig, axes = image_grid(len(images), columns, size)
     for i, ax in enumerate(axes):
-        show_prediction(ax, images[i], truths[i], predictions[i], titles[i] if titles else None)
-    handles, labels = axes[0].get_legend_handles_labels()
+        show_prediction(ax, images[i], truths[i], predictions[i], titles[i] if titles else None, labels)
+    handles, found = axes[0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=len(handles), markerscale=3, frameon=False)
+        fig.legend(handles, found, loc="lower center", ncol=len(handles), markerscale=3, frameon=False)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 

@@ -184,7 +184,7 @@ def test_release_copies_what_git_keeps_and_nothing_git_ignores(release):
     ignored = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=REPO_DIR, input=listed, capture_output=True, text=True)
     assert ignored.stdout.split() == [], f"the release holds files git ignores: {ignored.stdout.split()[:5]}"
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO_DIR, capture_output=True, text=True, check=True).stdout.split()
-    instructors = ("tests/", ".ci/", "make_release.py", "pytest.ini")
+    instructors = ("tests/", ".ci/", "make_release.py", "grade.py", "pytest.ini")
     expected = {f for f in tracked if (REPO_DIR / f).is_file() and not f.startswith(instructors)}
     assert expected <= set(report.files), f"tracked files missing from the release: {sorted(expected - set(report.files))[:5]}"
 
@@ -222,7 +222,7 @@ def colab_addresses(folder: Path) -> list[str]:
     """Every GitHub address in the notebooks' badges and setup cells, and the README's badge."""
     found = []
     for name in [*NOTEBOOKS, "README.md"]:
-        text = "\n".join(text_lines(folder / name))
+        text = make_release.INSTRUCTORS.sub("", "\n".join(text_lines(folder / name)))  # the release's text
         found += re.findall(r"https://(?:colab\.research\.google\.com/github/|github\.com/)([^/\s\"')]+/[^/\s\"')]+)", text)
     return found
 
