@@ -251,12 +251,15 @@ def test_a_repository_address_that_colab_cannot_open_is_refused_in_one_line(tmp_
     assert not (tmp_path / "out").exists()
 
 
-def test_release_setup_cells_fail_in_one_line_when_the_clone_fails():
+def test_colab_setup_keeps_work_in_drive_says_what_each_notebook_needs_and_fails_in_one_line():
     setup = nbformat.read(REPO_DIR / NOTEBOOKS[0], as_version=4).cells[2].source
     colab = setup.split("if IS_COLAB:", 1)[1].split("%matplotlib", 1)[0]
     assert "raise SystemExit(" in colab and "check=True" not in colab, "a failed clone must say what to do, without a traceback"
-    for name in NOTEBOOKS[1:]:
-        assert nbformat.read(REPO_DIR / name, as_version=4).cells[2].source == setup, f"{name}: the setup cells must be the same"
+    assert "KEEP_IN_DRIVE = True" in colab and 'drive.mount("/content/drive")' in colab, "Colab work must outlive the runtime"
+    for name in NOTEBOOKS:
+        cells = nbformat.read(REPO_DIR / name, as_version=4).cells
+        assert cells[2].source == setup, f"{name}: the setup cells must be the same"
+        assert "**What this notebook needs from" in cells[1].source, f"{name}: say what it needs from the earlier notebooks"
 
 
 # ---------------------------------------------------------------------------------------------------------
