@@ -436,11 +436,12 @@ def plot_feature_maps(image: Any, maps: dict[str, np.ndarray], count: int = 8, s
     return fig
 
 
-def show_signed(ax: "Axes", values: Any, title: str | None = None, cmap: str = "RdBu_r") -> "Axes":
+def show_signed(ax: "Axes", values: Any, title: str | None = None, cmap: str = "RdBu_r", percentile: float = 100.0) -> "Axes":
     """A signed 2-D array (filter weights, a filter's response) with a colour map centred on zero: red positive,
-    blue negative, white zero, so the sign shows (a gray scale would shift zero to mid-gray)."""
+    blue negative, white zero, so the sign shows (a gray scale would shift zero to mid-gray). The scale ends at the
+    ``percentile`` of the absolute values (below 100: a few strong values saturate, so that weaker ones show)."""
     values = np.asarray(values, np.float32)
-    limit = float(np.abs(values).max()) or 1.0
+    limit = float(np.percentile(np.abs(values), percentile)) or float(np.abs(values).max()) or 1.0
     ax.imshow(values, cmap=cmap, vmin=-limit, vmax=limit)
     if title:
         ax.set_title(title, fontsize=9)

@@ -29,10 +29,11 @@ import models  # noqa: E402
 KEYPOINTS = {"nose tip (30)": 30, "eye corner (36)": 36, "mouth corner (48)": 48, "chin (8)": 8}
 
 
-def peak_distances(model: torch.nn.Module, faces: int, convention: str | None, layer: str | None, method: str) -> dict[str, np.ndarray]:
+def peak_distances(model: torch.nn.Module, faces: int, convention: str | None, layer: str | None, method: str,
+                   data_dir: str | None = None) -> dict[str, np.ndarray]:
     """{label: (faces, 3)} distances from each map's peak to its own point, the right eye centre (36-41) and the
     left eye centre (42-47), in inter-ocular distances."""
-    test_csv, test_dir = data_load.split_paths(data_load.resolve_data_dir(), "test")
+    test_csv, test_dir = data_load.split_paths(data_load.resolve_data_dir(data_dir), "test")
     names, keypoints = data_load.read_keypoints_csv(test_csv)
     picked = np.random.default_rng(0).choice(len(names), min(faces, len(names)), replace=False)
     found: dict[str, list[list[float]]] = {label: [] for label in KEYPOINTS}
@@ -55,6 +56,7 @@ def peak_distances(model: torch.nn.Module, faces: int, convention: str | None, l
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", help="dataset folder (default: $FKP_DATA, else data/)")
     parser.add_argument("--model", default=str(inference.SHIPPED_MODEL))
     parser.add_argument("--faces", type=int, default=100)
     parser.add_argument("--method", choices=["grad-cam", "occlusion", "both"], default="both")
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     for method in ("grad-cam", "occlusion") if args.method == "both" else (args.method,):
         print(f"\n{method}")
         print(f"{'keypoint':<18} {'median peak-to-point':>21} {'within 0.25 io':>15} {'nearer an eye centre':>21}")
-        for label, d in peak_distances(model, args.faces, convention, layer, method).items():
+        for label, d in peak_distances(model, args.faces, convention, layer, method, args.data).items():
             nearer_eye = np.minimum(d[:, 1], d[:, 2]) < d[:, 0]
             print(f"{label:<18} {np.median(d[:, 0]):>21.2f} {np.mean(d[:, 0] <= 0.25):>15.0%} {np.mean(nearer_eye):>21.0%}")
     return 0
