@@ -595,7 +595,7 @@ def cut_context_crops(dataset: FacialKeypointsDataset, input_size: int, progress
     keypoints = np.empty((len(dataset), dataset.num_keypoints, 2), dtype=np.float32)
     indices = range(len(dataset))
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # plain text: a notebook keeps its last state (a widget would be stored at 0 %)
 
         indices = tqdm(indices, desc=f"cutting face crops from {dataset.root_dir.name}")
     for i in indices:

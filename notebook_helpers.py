@@ -220,13 +220,14 @@ def show_keypoints(
     return ax
 
 
-def image_grid(count: int, columns: int = 3, size: float = 3.0) -> tuple["Figure", list["Axes"]]:
-    """A figure with ``count`` square panels in rows of ``columns`` (unused panels hidden)."""
+def image_grid(count: int, columns: int = 3, size: float = 3.0, aspect: float = 1.0) -> tuple["Figure", list["Axes"]]:
+    """A figure with ``count`` panels ``size`` inches wide and ``aspect`` times as high, in rows of ``columns``
+    (unused panels hidden)."""
     import matplotlib.pyplot as plt
 
     columns = max(1, min(columns, count))
     rows = -(-count // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(size * columns, size * aspect * rows), squeeze=False)
     flat = list(axes.ravel())
     for ax in flat[count:]:
         ax.axis("off")
@@ -234,8 +235,11 @@ def image_grid(count: int, columns: int = 3, size: float = 3.0) -> tuple["Figure
 
 
 def show_images(images: Sequence[Any], titles: Sequence[str] | None = None, columns: int = 3, size: float = 3.0) -> "Figure":
-    """Pictures side by side, without axes."""
-    fig, axes = image_grid(len(images), columns, size)
+    """Pictures side by side, without axes, in panels shaped like the tallest picture (wide pictures leave no gap
+    between the rows)."""
+    shapes = [to_display(image).shape[:2] for image in images]
+    aspect = max(height / width for height, width in shapes) if shapes else 1.0
+    fig, axes = image_grid(len(images), columns, size, aspect)
     for i, (ax, image) in enumerate(zip(axes, images)):
         show_keypoints(ax, image, None, title=titles[i] if titles else None)
     fig.tight_layout()

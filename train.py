@@ -152,7 +152,7 @@ def make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, steps_p
 
 def train_one_epoch(model, loader, loss_fn, optimizer, schedule, device, progress: bool) -> float:
     """One pass over ``loader``; returns the mean training loss. Per-step schedules step here."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text: a notebook keeps its last state (a widget would be stored at 0 %)
 
     model.train()
     total, count = 0.0, 0

@@ -359,3 +359,10 @@ def test_the_numbers_of_the_lip_corners_land_on_opposite_sides():
         labels = points[[outer, inner]] + offsets[[outer, inner]] * [1, -1]  # back to image directions
         assert np.linalg.norm(labels[0] - labels[1]) > np.linalg.norm(points[outer] - points[inner]) + 7, (outer, inner)
     assert offsets[48, 0] < 0 < offsets[60, 0] and offsets[54, 0] > 0 > offsets[64, 0]
+
+
+def test_wide_pictures_get_panels_of_their_shape():
+    fig = nh.show_images([np.zeros((100, 300, 3), np.uint8), np.zeros((60, 300, 3), np.uint8)], columns=2, size=3)
+    assert tuple(fig.get_size_inches()) == pytest.approx((6.0, 1.0))  # as high as the taller picture needs
+    fig = nh.show_images([np.zeros((80, 40), np.uint8)], columns=3, size=2)
+    assert tuple(fig.get_size_inches()) == pytest.approx((2.0, 4.0))
