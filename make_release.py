@@ -17,9 +17,9 @@ it, so the two never drift apart:
 * Notebook outputs and execution counts are cleared; check cells (nbgrader ``grade: true``) are made read-only
   and undeletable, solution cells undeletable, as nbgrader's generate_assignment does.
 * Everything else is copied unchanged, except what git ignores (``.gitignore``: data, caches, outputs, earlier
-  releases, ...) and what only instructors use: the tests, CI, this script, and the README's instructors'
-  sections (between ``<!-- BEGIN INSTRUCTORS -->`` and ``<!-- END INSTRUCTORS -->``) and lines marked
-  ``<!-- instructors only -->``.
+  releases, ...) and what only instructors use: the tests, CI, this script, the grading command (``grade.py``),
+  and the README's instructors' sections (between ``<!-- BEGIN INSTRUCTORS -->`` and ``<!-- END INSTRUCTORS -->``)
+  and lines marked ``<!-- instructors only -->``.
 * The repository's public address, ``notebook_helpers.REPO_URL`` (a placeholder in the source), is replaced in
   every file by ``--repo-url``: the notebooks' Colab badges and setup cells use it. Without ``--repo-url`` the
   release keeps the placeholder and the command warns; the setup cell then tells students to ask for the address.
