@@ -12,7 +12,7 @@ modules, as the release gave them). For each student, in turn or ``--jobs`` at a
    deleted a check cell or ``checks.py`` gets the instructors' version back (a deleted cell scores 0);
 3. the four notebooks run from the top, in order, in their own process with a time limit (``--timeout`` for the
    whole submission, ``--cell-timeout`` per cell), each in a new kernel started in the copy, errors allowed, in
-   quick mode unless ``--full``, on the dataset named by ``FKP_DATA`` (or ``--data``);
+   quick mode unless ``--full``, on the dataset named by ``FKP_DATA`` or ``--data`` (the copies leave ``data/`` out);
 4. a check cell that runs without an error earns the points of its nbgrader metadata; one that fails, did not run
    (time limit) or is missing earns 0.
 
@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cell-timeout", type=int, default=900, help="seconds for one cell (default: 900)")
     parser.add_argument("--jobs", type=int, default=1, help="submissions graded at the same time (default: 1)")
     parser.add_argument("--full", action="store_true", help="run the notebooks in full, not in quick mode (much longer training)")
-    parser.add_argument("--data", help="the dataset folder (default: $FKP_DATA, else each copy's data/, downloaded)")
+    parser.add_argument("--data", help="the dataset folder (default: $FKP_DATA)")
     parser.add_argument("--run-one", help=argparse.SUPPRESS)
     return parser
 
@@ -258,11 +258,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.jobs < 1 or args.timeout <= 0:
             raise GradeError("--jobs and --timeout must be positive")
         students = submissions_in(Path(args.submissions))
+        env = grading_env(args.full, args.data)
+        data = env.get("FKP_DATA")
+        if not data or not Path(data).is_dir():
+            raise GradeError("the dataset is needed: set FKP_DATA or pass --data with the dataset folder (the copies leave data/ out)")
     except GradeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     checks = course_checks()
-    env = grading_env(args.full, args.data)
     tic = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = {s.name: pool.submit(grade_one, s, checks, args.timeout, args.cell_timeout, env) for s in students}

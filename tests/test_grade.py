@@ -112,8 +112,14 @@ def test_an_endless_submission_is_stopped_and_scores_what_it_has(tmp_path):
     assert set(outcomes.values()) == {"not run: the submission ran past its time limit of 10 s"}
 
 
-def test_the_command_says_in_one_line_what_is_wrong(tmp_path, capsys):
+def test_the_command_says_in_one_line_what_is_wrong(tmp_path, capsys, monkeypatch):
     assert grade.main([str(tmp_path / "nowhere")]) == 1
     assert capsys.readouterr().err.count("\n") == 1
     assert grade.main([str(tmp_path)]) == 1
     assert "has no submission" in capsys.readouterr().err
+    (tmp_path / "student").mkdir()
+    shutil.copy2(REPO_DIR / grade.NOTEBOOKS[0], tmp_path / "student" / grade.NOTEBOOKS[0])
+    monkeypatch.delenv("FKP_DATA", raising=False)
+    assert grade.main([str(tmp_path), "--out", str(tmp_path / "grades.csv")]) == 1
+    assert capsys.readouterr().err == "error: the dataset is needed: set FKP_DATA or pass --data with the dataset folder (the copies leave data/ out)\n"
+    assert not (tmp_path / "grades.csv").exists()
