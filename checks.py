@@ -242,6 +242,107 @@ def check_course_config(config: Any) -> None:
            f"{config.schedule} schedule, {config.loss} loss")
 
 
+def check_config_learns(config: Any, batch: dict, steps: int = 15) -> None:
+    """The loss and optimizer chosen in ``config`` can learn: a fresh ``config.model`` trained with them for
+    ``steps`` steps of ``train.train_one_epoch`` on one small ``batch`` (images N x 1 x S x S, keypoints N x K x 2 in
+    [-1, 1]) must bring that batch's loss down: the mean of the last three steps' losses below 90 % of the first
+    (memorising a batch is the easiest thing a network can do; dropout makes single steps noisy)."""
+    import torch
+    import torch.nn.functional as F
+
+    import models
+    import train
+
+    torch.manual_seed(0)
+    model = models.build_model(config.model)
+    images = batch["image"]
+    if images.shape[-1] != model.input_size:  # the batch at the model's input size
+        images = F.interpolate(images, size=(model.input_size, model.input_size), mode="bilinear", align_corners=False)
+    small = {"image": images, "keypoints": batch["keypoints"]}
+    loss_fn = train.make_loss(config.loss, model.input_size)
+    optimizer = train.make_optimizer(config, model)
+    with implemented("train_one_epoch", "train.py (train_one_epoch)"):
+        losses = [train.train_one_epoch(model, [small], loss_fn, optimizer, None, "cpu", False) for _ in range(steps)]
+    assert all(math.isfinite(value) for value in losses), (
+        f"the loss became NaN or infinite with {config.optimizer} at lr {config.lr:g}: the steps are too large, lower the learning rate")
+    last = float(np.mean(losses[-3:]))
+    assert last < 0.9 * losses[0], (
+        f"with {config.optimizer} at lr {config.lr:g} and the {config.loss} loss, the loss of {len(images)} faces went from "
+        f"{losses[0]:.4f} to {last:.4f} (mean of the last 3) in {steps} steps; it should fall clearly: try another "
+        "learning rate (about 1e-3 is a common start for Adam)")
+    passed(f"{config.optimizer} at lr {config.lr:g} with the {config.loss} loss learns a small batch: "
+           f"{losses[0]:.4f} -> {last:.4f} in {steps} steps")
+
+
+def _step_images(size: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Two gray test pictures in [0, 1]: a horizontal edge (dark above, bright below) and a vertical one."""
+    horizontal = np.zeros((size, size), np.float32)
+    horizontal[size // 2 :] = 1.0
+    return horizontal, np.ascontiguousarray(horizontal.T)
+
+
+def check_edge_filter(kernel: Any, filtered: Any, gray: np.ndarray) -> None:
+    """The edge filter of notebook 2: ``kernel`` (k x k, k odd) responds to horizontal edges, not to flat areas nor
+    to vertical edges, and ``filtered`` is ``cv2.filter2D(gray, -1, kernel)`` (a correlation, as in a PyTorch
+    convolution layer; compared away from the border, which each library pads its own way)."""
+    import torch
+
+    kernel = np.asarray(kernel, np.float32)
+    assert kernel.ndim == 2 and kernel.shape[0] == kernel.shape[1] and kernel.shape[0] % 2 == 1, (
+        f"the kernel should be a square array with an odd side (3 x 3, 5 x 5), got shape {kernel.shape}")
+    assert np.abs(kernel).sum() > 0, "the kernel is all zeros: it responds to nothing"
+    assert abs(float(kernel.sum())) < 1e-3 * float(np.abs(kernel).sum()), (
+        f"the kernel's weights sum to {kernel.sum():.3f}, so a flat area gives a response: make them sum to 0 "
+        "(negative weights on one side, positive on the other)")
+    horizontal, vertical = _step_images()
+    k = kernel.shape[0] // 2
+    response = {name: torch.nn.functional.conv2d(torch.from_numpy(image)[None, None], torch.from_numpy(kernel)[None, None])[0, 0].abs().max().item()
+                for name, image in (("horizontal", horizontal), ("vertical", vertical))}
+    assert response["horizontal"] > 3 * response["vertical"], (
+        f"the kernel responds as much to a vertical edge ({response['vertical']:.2f}) as to a horizontal one "
+        f"({response['horizontal']:.2f}): change the weights from top to bottom, and keep each row the same from left to right")
+    passed(f"the kernel finds horizontal edges ({response['horizontal']:.2f}) and hardly vertical ones ({response['vertical']:.2f}); flat areas give 0")
+
+    filtered = np.asarray(filtered, np.float32)
+    assert filtered.shape == gray.shape, f"filtered should have the face's shape {gray.shape}, got {filtered.shape}: cv2.filter2D(gray, -1, kernel)"
+    expected = torch.nn.functional.conv2d(torch.from_numpy(np.asarray(gray, np.float32))[None, None], torch.from_numpy(kernel)[None, None])[0, 0].numpy()
+    inner = filtered[k : filtered.shape[0] - k, k : filtered.shape[1] - k]
+    assert np.allclose(inner, expected, atol=1e-3), (
+        "filtered is not the kernel's response on the gray face: apply cv2.filter2D(gray, -1, kernel) to the float "
+        "image (ddepth -1 keeps float32; uint8 would cut negative responses to 0)")
+    passed("filtered is cv2.filter2D of the face with your kernel, the same correlation as a PyTorch convolution")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Notebook 3: from a picture to keypoints
+# ---------------------------------------------------------------------------------------------------------
+def check_keypoints_by_hand(keypoints_by_hand: Callable[[np.ndarray], Any], pipe: Any, pictures: dict[str, np.ndarray]) -> None:
+    """``keypoints_by_hand(picture)`` of notebook 3 gives, for every face ``pipe.detector`` finds, the keypoints of
+    one plain pass of ``pipe`` (no mirror, no re-crop) in the picture's pixels, to within 0.5 px."""
+    import dataclasses
+
+    single_pass = dataclasses.replace(pipe, flip_average=False, refine=False)
+    for name, picture in pictures.items():
+        boxes = [d.box for d in pipe.detector.detect(picture)]
+        expected = single_pass.keypoints_for_boxes(picture, boxes)
+        with implemented("keypoints_by_hand", "the cell above"):
+            got = np.asarray(keypoints_by_hand(picture), np.float64)
+        assert got.shape == expected.shape, (
+            f"{name}: the detector finds {len(boxes)} face(s), so keypoints_by_hand should return shape {expected.shape}, "
+            f"got {got.shape}: one (68, 2) array of (x, y) per detected face, stacked")
+        if not len(boxes):
+            continue
+        offset = float(np.abs(got - expected).max())
+        if offset >= 0.5 and got.max() <= pipe.input_size + 1 and expected.max() > pipe.input_size + 1:
+            raise AssertionError(f"{name}: the keypoints are still in crop pixels (0 to {pipe.input_size}): map them back to "
+                                 "the picture with the inverse of each crop's matrix")
+        assert offset < 0.5, (
+            f"{name}: your keypoints are up to {offset:.1f} px from the pipeline's: cut the crop from "
+            "data_load.crop_square_from_box(box) at the model's input size, gray values / 255, and map back with the "
+            "inverse of that crop's matrix")
+        passed(f"{name}: {len(boxes)} face(s), keypoints within {offset:.3f} px of the pipeline's")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Notebook 4: placing artwork (filters.py)
 # ---------------------------------------------------------------------------------------------------------

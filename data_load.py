@@ -56,6 +56,13 @@ CROP_SCALE = 1.5
 CROP_SHIFT = 0.16
 
 
+def seeded_rng() -> np.random.Generator:
+    """A new NumPy generator seeded from NumPy's global random state: the random transforms' default, so that
+    ``np.random.seed`` (``train.set_seed``) makes every draw repeat from run to run. An unseeded
+    ``np.random.default_rng()`` would draw differently each time."""
+    return np.random.default_rng(np.random.randint(0, 2**31 - 1))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Finding and reading the data
 # ---------------------------------------------------------------------------------------------------------
@@ -362,7 +369,7 @@ class Rescale:
     def __call__(self, sample: dict) -> dict:
         image, keypoints = sample["image"], sample["keypoints"]
         h, w = image.shape[:2]
-        # TODO: resize ``image`` to new_h x new_w (the shorter side becomes ``output_size`` for an int, keeping the
+        # TODO (notebook 1): resize ``image`` to new_h x new_w (the shorter side becomes ``output_size`` for an int, keeping the
         # aspect ratio; exactly (height, width) for a tuple) with cv2.resize, and scale the keypoints to match.
         # Pixel centres sit at integer coordinates, so x_new = (x + 0.5) * new_w / w - 0.5, and likewise y.
         ### BEGIN SOLUTION
@@ -386,7 +393,7 @@ class RandomCrop:
 
     def __init__(self, output_size: int | tuple[int, int], rng: np.random.Generator | None = None) -> None:
         self.output_size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
-        self.rng = rng or np.random.default_rng()
+        self.rng = rng or seeded_rng()
 
     def __call__(self, sample: dict) -> dict:
         image, keypoints = sample["image"], sample["keypoints"]
@@ -394,7 +401,7 @@ class RandomCrop:
         new_h, new_w = self.output_size
         if new_h > h or new_w > w:
             raise ValueError(f"RandomCrop of {new_h}x{new_w} is larger than the {h}x{w} image: Rescale first.")
-        # TODO: draw the window's top-left corner (top, left) at random with ``self.rng.integers``, cut the
+        # TODO (notebook 1): draw the window's top-left corner (top, left) at random with ``self.rng.integers``, cut the
         # new_h x new_w window out of ``image``, and move the keypoints by the same offset.
         ### BEGIN SOLUTION
         top = int(self.rng.integers(0, h - new_h + 1))
@@ -410,7 +417,7 @@ class Normalize:
 
     def __call__(self, sample: dict) -> dict:
         image, keypoints = sample["image"], sample["keypoints"]
-        # TODO: ``gray``: the image in gray levels (cv2.cvtColor with cv2.COLOR_RGB2GRAY for an RGB image), as
+        # TODO (notebook 1): ``gray``: the image in gray levels (cv2.cvtColor with cv2.COLOR_RGB2GRAY for an RGB image), as
         # float32 in [0, 1]; ``keypoints``: mapped to [-1, 1] around the image centre (``normalize_keypoints``).
         ### BEGIN SOLUTION
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
@@ -473,7 +480,7 @@ class RandomHorizontalFlip:
 
     def __init__(self, p: float = 0.5, rng: np.random.Generator | None = None) -> None:
         self.p = p
-        self.rng = rng or np.random.default_rng()
+        self.rng = rng or seeded_rng()
 
     def __call__(self, sample: dict) -> dict:
         if self.rng.random() >= self.p:
@@ -489,7 +496,7 @@ class RandomAffine:
         self, rotation: float = 15.0, scale: float = 0.1, shift: float = 0.06, rng: np.random.Generator | None = None
     ) -> None:
         self.rotation, self.scale, self.shift = rotation, scale, shift
-        self.rng = rng or np.random.default_rng()
+        self.rng = rng or seeded_rng()
 
     def __call__(self, sample: dict) -> dict:
         image = sample["image"]
@@ -507,7 +514,7 @@ class ColorJitter:
 
     def __init__(self, brightness: float = 0.25, contrast: float = 0.3, rng: np.random.Generator | None = None) -> None:
         self.brightness, self.contrast = brightness, contrast
-        self.rng = rng or np.random.default_rng()
+        self.rng = rng or seeded_rng()
 
     def __call__(self, sample: dict) -> dict:
         image = sample["image"]
@@ -534,7 +541,7 @@ class FaceCrop:
     ) -> None:
         self.output_size = output_size
         self.augment = augment
-        self.rng = rng or np.random.default_rng()
+        self.rng = rng or seeded_rng()
 
     def __call__(self, sample: dict) -> dict:
         keypoints = sample["keypoints"]
@@ -588,7 +595,7 @@ def cut_context_crops(dataset: FacialKeypointsDataset, input_size: int, progress
     keypoints = np.empty((len(dataset), dataset.num_keypoints, 2), dtype=np.float32)
     indices = range(len(dataset))
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # plain text: a notebook keeps its last state (a widget would be stored at 0 %)
 
         indices = tqdm(indices, desc=f"cutting face crops from {dataset.root_dir.name}")
     for i in indices:

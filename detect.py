@@ -38,7 +38,10 @@ def astronaut() -> np.ndarray:
 
 
 def montage(pictures: list[np.ndarray], columns: int = 3, cell: int = 220, gap: int = 12) -> np.ndarray:
-    """Pictures letter-boxed into equal cells on a grey canvas: a group photo for the detector."""
+    """Pictures letter-boxed into equal cells on a grey canvas: a group photo for the detector. At most
+    ``columns`` a row, in as few rows as that allows, with the fewest empty cells (4 pictures make 2 x 2, not 3 + 1)."""
+    count = len(pictures)
+    columns = min(range(1, max(1, min(columns, count)) + 1), key=lambda c: (-(-count // c), -count % c))
     rows = -(-len(pictures) // columns)
     canvas = np.full((rows * (cell + gap) + gap, columns * (cell + gap) + gap, 3), 200, np.uint8)
     for i, picture in enumerate(pictures):
@@ -266,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             json_file.write_text(json.dumps(records, indent=1))
             print(f"wrote {json_file}")
         return 1 if failures else 0
-    except (DataError, ModelError, ValueError) as error:
+    except (DataError, ModelError, ValueError, NotImplementedError) as error:  # NotImplementedError: a TODO not done
         print(f"error: {error}", file=sys.stderr)
         return 1
 

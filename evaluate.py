@@ -23,16 +23,20 @@ from data_load import (
     LEFT_EYE_OUTER,
     RIGHT_EYE_OUTER,
     DataError,
+    crop_matrix,
+    crop_square_from_box,
     haar_box_from_keypoints,
     keypoint_box,
+    normalize_keypoints,
     read_image,
     read_keypoints_csv,
     resolve_data_dir,
     split_paths,
+    transform_points,
 )
 from detector_architectures import match_face
 from inference import SHIPPED_MODEL, predict_in_boxes
-from models import ModelError, make_runner
+from models import MeanFaceNet, ModelError, make_runner
 from pipeline import REFINE_STEPS, KeypointPipeline
 
 # The course dataset's labels follow the course's own convention (models.CONVENTIONS): every figure on it asks the
@@ -125,6 +129,18 @@ def place_in_boxes(shape: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """A unit-square shape stretched into each (x, y, w, h) box: (N, K, 2)."""
     boxes = np.asarray(boxes, np.float32)
     return boxes[:, None, :2] + shape[None] * boxes[:, None, 2:]
+
+
+def mean_face_model(data_dir: str | os.PathLike | None = None, input_size: int = 96) -> MeanFaceNet:
+    """A ``models.MeanFaceNet`` for crops of ``input_size`` px: the mean of the training faces' keypoints in their
+    own crops (cut from the Haar-convention box of their keypoints, as in training), so it frames the mean face the
+    way the pipeline's crops frame a face. Needs only the training CSV."""
+    _, train = read_keypoints_csv(split_paths(resolve_data_dir(data_dir), "training")[0])
+    in_crops = [
+        transform_points(points, crop_matrix(*crop_square_from_box(haar_box_from_keypoints(points)), input_size))
+        for points in train
+    ]
+    return MeanFaceNet(normalize_keypoints(np.mean(in_crops, axis=0), input_size), input_size)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -223,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{runner.meta['architecture']} ({Path(args.model).name}, {type(runner).__name__}), "
                 f"flip averaging {'on' if args.flip else 'off'}"
             )
-    except (DataError, ModelError) as error:
+    except (DataError, ModelError, NotImplementedError) as error:  # NotImplementedError: a TODO not done
         print(f"error: {error}", file=sys.stderr)
         return 1
     for key, value in metrics.items():

@@ -196,7 +196,7 @@ class Artwork:
 
     def target_points(self, keypoints: np.ndarray) -> np.ndarray:
         """Where the anchors go on a face: the mean of each keypoint group."""
-        # TODO: one (x, y) per anchor: the mean of the keypoints listed in the anchor's group (``self.targets``
+        # TODO (notebook 4): one (x, y) per anchor: the mean of the keypoints listed in the anchor's group (``self.targets``
         # holds one tuple of keypoint indices per anchor), as an array of shape (number of anchors, 2).
         ### BEGIN SOLUTION
         return np.array([keypoints[list(group)].mean(axis=0) for group in self.targets])
@@ -245,7 +245,7 @@ MASK_IDS: tuple[str, ...] = tuple(artwork.MASKS)
 # ---------------------------------------------------------------------------------------------------------
 def placement_transform(name: str, keypoints: np.ndarray) -> np.ndarray:
     """The 2 x 3 similarity taking accessory ``name``'s picture pixels onto the face with these keypoints."""
-    # TODO: load the artwork (``load_artwork``), find where its anchors go on this face (its ``target_points`` of
+    # TODO (notebook 4): load the artwork (``load_artwork``), find where its anchors go on this face (its ``target_points`` of
     # the checked keypoints, ``_check_keypoints``) and return the least-squares similarity taking the anchors
     # onto those points (``similarity_transform``).
     ### BEGIN SOLUTION

@@ -2,20 +2,27 @@
 
     python make_release.py               # writes release/ (ignored by git)
     python make_release.py --out DIR     # writes DIR instead
+    python make_release.py --repo-url https://github.com/OWNER/NAME   # where the students' repository will live
 
 One source holds the solutions, marked the way nbgrader marks them, and the student version is generated from
 it, so the two never drift apart:
 
 * In ``.py`` files and notebook code cells, the lines from ``### BEGIN SOLUTION`` to ``### END SOLUTION`` become
-  ``# YOUR CODE HERE`` and ``raise NotImplementedError("...: see the TODO above")``, indented like the BEGIN
-  line; the message names what to write (``Net.__init__ in models.py``, or the names the cell defines).
+  ``# YOUR CODE HERE`` and ``raise NotImplementedError("...")``, indented like the BEGIN line. In a notebook the
+  message names what the cell defines and points to the TODO above; in a module it names the function and file
+  and the notebook that asks for it (``# TODO (notebook 2): ...``), because the error may surface in a later
+  notebook or on the command line.
 * In markdown cells the marked lines become ``YOUR ANSWER HERE``. A cell marked as a solution in its nbgrader
   metadata but without markers is replaced whole, as nbgrader does.
 * Notebook outputs and execution counts are cleared; check cells (nbgrader ``grade: true``) are made read-only
   and undeletable, solution cells undeletable, as nbgrader's generate_assignment does.
 * Everything else is copied unchanged, except what git ignores (``.gitignore``: data, caches, outputs, earlier
-  releases, ...) and what only instructors use: the tests, CI, this script, and the README's instructors'
-  section (between ``<!-- BEGIN INSTRUCTORS -->`` and ``<!-- END INSTRUCTORS -->``).
+  releases, ...) and what only instructors use: the tests, CI, this script, the grading command (``grade.py``),
+  and the README's instructors' sections (between ``<!-- BEGIN INSTRUCTORS -->`` and ``<!-- END INSTRUCTORS -->``)
+  and lines marked ``<!-- instructors only -->``.
+* The repository's public address, ``notebook_helpers.REPO_URL`` (a placeholder in the source), is replaced in
+  every file by ``--repo-url``: the notebooks' Colab badges and setup cells use it. Without ``--repo-url`` the
+  release keeps the placeholder and the command warns; the setup cell then tells students to ask for the address.
 
 The release is built in a temporary folder beside ``--out`` and then moved into place, so a failed run leaves the
 previous release as it was. Problems in the source (an unbalanced marker, a solution in a cell without nbgrader
@@ -37,6 +44,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from notebook_helpers import REPO_URL
+
 REPO_DIR = Path(__file__).resolve().parent
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 CODE_STUB = "# YOUR CODE HERE"
@@ -44,9 +53,15 @@ TEXT_STUB = "YOUR ANSWER HERE"
 # A marker line: a comment (or markdown heading) that says BEGIN SOLUTION or END SOLUTION, as nbgrader reads them.
 MARKER = re.compile(r"^(?P<indent>[ \t]*)#+[ \t]*(?P<kind>BEGIN|END) SOLUTION\b")
 INSTRUCTORS = re.compile(r"\n?<!-- BEGIN INSTRUCTORS -->.*?<!-- END INSTRUCTORS -->\n?", re.DOTALL)
-# Only instructors need these; they stay out of the release (paths relative to the course folder). A git worktree's
-# ".git" is a file naming the repository, not a folder.
-INSTRUCTOR_ONLY = ("make_release.py", "tests/", ".ci/", "pytest.ini", ".git/", ".git")
+# Only instructors need these; they stay out of the release (paths relative to the course folder).
+INSTRUCTOR_ONLY = ("make_release.py", "grade.py", "tests/", ".ci/", "pytest.ini", "requirements-test.txt", ".git/", ".git")  # .git: a file in a worktree
+# A README line only instructors need (a table row, a command), left out of the release.
+INSTRUCTORS_LINE = re.compile(r"^.*<!-- instructors only -->.*\n?", re.MULTILINE)
+# The TODO comment above a module's solution, and the notebook it names: "# TODO (notebook 2): ...".
+TODO_COMMENT = re.compile(r"^\s*#\s*TODO(?:\s*\((?P<where>[^)]*)\))?:")
+# The repository's public address as the source holds it, and the form --repo-url must take.
+PLACEHOLDER_REPO_URL = REPO_URL
+GITHUB_URL = re.compile(r"^https://github\.com/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 # Never copied, wherever they are, even without a .gitignore.
 ALWAYS_SKIPPED = ("__pycache__/", ".ipynb_checkpoints/", ".pytest_cache/", "*.pyc")
 MANIFEST = ".release.json"
@@ -168,6 +183,23 @@ def _what_to_write(cell_source: str, region: list[str], line: int) -> str:
     return f"write {qualname}" if qualname else _what_a_cell_defines("\n".join(region))
 
 
+def _todo_place(lines: list[str], line: int) -> str | None:
+    """What the TODO comment just above 1-based ``line`` names as its place ("notebook 2"), or None."""
+    for text in reversed(lines[: line - 1]):
+        if not text.strip().startswith("#"):
+            return None
+        todo = TODO_COMMENT.match(text)
+        if todo:
+            return todo["where"]
+    return None
+
+
+def module_stub_message(what: str, place: str | None) -> str:
+    """The message of a module's stub: what is missing, where its TODO is, and what to do next."""
+    todo = f"its TODO ({place})" if place else "the TODO above it"
+    return f"{what} is not written yet: fill in {todo}, save the file and run this again"
+
+
 def release_python(text: str, where: str) -> tuple[str, list[Stub]]:
     """A .py file's text with its solutions stubbed, and the stubs."""
     try:
@@ -181,9 +213,10 @@ def release_python(text: str, where: str) -> tuple[str, list[Stub]]:
         qualname = _qualname_at(tree, line)
         what = f"{qualname} in {name}" if qualname else f"{name}, line {line}"
         stubs.append(Stub(where, line, what))
-        return _code_stub(indent, f"{what}: see the TODO above")
+        return _code_stub(indent, module_stub_message(what, _todo_place(source_lines, line)))
 
-    lines, _ = replace_regions(text.splitlines(), where, stub)
+    source_lines = text.splitlines()
+    lines, _ = replace_regions(source_lines, where, stub)
     released = "\n".join(lines) + ("\n" if text.endswith("\n") else "")
     try:
         compile(released, where, "exec")
@@ -322,8 +355,27 @@ def release_files(source: Path, skip: Sequence[Path] = ()) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------
 # The release
 # ---------------------------------------------------------------------------------------------------------
-def write_release(source: Path, target: Path) -> Report:
-    """Write the release of ``source`` into the empty folder ``target``."""
+def stamp_repo_url(text: str, repo_url: str | None) -> str:
+    """``text`` with the placeholder address replaced by ``repo_url`` (its Colab badges follow, being built on the
+    GitHub path); unchanged when ``repo_url`` is None."""
+    if repo_url is None:
+        return text
+    slug = lambda url: url.rstrip("/").removeprefix("https://github.com/")  # OWNER/NAME
+    return text.replace(slug(PLACEHOLDER_REPO_URL), slug(repo_url))
+
+
+def check_repo_url(repo_url: str | None) -> None:
+    """Raise ReleaseError unless ``repo_url`` is None or a GitHub repository's address (Colab opens notebooks from
+    GitHub)."""
+    if repo_url is not None and not GITHUB_URL.match(repo_url.rstrip("/")):
+        raise ReleaseError(f"--repo-url {repo_url!r} is not a GitHub repository's address: give https://github.com/OWNER/NAME")
+    if repo_url is not None and repo_url.rstrip("/") == PLACEHOLDER_REPO_URL:
+        raise ReleaseError(f"--repo-url {repo_url} is the placeholder: give the address where the students' repository will live")
+
+
+def write_release(source: Path, target: Path, repo_url: str | None = None) -> Report:
+    """Write the release of ``source`` into the empty folder ``target``, with ``repo_url`` as the repository's
+    public address (None: keep the placeholder)."""
     import nbformat
 
     report = Report()
@@ -332,7 +384,7 @@ def write_release(source: Path, target: Path) -> Report:
         dst.parent.mkdir(parents=True, exist_ok=True)
         if relative.endswith(".py"):
             text, stubs = release_python(src.read_text(encoding="utf-8"), relative)
-            dst.write_text(text, encoding="utf-8")
+            dst.write_text(stamp_repo_url(text, repo_url), encoding="utf-8")
             report.stubs += stubs
         elif relative.endswith(".ipynb"):
             try:
@@ -340,10 +392,13 @@ def write_release(source: Path, target: Path) -> Report:
             except Exception as error:  # nbformat raises several types for unreadable files
                 raise ReleaseError(f"{relative}: not a readable notebook ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
             report.stubs += release_notebook(notebook, relative)
+            for cell in notebook.cells:
+                cell.source = stamp_repo_url(cell.source, repo_url)
             nbformat.validate(notebook)
             nbformat.write(notebook, dst)
         elif relative == "README.md":
-            dst.write_text(INSTRUCTORS.sub("", src.read_text(encoding="utf-8")), encoding="utf-8")
+            readme = INSTRUCTORS_LINE.sub("", INSTRUCTORS.sub("", src.read_text(encoding="utf-8")))
+            dst.write_text(stamp_repo_url(readme, repo_url), encoding="utf-8")
         else:
             shutil.copy2(src, dst)
             continue
@@ -357,9 +412,12 @@ def write_release(source: Path, target: Path) -> Report:
     return report
 
 
-def make_release(out: str | os.PathLike = REPO_DIR / "release", source: str | os.PathLike = REPO_DIR) -> Report:
+def make_release(out: str | os.PathLike = REPO_DIR / "release", source: str | os.PathLike = REPO_DIR,
+                 repo_url: str | None = None) -> Report:
     """Build the release of ``source`` into ``out``, replacing an earlier release there only once the new one is
-    complete. Refuses to replace a folder that is not a release."""
+    complete. Refuses to replace a folder that is not a release. ``repo_url``: the students' repository on GitHub
+    (None keeps the placeholder address)."""
+    check_repo_url(repo_url)
     source, out = Path(source).resolve(), Path(out).resolve()
     if out == source or source.is_relative_to(out):
         raise ReleaseError(f"--out {out} would overwrite the course itself: choose another folder")
@@ -368,7 +426,7 @@ def make_release(out: str | os.PathLike = REPO_DIR / "release", source: str | os
     out.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        report = write_release(source, building)
+        report = write_release(source, building, repo_url)
         building.chmod(0o755)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", suffix=".tmp", dir=out.parent))
@@ -387,10 +445,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--out", default=str(REPO_DIR / "release"), help="where to write the release (default: release/)")
+    parser.add_argument("--repo-url", help="the students' repository, https://github.com/OWNER/NAME: stamped into "
+                        "the notebooks' Colab badges and setup cells (without it they keep a placeholder)")
     parser.add_argument("--source", default=str(REPO_DIR), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
-        report = make_release(args.out, args.source)
+        report = make_release(args.out, args.source, args.repo_url)
     except ReleaseError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -401,6 +461,9 @@ def main(argv: list[str] | None = None) -> int:
           f"({sum(s.path.endswith('.py') for s in code)} in {', '.join(modules) or 'no module'}, "
           f"{sum(s.path.endswith('.ipynb') for s in code)} in notebooks), "
           f"{len(report.stubs) - len(code)} written answers cleared, in {len(notebooks)} notebooks")
+    if args.repo_url is None:
+        print(f"warning: no --repo-url: the Colab badges and setup cells point to the placeholder {PLACEHOLDER_REPO_URL}; "
+              "before publishing, run again with --repo-url https://github.com/OWNER/NAME", file=sys.stderr)
     return 0
 
 

@@ -105,7 +105,7 @@ class Net(nn.Module):
 
     def __init__(self, num_keypoints: int = 68) -> None:
         super().__init__()
-        # TODO: define the layers (notebook 2 describes them). ``self.features``: convolution stages (nn.Conv2d,
+        # TODO (notebook 2): define the layers the notebook describes. ``self.features``: convolution stages (nn.Conv2d,
         # nn.ReLU, nn.MaxPool2d, nn.Dropout, perhaps nn.BatchNorm2d) that turn the 1 x 224 x 224 input into
         # feature maps; ``self.head``: nn.Flatten and nn.Linear layers down to 2 * num_keypoints outputs. Finish
         # with ``init_kaiming(self)``.
@@ -136,10 +136,29 @@ class Net(nn.Module):
         ### END SOLUTION
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # TODO: return the N x (2 * num_keypoints) output for the N x 1 x 224 x 224 batch ``x``.
+        # TODO (notebook 2): return the N x (2 * num_keypoints) output for the N x 1 x 224 x 224 batch ``x``.
         ### BEGIN SOLUTION
         return self.head(self.features(x))
         ### END SOLUTION
+
+
+class MeanFaceNet(nn.Module):
+    """A stand-in that ignores the picture: every crop gets the same keypoints, the mean face as the training
+    crops frame it (``evaluate.mean_face_model`` computes it). It needs no training, so it can stand in for a model
+    not trained yet; any trained network should beat it.
+
+    ``mean_points``: (K, 2) normalised coordinates in [-1, 1] of the crop (``data_load.Normalize``).
+    """
+
+    def __init__(self, mean_points: Any, input_size: int = 96) -> None:
+        super().__init__()
+        points = torch.as_tensor(np.asarray(mean_points, np.float32)).reshape(1, -1)
+        self.points = nn.Parameter(points, requires_grad=False)
+        self.input_size, self.num_keypoints = int(input_size), points.shape[1] // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, S, S) crops -> (N, 2 K): the same row for every crop."""
+        return self.points.expand(x.shape[0], -1)
 
 
 class NaimishNet(nn.Module):

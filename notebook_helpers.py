@@ -25,6 +25,9 @@ if TYPE_CHECKING:  # for type hints only: nothing heavy is imported when the mod
     from matplotlib.figure import Figure
 
 REPO_DIR = Path(__file__).resolve().parent
+# The course's public repository on GitHub: the notebooks' Colab badges and setup cells hold the same address.
+# In the instructors' source it is a placeholder, replaced when the students' release is made.
+REPO_URL = "https://github.com/COURSE-OWNER/COURSE-REPOSITORY"
 # requirements.txt lines whose package only serves the tests or the Jupyter server: Colab has its own Jupyter,
 # and upgrading it under a running Colab kernel can break the runtime.
 NOTEBOOK_TOOLING = ("jupyter", "nbval", "pytest")
@@ -88,6 +91,59 @@ def check_versions(min_python: tuple[int, int] = (3, 10), max_opencv_major: int 
     versions = {"python": platform.python_version(), "torch": torch.__version__, "opencv": cv2.__version__, "numpy": np.__version__}
     print("  ".join(f"{name} {version}" for name, version in versions.items()))
     return versions
+
+
+def short_todo_errors() -> bool:
+    """Show unfinished work in this notebook as one line that says what to do, instead of a traceback.
+
+    * ``NotImplementedError``: a TODO not done yet. The release's stubs name what is missing and where its TODO is,
+      and the error often surfaces deep inside the project's code or in a later notebook.
+    * ``NameError`` raised by a cell's own code: a name an earlier cell defines is missing, usually because that
+      cell stopped on a TODO. (A NameError inside a module keeps its full traceback: it is a bug there.)
+
+    The cell still fails (for the checks, nbval and grading); only the display is short. Returns False outside
+    IPython.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None:
+        return False
+
+    def short(shell: Any, etype: type, value: BaseException, tb: Any) -> list[str]:
+        if issubclass(etype, NotImplementedError):
+            return [f"{etype.__name__}: a TODO is not done yet. {value}"]
+        last = tb
+        while last.tb_next is not None:
+            last = last.tb_next
+        if is_cell_code(last.tb_frame.f_code.co_filename):
+            return [f"{etype.__name__}: {value}. An earlier cell defines it: run the cells above in order and fix the "
+                    "first one that stops (often a TODO not done yet), then run this cell again."]
+        return shell.InteractiveTB.structured_traceback(etype, value, tb)
+
+    def one_line(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: int | None = None) -> list[str]:
+        stb = short(shell, etype, value, tb)
+        # IPython hands custom exceptions to this handler without showing anything: show the error here, as the
+        # cell's error output, so the notebook, the checks and grading see the cell fail.
+        shell._showtraceback(etype, value, stb)
+        return stb
+
+    shell.set_custom_exc((NotImplementedError, NameError), one_line)
+    return True
+
+
+def is_cell_code(filename: str) -> bool:
+    """Whether a code object's file name is a notebook cell's, as IPython and ipykernel name them."""
+    return filename.startswith("<ipython-input-") or "ipykernel_" in filename
+
+
+def needs(namespace: dict, name: str, todo: str) -> None:
+    """Raise ``NotImplementedError`` naming the TODO ``todo`` ("*Your turn: ...* above") when the notebook's
+    ``namespace`` (``globals()``) does not define ``name`` yet, because that TODO's cell has not run or stopped."""
+    if name not in namespace:
+        raise NotImplementedError(f"{name} is not defined yet: do the TODO of {todo}, run its cell, then this one.")
 
 
 def quick_settings(threads: int = 1, dpi: int = 72) -> None:
@@ -164,13 +220,14 @@ def show_keypoints(
     return ax
 
 
-def image_grid(count: int, columns: int = 3, size: float = 3.0) -> tuple["Figure", list["Axes"]]:
-    """A figure with ``count`` square panels in rows of ``columns`` (unused panels hidden)."""
+def image_grid(count: int, columns: int = 3, size: float = 3.0, aspect: float = 1.0) -> tuple["Figure", list["Axes"]]:
+    """A figure with ``count`` panels ``size`` inches wide and ``aspect`` times as high, in rows of ``columns``
+    (unused panels hidden)."""
     import matplotlib.pyplot as plt
 
     columns = max(1, min(columns, count))
     rows = -(-count // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(size * columns, size * aspect * rows), squeeze=False)
     flat = list(axes.ravel())
     for ax in flat[count:]:
         ax.axis("off")
@@ -178,8 +235,11 @@ def image_grid(count: int, columns: int = 3, size: float = 3.0) -> tuple["Figure
 
 
 def show_images(images: Sequence[Any], titles: Sequence[str] | None = None, columns: int = 3, size: float = 3.0) -> "Figure":
-    """Pictures side by side, without axes."""
-    fig, axes = image_grid(len(images), columns, size)
+    """Pictures side by side, without axes, in panels shaped like the tallest picture (wide pictures leave no gap
+    between the rows)."""
+    shapes = [to_display(image).shape[:2] for image in images]
+    aspect = max(height / width for height, width in shapes) if shapes else 1.0
+    fig, axes = image_grid(len(images), columns, size, aspect)
     for i, (ax, image) in enumerate(zip(axes, images)):
         show_keypoints(ax, image, None, title=titles[i] if titles else None)
     fig.tight_layout()
@@ -203,6 +263,23 @@ def show_batch(batch: dict, columns: int = 4, size: float = 2.5) -> "Figure":
     return show_samples(samples, columns, size, title_key=None)
 
 
+def label_offsets(points: np.ndarray, distance: float = 7.0) -> np.ndarray:
+    """Where to write each of the 68 point numbers, as (dx, dy) screen offsets in points (y up): away from the centre
+    of the point's face part, except the inner lips, written towards the mouth's centre, so that the numbers of
+    the lip corners (48 and 60, 54 and 64), which nearly touch, land on opposite sides."""
+    points = np.asarray(points, np.float64).reshape(68, 2)
+    offsets = np.zeros_like(points)
+    for name, (indices, _) in KEYPOINT_GROUPS.items():
+        group = list(indices)
+        centre = points[48:60].mean(axis=0) if name in ("outer lips", "inner lips") else points[group].mean(axis=0)
+        away = points[group] - centre
+        away *= -1 if name == "inner lips" else 1
+        length = np.linalg.norm(away, axis=1, keepdims=True)
+        away = np.where(length > 1e-9, away / np.maximum(length, 1e-9), [0.0, 1.0])
+        offsets[group] = away * distance * [1, -1]  # image y points down, screen offsets up
+    return offsets
+
+
 def plot_keypoint_map(keypoints: np.ndarray, ax: "Axes | None" = None, fontsize: float = 7) -> "Axes":
     """The 68 points numbered (0-based, iBUG order) and coloured by face part, with outlines and a legend.
 
@@ -217,8 +294,8 @@ def plot_keypoint_map(keypoints: np.ndarray, ax: "Axes | None" = None, fontsize:
         outline = np.vstack([group, group[:1]]) if name in _CLOSED_GROUPS else group
         ax.plot(outline[:, 0], outline[:, 1], "-", color=colour, alpha=0.4, linewidth=1)
         ax.scatter(group[:, 0], group[:, 1], s=18, color=colour, label=f"{name} ({indices.start}-{indices.stop - 1})", zorder=3)
-    for i, (x, y) in enumerate(points):
-        ax.annotate(str(i), (x, y), xytext=(2, 2), textcoords="offset points", fontsize=fontsize)
+    for i, offset in enumerate(label_offsets(points, distance=fontsize)):
+        ax.annotate(str(i), points[i], xytext=offset, textcoords="offset points", fontsize=fontsize, ha="center", va="center")
     ax.set_aspect("equal")
     if not ax.yaxis_inverted():
         ax.invert_yaxis()
@@ -363,6 +440,19 @@ def plot_feature_maps(image: Any, maps: dict[str, np.ndarray], count: int = 8, s
     return fig
 
 
+def show_signed(ax: "Axes", values: Any, title: str | None = None, cmap: str = "RdBu_r", percentile: float = 100.0) -> "Axes":
+    """A signed 2-D array (filter weights, a filter's response) with a colour map centred on zero: red positive,
+    blue negative, white zero, so the sign shows (a gray scale would shift zero to mid-gray). The scale ends at the
+    ``percentile`` of the absolute values (below 100: a few strong values saturate, so that weaker ones show)."""
+    values = np.asarray(values, np.float32)
+    limit = float(np.percentile(np.abs(values), percentile)) or float(np.abs(values).max()) or 1.0
+    ax.imshow(values, cmap=cmap, vmin=-limit, vmax=limit)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    return ax
+
+
 def show_heatmap(ax: "Axes", image: Any, heatmap: np.ndarray, point: np.ndarray | None = None, title: str | None = None,
                  alpha: float = 0.5) -> "Axes":
     """A heat map in [0, 1] (e.g. ``explain.grad_cam``) over a gray image, with an optional (x, y) point marked."""
@@ -449,28 +539,31 @@ def face_window(keypoints: np.ndarray, image_shape: Sequence[int], margin: float
     return int(x0), int(y0), max(x1, int(x0) + 1), max(y1, int(y0) + 1)
 
 
-def show_prediction(ax: "Axes", image: np.ndarray, truth: np.ndarray | None, predicted: np.ndarray | None, title: str | None = None) -> "Axes":
-    """One face, zoomed in: ground truth in green, prediction in magenta (either may be None)."""
+def show_prediction(ax: "Axes", image: np.ndarray, truth: np.ndarray | None, predicted: np.ndarray | None, title: str | None = None,
+                    labels: tuple[str, str] = ("truth", "prediction")) -> "Axes":
+    """One face, zoomed in: ground truth in green, prediction in magenta (either may be None; ``labels`` names
+    the two sets, e.g. two models)."""
     reference = truth if truth is not None else predicted
     x0, y0, x1, y1 = face_window(reference, image.shape) if reference is not None else (0, 0, image.shape[1], image.shape[0])
     show_keypoints(ax, image[y0:y1, x0:x1], None, title=title)
     offset = np.array([x0, y0])
     if truth is not None:
-        ax.scatter(*(truth - offset).T, s=10, c=TRUTH_COLOUR, marker=".", label="truth")
+        ax.scatter(*(truth - offset).T, s=10, c=TRUTH_COLOUR, marker=".", label=labels[0])
     if predicted is not None:
-        ax.scatter(*(predicted - offset).T, s=10, c=PREDICTION_COLOUR, marker=".", label="prediction")
+        ax.scatter(*(predicted - offset).T, s=10, c=PREDICTION_COLOUR, marker=".", label=labels[1])
     return ax
 
 
 def show_predictions(images: Sequence[np.ndarray], truths: Sequence[np.ndarray | None], predictions: Sequence[np.ndarray | None],
-                     titles: Sequence[str] | None = None, columns: int = 3, size: float = 3.2) -> "Figure":
-    """Faces with ground truth (green) and predictions (magenta), zoomed in, in a grid with one legend."""
+                     titles: Sequence[str] | None = None, columns: int = 3, size: float = 3.2,
+                     labels: tuple[str, str] = ("truth", "prediction")) -> "Figure":
+    """Faces with ground truth (green) and predictions (magenta), each zoomed to its face, in a grid with one legend."""
     fig, axes = image_grid(len(images), columns, size)
     for i, ax in enumerate(axes):
-        show_prediction(ax, images[i], truths[i], predictions[i], titles[i] if titles else None)
-    handles, labels = axes[0].get_legend_handles_labels()
+        show_prediction(ax, images[i], truths[i], predictions[i], titles[i] if titles else None, labels)
+    handles, found = axes[0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=len(handles), markerscale=3, frameon=False)
+        fig.legend(handles, found, loc="lower center", ncol=len(handles), markerscale=3, frameon=False)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 

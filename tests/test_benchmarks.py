@@ -8,6 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import flip_error  # noqa: E402
+import grad_cam_peaks  # noqa: E402
 import video_fps  # noqa: E402
 
 
@@ -31,3 +32,13 @@ def test_flip_error_benchmark_separates_faces_from_the_rest(real_data_dir, capsy
     assert set(medians) == {"followed face", "background", "detected face", "false detection", "random box"}
     assert max(medians["followed face"], medians["detected face"]) < min(medians["background"], medians["random box"])
     assert "<- FLIP_ERROR_NO_FACE" in out
+
+
+def test_map_peak_benchmark_prints_both_methods_for_each_keypoint(real_data_dir, capsys):
+    assert grad_cam_peaks.main(["--data", str(real_data_dir), "--faces", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "layer features." in out and "2 test faces" in out
+    for method in ("grad-cam", "occlusion"):
+        table = out.split(f"\n{method}\n", 1)[1]
+        rows = re.findall(r"^(nose tip \(30\)|eye corner \(36\)|mouth corner \(48\)|chin \(8\))\s+([\d.]+)\s+(\d+)%\s+(\d+)%$", table, re.MULTILINE)
+        assert len(rows) >= 4 and all(float(median) >= 0 and 0 <= int(share) <= 100 for _, median, share, _ in rows[:4])

@@ -643,3 +643,18 @@ def test_resolve_data_dir_default_folder_is_fetched_when_missing(tmp_path, monke
     with pytest.raises(DataError):  # the stub "downloads" nothing, so the folder check still fails
         resolve_data_dir()
     assert asked == [tmp_path / "data"]
+
+
+def test_random_transforms_repeat_after_the_same_seed_and_differ_after_another():
+    import train
+
+    sample = {"image": np.zeros((300, 260, 3), np.uint8), "keypoints": face_keypoints((40, 60, 180, 200))}
+
+    def draws(seed: int) -> list[np.ndarray]:
+        train.set_seed(seed)
+        transforms = [RandomCrop(200), data_load.RandomAffine(), data_load.FaceCrop(96, augment=data_load.AugmentConfig())]
+        return [t(sample)["keypoints"] for t in transforms for _ in range(2)]
+
+    first, again, other = draws(1), draws(1), draws(2)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again)), "the same seed must give the same windows and warps"
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))

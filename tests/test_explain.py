@@ -44,6 +44,17 @@ def test_grad_cam_points_at_the_cell_the_keypoint_reads():
         assert np.unravel_index(heat.argmax(), heat.shape) == cell
 
 
+def test_occlusion_finds_the_pixel_the_keypoint_reads():
+    model = OneCellNet()  # a 1 x 1 convolution: feature-map cell (row, column) is pixel (row, column)
+    image = np.random.default_rng(0).uniform(0.2, 1.0, (4, 4)).astype(np.float32)
+    image[1, 2], image[3, 0] = 0.95, 0.05  # far from the mean gray that hides them
+    for keypoint, pixel in ((0, (1, 2)), (1, (3, 0))):
+        heat = explain.occlusion_map(model, image, keypoint, window=1, stride=1)
+        assert heat.shape == (4, 4) and heat.dtype == np.float32 and heat.max() == pytest.approx(1.0)
+        assert np.unravel_index(heat.argmax(), heat.shape) == pixel
+        assert np.count_nonzero(heat) == 1, "hiding any other pixel leaves the point where it was"
+
+
 def test_grad_cam_leaves_the_model_as_it_was():
     model = models.build_model("fast", input_size=32)
     model.train()
@@ -68,8 +79,39 @@ def test_grad_cam_rejects_bad_arguments():
         explain.grad_cam(model, np.zeros((2, 1, 32, 32), np.float32), 0)
 
 
+def test_grad_cam_explains_the_chosen_convention_of_a_multi_convention_model():
+    model = models.build_model("fast", input_size=48, conventions=("300w", "course"), face_score=True)
+    crop = np.random.default_rng(1).uniform(0, 1, (48, 48)).astype(np.float32)
+    layout = inference.layout_of(model)
+    by_convention = {c: explain.grad_cam(model, crop, 30, convention=c) for c in layout.conventions}
+    assert np.array_equal(explain.grad_cam(model, crop, 30), by_convention["300w"]), "None explains the model's default"
+    assert not np.allclose(by_convention["300w"], by_convention["course"]), "each convention has its own head"
+    with torch.no_grad():  # the course map is the one of a model that outputs the course coordinates alone
+        course_only = CourseHead(model)
+    layer = f"model.{explain.default_layer(model)}"
+    assert np.allclose(explain.grad_cam(course_only, crop, 30, layer=layer), by_convention["course"], atol=1e-5)
+    with pytest.raises(models.ModelError, match="not 'wild'"):
+        explain.grad_cam(model, crop, 30, convention="wild")
+
+
+class CourseHead(nn.Module):
+    """A multi-convention model seen through its course coordinates only (136 outputs)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return models.output_layout(self.model).keypoints(self.model(x), "course").flatten(1)
+
+
+def test_layer_grid_reads_the_size_from_the_model():
+    assert explain.layer_grid(models.build_model("fast", input_size=112)) == "14 x 14"
+    assert explain.layer_grid(models.build_model("net")) == "21 x 21"
+
+
 def test_default_layer_keeps_a_fine_enough_map():
-    assert explain.default_layer(models.build_model("fast")) == "features.4"  # the last block at 12 x 12
+    assert explain.default_layer(models.build_model("fast", input_size=96)) == "features.4"  # the last block at 12 x 12
     assert explain.default_layer(models.build_model("net")) == "features.10"  # the third conv's ReLU, 21 x 21
     with pytest.raises(ValueError, match="pass a layer explicitly"):
         explain.default_layer(models.build_model("fast", input_size=16))  # 8 x 8 at most

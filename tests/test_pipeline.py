@@ -274,3 +274,10 @@ def test_cli_bad_model_file(capsys, tmp_path):
     assert code == 1
     assert_one_line_error(err)
     assert Path(bad_model).read_bytes() == b"garbage"
+
+
+@pytest.mark.parametrize("count, grid", [(1, (1, 1)), (3, (1, 3)), (4, (2, 2)), (5, (2, 3)), (6, (2, 3)), (7, (3, 3))])
+def test_a_montage_leaves_as_few_empty_cells_as_its_rows_allow(count, grid):
+    pictures = [np.full((30, 20, 3), 50 + i, np.uint8) for i in range(count)]
+    group = detect.montage(pictures, columns=3, cell=30, gap=0)
+    assert group.shape[:2] == (grid[0] * 30, grid[1] * 30)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,8 @@ MODULE_STUBS = {
     "Net.__init__ in models.py", "Net.forward in models.py", "train_one_epoch in train.py",
     "Artwork.target_points in filters.py", "placement_transform in filters.py",
 }
+# The notebook that asks for each module's TODOs, as the TODO comments name it.
+MODULE_NOTEBOOKS = {"data_load.py": "notebook 1", "models.py": "notebook 2", "train.py": "notebook 2", "filters.py": "notebook 4"}
 # Check cells of module TODOs: they need no notebook state, so they run here on both versions.
 MODULE_CHECK_CELLS = {"check-course-transforms": "data_load.py", "check-net": "models.py",
                       "check-train-step": "train.py", "check-placement": "filters.py"}
@@ -181,7 +184,7 @@ def test_release_copies_what_git_keeps_and_nothing_git_ignores(release):
     ignored = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=REPO_DIR, input=listed, capture_output=True, text=True)
     assert ignored.stdout.split() == [], f"the release holds files git ignores: {ignored.stdout.split()[:5]}"
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO_DIR, capture_output=True, text=True, check=True).stdout.split()
-    instructors = ("tests/", ".ci/", "make_release.py", "pytest.ini")
+    instructors = ("tests/", ".ci/", "make_release.py", "grade.py", "pytest.ini")
     expected = {f for f in tracked if (REPO_DIR / f).is_file() and not f.startswith(instructors)}
     assert expected <= set(report.files), f"tracked files missing from the release: {sorted(expected - set(report.files))[:5]}"
 
@@ -199,6 +202,64 @@ def test_readme_leaves_out_the_instructors_section(release):
     assert "<!-- BEGIN INSTRUCTORS -->" in source and "make_release.py" in source
     assert "INSTRUCTORS" not in released and "make_release.py" not in released
     assert released.splitlines()[0] == source.splitlines()[0]
+
+
+INSTRUCTOR_PATHS = ("tests/", ".ci/", "pytest.ini", "make_release", "grade.py", "instructors only")
+
+
+def test_no_released_file_mentions_what_only_instructors_have(release):
+    out, report = release
+    for relative in report.files:
+        if relative.endswith((".py", ".ipynb", ".md")):
+            text = "\n".join(text_lines(out / relative))
+            named = [path for path in INSTRUCTOR_PATHS if path in text] + re.findall(r"\btest_\w+\.py", text)
+            assert not named, f"{relative} mentions {named}, which the release does not have"
+    readme = (out / "README.md").read_text()
+    assert "pytest" not in readme.split("## Dependencies")[0], "the students' README must not ask them to run the tests"
+
+
+def colab_addresses(folder: Path) -> list[str]:
+    """Every GitHub address in the notebooks' badges and setup cells, and the README's badge."""
+    found = []
+    for name in [*NOTEBOOKS, "README.md"]:
+        text = make_release.INSTRUCTORS.sub("", "\n".join(text_lines(folder / name)))  # the release's text
+        found += re.findall(r"https://(?:colab\.research\.google\.com/github/|github\.com/)([^/\s\"')]+/[^/\s\"')]+)", text)
+    return found
+
+
+def test_the_repository_address_is_in_one_place_and_stamped_into_the_release(tmp_path):
+    import notebook_helpers
+
+    placeholder = notebook_helpers.REPO_URL.removeprefix("https://github.com/")
+    source = colab_addresses(REPO_DIR)
+    assert len(source) >= 9 and set(source) == {placeholder}, "badges and setup cells must all use notebook_helpers.REPO_URL"
+    for name in NOTEBOOKS:
+        cells = nbformat.read(REPO_DIR / name, as_version=4).cells
+        assert f"/{placeholder}/blob/main/{name})" in cells[0].source, f"{name}: the badge must open this notebook"
+    out = tmp_path / "release"
+    make_release.make_release(out, repo_url="https://github.com/acme/keypoints-course")
+    assert set(colab_addresses(out)) == {"acme/keypoints-course"}
+    stamped = [f for f in make_release.release_files(out) if "COURSE-OWNER" in (out / f).read_text(errors="ignore")]
+    assert not stamped, f"the placeholder is left in {stamped}"
+
+
+@pytest.mark.parametrize("url", ["https://gitlab.com/a/b", "github.com/a/b", "https://github.com/a", "https://github.com/COURSE-OWNER/COURSE-REPOSITORY"])
+def test_a_repository_address_that_colab_cannot_open_is_refused_in_one_line(tmp_path, capsys, url):
+    assert make_release.main(["--out", str(tmp_path / "out"), "--repo-url", url]) == 1
+    printed = capsys.readouterr().err
+    assert printed.startswith("error: --repo-url") and printed.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_colab_setup_keeps_work_in_drive_says_what_each_notebook_needs_and_fails_in_one_line():
+    setup = nbformat.read(REPO_DIR / NOTEBOOKS[0], as_version=4).cells[2].source
+    colab = setup.split("if IS_COLAB:", 1)[1].split("%matplotlib", 1)[0]
+    assert "raise SystemExit(" in colab and "check=True" not in colab, "a failed clone must say what to do, without a traceback"
+    assert "KEEP_IN_DRIVE = True" in colab and 'drive.mount("/content/drive")' in colab, "Colab work must outlive the runtime"
+    for name in NOTEBOOKS:
+        cells = nbformat.read(REPO_DIR / name, as_version=4).cells
+        assert cells[2].source == setup, f"{name}: the setup cells must be the same"
+        assert "**What this notebook needs from" in cells[1].source, f"{name}: say what it needs from the earlier notebooks"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -229,7 +290,9 @@ def test_every_stub_names_what_to_write_and_keeps_the_indentation(release):
         begin = (REPO_DIR / stub.path).read_text().splitlines()[stub.line - 1]
         indent = begin[: len(begin) - len(begin.lstrip())]
         released = (out / stub.path).read_text()
-        assert f'{indent}# YOUR CODE HERE\n{indent}raise NotImplementedError("{stub.name}: see the TODO above")\n' in released
+        notebook = MODULE_NOTEBOOKS[stub.path]
+        message = f"{stub.name} is not written yet: fill in its TODO ({notebook}), save the file and run this again"
+        assert f'{indent}# YOUR CODE HERE\n{indent}raise NotImplementedError("{message}")\n' in released
 
 
 def test_notebooks_are_cleared_with_answers_and_stubs_in_place(release):
@@ -277,7 +340,7 @@ def test_released_modules_import_and_their_stubs_raise_not_implemented(release, 
     assert Path(release_probe["models_file"]).resolve().parent == out.resolve()
     for name, (kind, message) in release_probe["calls"].items():
         assert kind == "NotImplementedError", f"{name}: {kind} {message}"
-        assert message.startswith(name.split(".")[0]) and message.endswith(": see the TODO above"), message
+        assert message.startswith(name.split(".")[0]) and "is not written yet: fill in its TODO (notebook " in message, message
 
 
 def test_check_helpers_fail_helpfully_on_the_stubs_and_pass_on_the_solutions(release_probe, source_probe):
@@ -339,7 +402,8 @@ def test_command_line_writes_the_release_and_says_what_it_did(tmp_path):
     assert "1 solutions stubbed" in done.stdout
     assert (tmp_path / "out" / "mod.py").read_text() == (
         'def f(x):\n    """Twice x."""\n    # TODO: return twice x\n    # YOUR CODE HERE\n'
-        '    raise NotImplementedError("f in mod.py: see the TODO above")\n')
+        '    raise NotImplementedError("f in mod.py is not written yet: fill in the TODO above it, save the file and run this again")\n')
+    assert "warning: no --repo-url" in done.stderr
 
 
 def test_a_new_release_replaces_the_old_one_but_never_another_folder(tmp_path):

@@ -483,3 +483,20 @@ def test_main_trains_saves_and_evaluates(tiny_dataset, tmp_path, isolated_cache,
     assert evaluate.main(["--data", str(tiny_dataset), "--model", str(out), "--json", str(report)]) == 0
     result = json.loads(report.read_text())
     assert result["n"] == sum(TINY_TEST.values()) and np.isfinite(result["nme_io"])
+
+
+def test_the_mean_face_stands_in_for_an_untrained_model(tiny_dataset):
+    from pipeline import KeypointPipeline
+
+    model = evaluate.mean_face_model(tiny_dataset, input_size=64)
+    crops = np.random.default_rng(0).uniform(0, 1, (3, 64, 64)).astype(np.float32)
+    points = inference.predict_crops(model, crops)
+    assert points.shape == (3, 68, 2) and np.allclose(points[0], points[1]) and np.allclose(points[0], points[2])
+    assert list(model.parameters()) and not any(p.requires_grad for p in model.parameters())
+    # the mean face in the crops it frames: close to each training face's own keypoints in its crop
+    _, train_keypoints = data_load.read_keypoints_csv(data_load.split_paths(tiny_dataset, "training")[0])
+    in_crops = [data_load.transform_points(k, data_load.crop_matrix(*data_load.crop_square_from_box(data_load.haar_box_from_keypoints(k)), 64))
+                for k in train_keypoints]
+    assert np.allclose(points[0], np.mean(in_crops, axis=0), atol=0.05)
+    pipe = KeypointPipeline(runner=model)
+    assert pipe.keypoints_for_boxes(np.zeros((100, 100, 3), np.uint8), [[20, 20, 50, 50]]).shape == (1, 68, 2)
