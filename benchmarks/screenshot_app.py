@@ -6,8 +6,8 @@ Chromium, wait for the annotated result and save a screenshot of the page (the R
 
 Prints the seconds from the upload to the result on the page and every request the page made outside
 127.0.0.1 (there should be none: the app works offline). Needs Debian's ``chromium`` and ``chromium-driver``
-(``apt-get install chromium chromium-driver``) and ``selenium`` (``pip install -r requirements-test.txt``);
-``tests/test_app.py`` uses the same functions.
+(``apt-get install chromium chromium-driver``) and ``selenium`` (``pip install "selenium>=4.20,<5"``); the web
+demo's browser test uses the same functions.
 """
 from __future__ import annotations
 

@@ -169,7 +169,7 @@ def test_release_holds_the_course_and_nothing_ignored_or_for_instructors(release
                    "pipeline.py", "train.py", "README.md", "requirements.txt", "images/sunglasses.png",
                    "saved_models/keypoints_fast.pt", "detector_architectures/haar.py"]:
         assert needed in files, f"{needed} is missing from the release"
-    for left_out in ("make_release.py", "pytest.ini"):
+    for left_out in ("make_release.py", "grade.py", "pytest.ini", "requirements-test.txt"):
         assert left_out not in files
     assert not [f for f in files if f.split("/")[0] in {"tests", ".ci", "data", ".cache", "outputs", "runs", "release", ".git"}]
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc") or f.startswith("saved_models/student_")]
@@ -184,7 +184,7 @@ def test_release_copies_what_git_keeps_and_nothing_git_ignores(release):
     ignored = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=REPO_DIR, input=listed, capture_output=True, text=True)
     assert ignored.stdout.split() == [], f"the release holds files git ignores: {ignored.stdout.split()[:5]}"
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO_DIR, capture_output=True, text=True, check=True).stdout.split()
-    instructors = ("tests/", ".ci/", "make_release.py", "grade.py", "pytest.ini")
+    instructors = ("tests/", ".ci/", "make_release.py", "grade.py", "pytest.ini", "requirements-test.txt")
     expected = {f for f in tracked if (REPO_DIR / f).is_file() and not f.startswith(instructors)}
     assert expected <= set(report.files), f"tracked files missing from the release: {sorted(expected - set(report.files))[:5]}"
 
