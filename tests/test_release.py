@@ -248,9 +248,33 @@ def test_notebooks_are_cleared_with_answers_and_stubs_in_place(release):
                 assert "# YOUR CODE HERE" in after.source and "raise NotImplementedError(" in after.source, f"{name} {after.id}"
             else:
                 assert after.source == before.source, f"{name} {after.id}: a cell without solutions must not change"
-            if meta.get("grade") and not meta.get("solution"):
-                assert after.metadata.get("editable") is False and after.metadata.get("deletable") is False
+            assert_cell_protection(after, f"{name} {after.id}")
         nbformat.validate(released)
+
+
+def assert_cell_protection(cell, where: str) -> None:
+    """As nbgrader's generate_assignment leaves them: every nbgrader cell undeletable; check cells and other
+    locked cells read-only; solution cells editable."""
+    meta = cell.metadata.get("nbgrader")
+    if meta is None:
+        assert "deletable" not in cell.metadata and "editable" not in cell.metadata, f"{where}: a plain cell is protected"
+        return
+    assert cell.metadata.get("deletable") is False, f"{where}: an nbgrader cell can be deleted"
+    read_only = not meta.get("solution") and bool(meta.get("grade") or meta.get("locked"))
+    assert (cell.metadata.get("editable") is False) == read_only, f"{where}: editable should be {not read_only}"
+
+
+def test_release_folder_and_files_are_readable_by_everyone(release):
+    # The release is published as is: a folder others can enter and files (the saved models too) others can read.
+    out, report = release
+    assert out.stat().st_mode & 0o777 == 0o755
+    for relative in report.files:
+        mode = (out / relative).stat().st_mode & 0o777
+        assert mode & 0o644 == 0o644, f"{relative} has mode {mode:o}"
+        if relative.startswith("saved_models/"):
+            assert mode == 0o644, f"{relative} has mode {mode:o}"
+    folders = {(out / f).parent for f in report.files}
+    assert all(folder.stat().st_mode & 0o755 == 0o755 for folder in folders)
 
 
 def test_source_notebooks_pair_every_solution_with_a_check(release):
@@ -387,8 +411,19 @@ def test_release_notebook_follows_nbgrader():
     assert whole.source == '# YOUR CODE HERE\nraise NotImplementedError("write z: see the TODO above")'
     assert answer.source == "YOUR ANSWER HERE" and test.source == "assert y == 2" and plain.source == "Some prose"
     assert test.metadata["editable"] is False and test.metadata["deletable"] is False and "editable" not in code.metadata
+    assert code.metadata["deletable"] is False and whole.metadata["deletable"] is False and answer.metadata["deletable"] is False
+    for cell in nb.cells:
+        assert_cell_protection(cell, cell.source[:20])
+
+
     assert "widgets" not in nb.metadata
     assert [(s.cell, s.kind) for s in stubs] == [(1, "code"), (2, "code"), (3, "answer")]
+
+
+def test_a_locked_cell_that_is_not_graded_is_made_read_only():
+    locked = nbformat.v4.new_code_cell("setup = 1", metadata=nbgrader("setup"))
+    make_release.release_notebook(notebook(locked), "n.ipynb")
+    assert locked.metadata["editable"] is False and locked.metadata["deletable"] is False
 
 
 @pytest.mark.parametrize(
@@ -409,6 +444,12 @@ def test_duplicate_grade_ids_are_rejected():
     cells = [nbformat.v4.new_code_cell("assert True", metadata=nbgrader("same", grade=True, points=1)) for _ in range(2)]
     with pytest.raises(ReleaseError, match="n.ipynb cell 2: grade_id 'same' is also used by cell 1"):
         make_release.release_notebook(notebook(*cells), "n.ipynb")
+
+
+def test_the_git_link_file_of_a_worktree_is_not_released(tmp_path):
+    (tmp_path / "course.py").write_text("x = 1\n")
+    (tmp_path / ".git").write_text("gitdir: /somewhere/.git/worktrees/course\n")  # a worktree's or submodule's .git
+    assert make_release.release_files(tmp_path) == ["course.py"]
 
 
 @pytest.mark.parametrize(
