@@ -189,6 +189,34 @@ def test_tracker_keeps_a_face_the_detector_misses(pipe, astronaut, monkeypatch):
         assert len(faces) == 1 and tracker.frames_since_detection == 0
 
 
+@pytest.mark.parametrize("move, kept", [
+    ((0.0, 0.0, 1.0), True),  # (shift x, shift y in face-box sides, scale): still
+    ((0.15, 0.0, 1.1), True),  # a small move and a small zoom are a face moving
+    ((0.9, 0.0, 1.0), False),  # across the frame in one frame
+    ((0.0, 0.5, 1.0), False),
+    ((0.0, 0.0, 0.5), False),  # shrinks to half its size
+    ((0.0, 0.0, 1.8), False),  # grows to nearly twice its size
+])
+def test_tracker_drops_a_face_whose_keypoints_jump_or_change_size(pipe, astronaut, monkeypatch, move, kept):
+    # The network answers for the tracked face's crop with keypoints moved and scaled by ``move`` (its flip error
+    # unchanged): a jump or a sudden change of size is not the same face, and the track is dropped.
+    tracker = FaceTracker(pipe, redetect_every=100, smooth=False)
+    assert len(tracker.update(astronaut)) == 1
+    side = float(haar_box_from_keypoints(tracker.tracks[0].keypoints)[2])
+    real = pipe.keypoints_and_flip_errors
+    dx, dy, scale = move
+
+    def moved(frame, boxes, **kwargs):
+        keypoints, flip_errors = real(frame, boxes, **kwargs)
+        centre = keypoints.mean(axis=1, keepdims=True)
+        return centre + scale * (keypoints - centre) + np.array([dx, dy], np.float32) * side, flip_errors
+
+    monkeypatch.setattr(pipe, "keypoints_and_flip_errors", moved)
+    monkeypatch.setattr(tracker.detector, "detect", lambda image: [])
+    monkeypatch.setattr(pipe.detector, "detect", lambda image: [])
+    assert len(tracker.update(astronaut)) == int(kept)
+
+
 def test_tracker_drops_a_face_that_is_gone_and_ignores_false_detections(pipe, astronaut, monkeypatch):
     tracker = FaceTracker(pipe)
     face = tracker.update(astronaut)[0]
