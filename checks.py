@@ -412,3 +412,54 @@ def check_placement() -> None:
                 f"the {name} anchors land up to {error:.1f} px from their keypoints on a face rolled {roll:g} degrees: "
                 "map the anchors (artwork pixels) onto the target points (image pixels), in that order")
     passed("the anchors of the sunglasses, the moustache and the hat land on their keypoints, upright and rolled")
+
+
+def check_clown_nose(clown_nose: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
+    """The clown's nose of notebook 4 on an upright and a rolled cartoon face: a red disk centred on the nose tip
+    (30), 1.5 times as wide as the nostrils (31 to 35), turned with the face (its highlight stays at its upper left
+    as the face sees it), and nothing else of the picture changed."""
+    import artwork
+
+    for roll in (0.0, 25.0):
+        keypoints = artwork.face_keypoints((200, 180), 220, roll)
+        image = np.full((360, 400, 3), 90, np.uint8)
+        with implemented("clown_nose", "the cell above"):
+            out = clown_nose(image.copy(), keypoints)
+        assert isinstance(out, np.ndarray) and out.shape == image.shape and out.dtype == np.uint8, (
+            "a filter returns a new RGB uint8 image of the picture's size: return filters.place_artwork(...)")
+        _check_nose_disk(out, image, keypoints, roll)
+    passed("clown_nose centres a disk 1.5 times the nostrils' span on the nose tip, and turns it with the face")
+
+
+def _check_nose_disk(out: np.ndarray, image: np.ndarray, keypoints: np.ndarray, roll: float) -> None:
+    """Where, how big and how turned the disk that ``clown_nose`` drew is, against keypoints 30, 31 and 35."""
+    changed = np.abs(out.astype(np.int32) - image).sum(axis=2) > 120
+    assert changed.any(), "clown_nose draws nothing on the face: return filters.place_artwork(image, picture, anchors, targets)"
+    ys, xs = np.nonzero(changed)
+    centre = np.array([xs.mean(), ys.mean()])
+    span = keypoints[35] - keypoints[31]
+    expected = 1.5 * float(np.hypot(*span))
+    diameter = 2 * float(np.sqrt(changed.sum() / np.pi))
+    # Measured on the notebook's solution, upright and rolled 25 degrees: centre within 0.1 px of point 30, diameter
+    # 1.009 times 1.5 x the span, highlight turned within 0.3 degrees. Mistakes: anchors at the picture's borders
+    # instead of 4 px inside give 0.942, targets on the nostrils themselves 0.672, targets along the image's x axis a
+    # turn of 25 degrees. Tolerances: 5 % of the width off centre, 3 % in width, 8 degrees.
+    off = float(np.hypot(*(centre - keypoints[30])))
+    assert off < 0.05 * expected, f"the nose is {off:.0f} px from the nose tip on a face rolled {roll:g} degrees: centre the targets on point 30"
+    assert abs(diameter / expected - 1) < 0.03, (
+        f"the nose is {diameter:.0f} px wide, it should be 1.5 times the nostrils' span ({expected:.0f} px): anchors on "
+        "the disk's edges (4 px inside the picture), targets 1.5 x |point 35 - point 31| apart")
+    highlight = changed & (out[..., 1] > 150)
+    assert highlight.any(), "the nose's highlight is missing: place the picture clown_nose_picture() draws"
+    ys, xs = np.nonzero(highlight)
+    seen = np.degrees(np.arctan2(ys.mean() - centre[1], xs.mean() - centre[0]))
+    wanted = np.degrees(np.arctan2(span[1], span[0])) - 135.0  # upper left of the face's own frame
+    turn = (seen - wanted + 180.0) % 360.0 - 180.0
+    if abs(turn) > 150:
+        raise AssertionError("the nose is upside down: the disk's left edge goes to the target on the side of point 31")
+    assert abs(turn) < 8.0, (
+        f"the nose is turned {turn:.0f} degrees from the face rolled {roll:g} degrees: put the targets along the "
+        "direction from point 31 to point 35, not along the image's x axis")
+    rows, columns = np.indices(image.shape[:2])
+    far = np.hypot(columns - keypoints[30, 0], rows - keypoints[30, 1]) > 0.5 * expected + 3
+    assert (out[far] == image[far]).all(), "the filter must leave the rest of the picture alone"

@@ -341,3 +341,58 @@ def test_placement_that_stretches_is_caught(monkeypatch):
 def test_target_points_of_the_first_keypoint_only_is_caught(monkeypatch):
     monkeypatch.setattr(filters.Artwork, "target_points", lambda self, keypoints: np.array([keypoints[group[0]] for group in self.targets]))
     expect_failure(checks.check_placement, match="the mean of the keypoints of its group")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The clown's nose of notebook 4 (its solution lives in the notebook: this is the same code)
+# ---------------------------------------------------------------------------------------------------------
+def clown_nose_picture(size: int = 120) -> np.ndarray:
+    picture = np.zeros((size, size, 4), np.uint8)
+    centre, radius = size // 2, size // 2 - 4
+    cv2.circle(picture, (centre, centre), radius, (215, 25, 35, 255), -1, cv2.LINE_AA)
+    cv2.circle(picture, (centre - radius // 3, centre - radius // 3), radius // 4, (255, 190, 190, 255), -1, cv2.LINE_AA)
+    return picture
+
+
+def clown_nose_with(width: float = 1.5, inset: float = 4.0, turned: bool = True, swapped: bool = False, shift=(0.0, 0.0)):
+    """The notebook's clown_nose, or one of the usual mistakes in it."""
+
+    def clown_nose(image, keypoints):
+        picture = clown_nose_picture()
+        size = picture.shape[0]
+        anchors = np.array([[inset, size / 2], [size - inset, size / 2]])
+        span = keypoints[35] - keypoints[31]
+        if not turned:
+            span = np.array([np.hypot(*span), 0.0])
+        half = width / 2 * span
+        targets = np.array([keypoints[30] - half, keypoints[30] + half]) + shift
+        return filters.place_artwork(image, picture, anchors, targets[::-1] if swapped else targets)
+
+    return clown_nose
+
+
+def test_clown_nose_check_passes_on_the_solution(capsys):
+    checks.check_clown_nose(clown_nose_with())
+    assert "turns it with the face" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mistake, match", [
+    (dict(width=1.0), r"the nose is 44 px wide, it should be 1.5 times the nostrils' span \(66 px\)"),
+    (dict(inset=0.0), r"the nose is 62 px wide, it should be 1.5 times"),
+    (dict(turned=False), "turned -25 degrees from the face rolled 25 degrees: put the targets along the direction from point 31 to point 35"),
+    (dict(swapped=True), "upside down"),
+    (dict(shift=(6.0, 0.0)), "6 px from the nose tip .*: centre the targets on point 30"),
+])
+def test_clown_nose_mistakes_are_caught_with_their_fix(mistake, match):
+    expect_failure(checks.check_clown_nose, clown_nose_with(**mistake), match=match)
+
+
+def test_clown_nose_that_paints_elsewhere_or_returns_nothing_is_caught():
+    def also_a_corner(image, keypoints):
+        out = clown_nose_with()(image, keypoints)
+        out[:5, :5] = 0
+        return out
+
+    expect_failure(checks.check_clown_nose, also_a_corner, match="leave the rest of the picture alone")
+    expect_failure(checks.check_clown_nose, lambda image, keypoints: None, match="returns a new RGB uint8 image")
+    expect_failure(checks.check_clown_nose, lambda image, keypoints: image, match="draws nothing on the face")
