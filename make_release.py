@@ -45,8 +45,10 @@ TEXT_STUB = "YOUR ANSWER HERE"
 MARKER = re.compile(r"^(?P<indent>[ \t]*)#+[ \t]*(?P<kind>BEGIN|END) SOLUTION\b")
 INSTRUCTORS = re.compile(r"\n?<!-- BEGIN INSTRUCTORS -->.*?<!-- END INSTRUCTORS -->\n?", re.DOTALL)
 # Only instructors need these; they stay out of the release (paths relative to the course folder). ``.git`` is a
-# folder in a clone and a file in a worktree or submodule.
-INSTRUCTOR_ONLY = ("make_release.py", "tests/", ".ci/", "pytest.ini", ".git/", ".git")
+# folder in a clone and a file in a worktree or submodule; setup.cfg, requirements-dev.txt and mutation.sh are the
+# mutation testing of the tests.
+INSTRUCTOR_ONLY = ("make_release.py", "tests/", ".ci/", "pytest.ini", ".git/", ".git", "setup.cfg", "requirements-dev.txt",
+                   "benchmarks/mutation.sh")
 # Never copied, wherever they are, even without a .gitignore.
 ALWAYS_SKIPPED = ("__pycache__/", ".ipynb_checkpoints/", ".pytest_cache/", "*.pyc")
 MANIFEST = ".release.json"

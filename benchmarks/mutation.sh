@@ -22,4 +22,4 @@ DEFAULT=(
 if [ "$#" -gt 0 ]; then PATTERNS=("$@"); else PATTERNS=("${DEFAULT[@]}"); fi
 mkdir -p mutants
 nice -n 15 mutmut run "${PATTERNS[@]}" > mutants/run.log 2>&1 || { tail -c 2000 mutants/run.log; exit 1; }
-mutmut results
+mutmut results | grep -v ": not checked$"

@@ -58,7 +58,10 @@ def test_keypoints_for_box_is_accurate_on_test_faces(pipe, real_data_dir):
     predicted = np.stack(
         [pipe.keypoints_for_box(read_image(real_data_dir / "test" / n), haar_box_from_keypoints(t)) for n, t in zip(names[:40], truth[:40])]
     )
-    assert nme_interocular(predicted, truth[:40]).mean() < 0.08
+    # Measured with the shipped model (flip averaging and re-crops on): mean NME_io 0.0438 on these 40 faces, worst
+    # face 0.072; the mean shape in the true box scores 0.197 on the test set. Tolerance: 0.05 mean, 0.10 per face.
+    errors = nme_interocular(predicted, truth[:40])
+    assert errors.mean() < 0.05 and errors.max() < 0.10
 
 
 def test_a_file_path_and_an_array_give_the_same_faces(pipe, astronaut, tmp_path):
@@ -100,10 +103,11 @@ def test_all_faces_of_a_picture_go_through_the_network_in_one_batch(pipe, astron
     assert calls == [detections * (2 if pipe.flip_average else 1)] * passes
 
 
-def test_no_face_gives_an_empty_list(pipe):
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_no_face_gives_an_empty_list(pipe, seed):
     assert pipe.detect(np.full((240, 320, 3), 127, np.uint8)) == []
-    noise = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
-    assert isinstance(pipe.detect(noise), list)
+    noise = np.random.default_rng(seed).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    assert pipe.detect(noise) == []  # measured: the detector finds no box in any of these three noise pictures
 
 
 def test_tiny_and_huge_pictures(pipe, astronaut):

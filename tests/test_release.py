@@ -65,18 +65,36 @@ calls = {
     "Artwork.target_points": lambda: filters.load_artwork("sunglasses").target_points(face),
     "placement_transform": lambda: filters.placement_transform("sunglasses", face),
 }
-namespace = dict(checks=checks, data_load=data_load, models=models, train=train, filters=filters, np=np, torch=torch, sample=sample)
-cells = {}
+from torchvision.transforms import Compose
+from data_load import Normalize, RandomCrop, Rescale, ToTensor
+namespace = dict(checks=checks, data_load=data_load, models=models, train=train, filters=filters, np=np, torch=torch, sample=sample,
+                 Compose=Compose, Rescale=Rescale, RandomCrop=RandomCrop, Normalize=Normalize, ToTensor=ToTensor)
+# What the notebooks' own TODO cells use from the cells above them (notebooks 3 and 4: the astronaut and her crop).
+import cv2, dataclasses, inference
+pipe = pipeline.KeypointPipeline.from_pretrained(threads=1)
+photo = detect.astronaut()
+box = pipe.detector.detect(photo)[0].box
+crops, matrices = inference.face_crops(photo, np.array([box]), pipe.input_size)
+namespace.update(cv2=cv2, dataclasses=dataclasses, inference=inference, pipe=pipe, photo=photo, box=box, crops=crops, matrices=matrices,
+                 keypoints=pipe.detect(photo)[0].keypoints)
+cells, after_todo = {}, {}
 for path in sorted(glob.glob("*.ipynb")):
-    for cell in nbformat.read(path, as_version=4).cells:
+    notebook = nbformat.read(path, as_version=4).cells
+    for index, cell in enumerate(notebook):
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
             cells[meta["grade_id"]] = outcome(lambda: exec(cell.source, dict(namespace)))
+            todo = notebook[index - 1]
+            if todo.cell_type == "code" and todo.metadata.get("nbgrader", {}).get("solution"):
+                # the notebook's own TODO cell, then its check, in one namespace (no other notebook state)
+                state = dict(namespace)
+                after_todo[meta["grade_id"]] = [outcome(lambda: exec(todo.source, state)), outcome(lambda: exec(cell.source, state))]
 print(json.dumps({
     "models_file": models.__file__,
     "calls": {name: outcome(call) for name, call in calls.items()},
     "helpers": {name: outcome(getattr(checks, name)) for name in %s},
     "check_cells": cells,
+    "after_todo": after_todo,
 }))
 ''' % sorted(CHECK_HELPERS)
 
@@ -110,25 +128,8 @@ def outcome(function) -> list[str]:
 
 @pytest.fixture(scope="module")
 def source_probe() -> dict:
-    """What PROBE reports for the helpers and check cells, run here on the source (already imported by this process)."""
-    import numpy as np
-    import torch
-
-    import checks
-    import data_load
-    import filters
-    import models
-    import train
-
-    namespace = dict(checks=checks, data_load=data_load, models=models, train=train, filters=filters, np=np, torch=torch,
-                     sample=checks._face_sample())
-    cells = {}
-    for name in NOTEBOOKS:
-        for cell in nbformat.read(REPO_DIR / name, as_version=4).cells:
-            meta = cell.metadata.get("nbgrader", {})
-            if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
-                cells[meta["grade_id"]] = outcome(lambda: exec(cell.source, dict(namespace)))
-    return {"helpers": {name: outcome(getattr(checks, name)) for name in CHECK_HELPERS}, "check_cells": cells}
+    """What PROBE reports on the source, with its solutions."""
+    return run_probe(REPO_DIR)
 
 
 def region_lines(lines: list[str]) -> tuple[list[str], list[str]]:
@@ -166,7 +167,7 @@ def test_release_holds_the_course_and_nothing_ignored_or_for_instructors(release
                    "pipeline.py", "train.py", "README.md", "requirements.txt", "images/sunglasses.png",
                    "saved_models/keypoints_fast.pt", "detector_architectures/haar.py"]:
         assert needed in files, f"{needed} is missing from the release"
-    for left_out in ("make_release.py", "pytest.ini"):
+    for left_out in ("make_release.py", "pytest.ini", "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh"):
         assert left_out not in files
     assert not [f for f in files if f.split("/")[0] in {"tests", ".ci", "data", ".cache", "outputs", "runs", "release", ".git"}]
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc") or f.startswith("saved_models/student_")]
@@ -181,7 +182,7 @@ def test_release_copies_what_git_keeps_and_nothing_git_ignores(release):
     ignored = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=REPO_DIR, input=listed, capture_output=True, text=True)
     assert ignored.stdout.split() == [], f"the release holds files git ignores: {ignored.stdout.split()[:5]}"
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO_DIR, capture_output=True, text=True, check=True).stdout.split()
-    instructors = ("tests/", ".ci/", "make_release.py", "pytest.ini")
+    instructors = ("tests/", ".ci/", "make_release.py", "pytest.ini", "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh")
     expected = {f for f in tracked if (REPO_DIR / f).is_file() and not f.startswith(instructors)}
     assert expected <= set(report.files), f"tracked files missing from the release: {sorted(expected - set(report.files))[:5]}"
 
@@ -312,15 +313,26 @@ def test_check_helpers_fail_helpfully_on_the_stubs_and_pass_on_the_solutions(rel
         assert source_probe["helpers"][helper] == ["pass", ""], (helper, source_probe["helpers"][helper])
 
 
-def test_check_cells_fail_helpfully_on_the_stubs(release_probe):
+# Check cells of the notebooks' own TODOs (PROBE gives them what their TODO cells use from the notebook).
+NOTEBOOK_CHECK_CELLS = ("check-data-transform", "check-config", "check-crop-to-picture", "check-clown-nose")
+
+
+def test_check_cells_fail_helpfully_on_the_stubs(release_probe, source_probe):
     cells = release_probe["check_cells"]
-    assert set(MODULE_CHECK_CELLS) <= set(cells)
+    assert set(cells) == set(MODULE_CHECK_CELLS) | set(NOTEBOOK_CHECK_CELLS)
     for grade_id, (kind, message) in cells.items():
         assert kind == "AssertionError", (grade_id, kind, message)
         if grade_id in MODULE_CHECK_CELLS:
             assert "is not implemented yet" in message and MODULE_CHECK_CELLS[grade_id] in message, (grade_id, message)
-        else:  # the notebook's own TODO: its cell above is a stub, so what it defines is missing
+        else:  # run before its TODO cell: what that cell defines is missing
             assert "is not defined yet" in message and "the cell above" in message, (grade_id, message)
+    assert set(release_probe["after_todo"]) == set(source_probe["after_todo"]) == set(NOTEBOOK_CHECK_CELLS)
+    for grade_id in NOTEBOOK_CHECK_CELLS:
+        (todo_kind, todo_message), (kind, message) = release_probe["after_todo"][grade_id]
+        # Released, the TODO cell is a stub: it raises at once, or defines a function that does when called.
+        assert todo_kind in ("NotImplementedError", "pass") and (todo_kind == "pass" or todo_message.endswith("see the TODO above")), (grade_id, todo_message)
+        assert kind == "AssertionError" and ("is not defined yet" in message or "is not implemented yet" in message), (grade_id, message)
+        assert source_probe["after_todo"][grade_id] == [["pass", ""], ["pass", ""]], (grade_id, source_probe["after_todo"][grade_id])
 
 
 def test_module_check_cells_pass_on_the_solutions(source_probe):
