@@ -662,6 +662,16 @@ def test_crop_square_from_box_covers_the_longer_side(box, expected):
     assert (cx, cy, side) == pytest.approx((box[0] + box[2] / 2, box[1] + box[3] / 2, max(box[2:])))
 
 
+def test_crop_matrix_rotates_scales_and_mirrors_about_the_square_centre():
+    # OpenCV's convention (getRotationMatrix2D): a positive angle turns the picture counter-clockwise as shown, y down.
+    centre_right = np.array([[60.0 + 10.0, 40.0]])  # 10 px right of the square's centre (60, 40)
+    matrix = data_load.crop_matrix(60, 40, 50, 100, angle=90)
+    np.testing.assert_allclose(data_load.transform_points(centre_right, matrix), [[50, 50 - 20]], atol=1e-4)
+    np.testing.assert_allclose(data_load.transform_points(centre_right, data_load.crop_matrix(60, 40, 50, 100)), [[70, 50]], atol=1e-4)
+    flipped = data_load.crop_matrix(60, 40, 50, 100, flip=True)
+    np.testing.assert_allclose(data_load.transform_points(centre_right, flipped), [[99 - 70, 50]], atol=1e-4)
+
+
 def test_face_crop_of_a_tall_box_keeps_the_whole_box():
     # A box twice as tall as wide: the crop must hold all of it, so its corners land inside the 100 x 100 output.
     points = np.array([[20, 10], [60, 10], [20, 90], [60, 90]], np.float32)

@@ -432,6 +432,14 @@ def test_release_notebook_follows_nbgrader():
     assert [(s.cell, s.kind) for s in stubs] == [(1, "code"), (2, "code"), (3, "answer")]
 
 
+def test_marked_lines_of_a_written_answer_become_the_answer_stub():
+    answer = nbformat.v4.new_markdown_cell("**Answer:**\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION\nSee above.",
+                                           metadata=nbgrader("why", solution=True, grade=True, points=1))
+    stubs = make_release.release_notebook(notebook(answer), "n.ipynb")
+    assert answer.source == "**Answer:**\nYOUR ANSWER HERE\nSee above."
+    assert [(s.path, s.line, s.name, s.cell, s.kind) for s in stubs] == [("n.ipynb", 2, "answer", 1, "answer")]
+
+
 def test_a_locked_cell_that_is_not_graded_is_made_read_only():
     locked = nbformat.v4.new_code_cell("setup = 1", metadata=nbgrader("setup"))
     make_release.release_notebook(notebook(locked), "n.ipynb")
@@ -445,6 +453,10 @@ def test_a_locked_cell_that_is_not_graded_is_made_read_only():
         (nbformat.v4.new_code_cell("### BEGIN SOLUTION\nx = 1", metadata=nbgrader("a", solution=True)), "n.ipynb cell 1:1: BEGIN SOLUTION without a matching"),
         (nbformat.v4.new_code_cell("assert True", metadata=nbgrader("a", grade=True)), "graded cell 'a' has no points"),
         (nbformat.v4.new_markdown_cell("Why?", metadata=nbgrader("a", solution=True)), "must be marked both grade and solution"),
+        (nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {"grade": False, "solution": True, "grade_id": "a", "schema_version": 3}}),
+         "n.ipynb cell 1: nbgrader metadata without locked (nbgrader schema 3 needs them)"),
+        (nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {"grade": False, "solution": True, "grade_id": "", "locked": False}}),
+         "n.ipynb cell 1: nbgrader metadata without grade_id"),
     ],
 )
 def test_release_notebook_rejects_what_nbgrader_would(cell, message):

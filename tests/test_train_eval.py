@@ -97,7 +97,9 @@ def test_mixed_failures():
 
 
 def test_auc_and_failure_rate():
-    assert auc(np.full(10, 0.04)) == pytest.approx(0.5, abs=0.01)
+    # 801 thresholds 0.0001 apart: every face at 0.04 gives 0.5 plus half a step of the trapezoid rule
+    assert auc(np.full(10, 0.04)) == pytest.approx(0.5 + 0.5 * 0.0001 / 0.08, abs=1e-9)
+    assert summarize(faces(), faces())["auc08"] == pytest.approx(1.0) and len(cumulative_error_curve(np.zeros(1))[0]) == 801
     assert auc(np.zeros(4)) == pytest.approx(1.0)
     assert auc(np.full(4, 0.5)) == pytest.approx(0.0)
     assert auc(np.array([0.0, 1.0])) == pytest.approx(0.5, abs=0.01)
