@@ -147,7 +147,7 @@ def _check_normalized_keypoints(pixels: np.ndarray, keypoints: np.ndarray, w: in
         return
     mistakes = (
         (pixels, "leaves the keypoints in pixels"),
-        ((pixels - 100) / 50, "uses the fixed (x - 100) / 50, which fits only a 200 px picture"),
+        ((pixels - 100) / 50, "uses the fixed (x - 100) / 50 of the original course, which ignores the picture's size"),
         (pixels / [w, h], "maps the keypoints to [0, 1]: subtract the centre too"),
         ((pixels - [w / 2, h / 2]) / [w, h], "divides by the whole size: divide by half of it"),
         ((pixels - [h / 2, w / 2]) / [h / 2, w / 2], "swaps width and height: x goes with w, y with h"),
