@@ -340,6 +340,8 @@ def test_denormalize_accepts_flat_model_outputs():
     points = np.random.default_rng(1).uniform(0, 96, size=(5, 68, 2)).astype(np.float32)
     flat = data_load.normalize_keypoints(points, 96).reshape(5, 136)  # what a model returns
     np.testing.assert_allclose(denormalize_keypoints(flat, 96), points, atol=1e-4)
+    # a batch of batches (..., 2K) keeps its leading axes
+    np.testing.assert_allclose(denormalize_keypoints(flat.reshape(5, 1, 136), 96), points[:, None], atol=1e-4)
 
 
 def test_to_tensor_shapes_and_dtypes():

@@ -429,7 +429,7 @@ def test_release_notebook_follows_nbgrader():
 
 
     assert "widgets" not in nb.metadata
-    assert [(s.cell, s.kind) for s in stubs] == [(1, "code"), (2, "code"), (3, "answer")]
+    assert [(s.path, s.line, s.cell, s.kind) for s in stubs] == [("n.ipynb", 2, 1, "code"), ("n.ipynb", 0, 2, "code"), ("n.ipynb", 0, 3, "answer")]
 
 
 def test_marked_lines_of_a_written_answer_become_the_answer_stub():
@@ -468,6 +468,15 @@ def test_duplicate_grade_ids_are_rejected():
     cells = [nbformat.v4.new_code_cell("assert True", metadata=nbgrader("same", grade=True, points=1)) for _ in range(2)]
     with pytest.raises(ReleaseError, match="n.ipynb cell 2: grade_id 'same' is also used by cell 1"):
         make_release.release_notebook(notebook(*cells), "n.ipynb")
+
+
+def test_gitignore_pattern_rules():
+    ignored = make_release.is_ignored
+    assert ignored("data", True, ["data/"]) and not ignored("data", False, ["data/"])  # "name/": folders only
+    assert ignored("release", True, ["/release"]) and not ignored("a/release", True, ["/release"])  # "/name": from the top
+    assert ignored("a/b/notes.tmp", False, ["*.tmp"]) and ignored("a/b/__pycache__", True, ["__pycache__/"])  # anywhere
+    assert ignored("saved_models/student_x.pt", False, ["saved_models/student_*.pt"])
+    assert not ignored("other/saved_models/student_x.pt", False, ["saved_models/student_*.pt"])  # a slash inside: from the top
 
 
 def test_the_git_link_file_of_a_worktree_is_not_released(tmp_path):
