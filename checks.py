@@ -64,37 +64,122 @@ def _marker(transform: Callable[[dict], dict], sample: dict, index: int = 30) ->
     return nh.marker_offset(transform, sample, index=index)
 
 
+def _turned(sample: dict) -> dict:
+    """The sample transposed (rows become columns): a portrait picture becomes a landscape one and back."""
+    image = np.ascontiguousarray(np.swapaxes(np.asarray(sample["image"]), 0, 1))
+    return {**sample, "image": image, "keypoints": np.ascontiguousarray(np.asarray(sample["keypoints"])[:, ::-1])}
+
+
+def _orientation(h: int, w: int) -> str:
+    return "portrait (taller than wide)" if h > w else "landscape (wider than tall)" if w > h else "square"
+
+
+def _check_rescale(sample: dict, where: str) -> None:
+    """``Rescale`` on one picture: sizes for an int and a tuple, and keypoint 30 kept on its pixel."""
+    import data_load
+
+    h, w = sample["image"].shape[:2]
+    kind = _orientation(h, w)
+    with implemented("Rescale", f"{where} (Rescale.__call__)"):
+        out = data_load.Rescale(100)(sample)
+        exact = data_load.Rescale((80, 120))(sample)
+    expected = (100, round(100 * w / h)) if w >= h else (round(100 * h / w), 100)
+    got = out["image"].shape[:2]
+    if min(got) != 100:
+        longer = "width" if w >= h else "height"
+        raise AssertionError(
+            f"Rescale(100) should make the shorter side 100 px: a {kind} picture of {h} x {w} should become about "
+            f"{expected[0]} x {expected[1]}, got {got[0]} x {got[1]}: for an int, compare h and w, set the shorter side "
+            f"to output_size and scale the {longer} by the same factor")
+    assert all(abs(g - e) <= 1 for g, e in zip(got, expected)), (
+        f"Rescale(100) should keep the aspect ratio: a {kind} picture of {h} x {w} should become about "
+        f"{expected[0]} x {expected[1]}, got {got[0]} x {got[1]}")
+    assert exact["image"].shape[:2] == (80, 120), f"Rescale((80, 120)) should give exactly 80 x 120 (height, width), got {exact['image'].shape[:2]}"
+    for label, transform in (("Rescale(100)", data_load.Rescale(100)), ("Rescale((80, 120))", data_load.Rescale((80, 120)))):
+        offset = _marker(transform, sample)
+        assert offset < 1.0, (
+            f"{label} moves the keypoints of a {kind} picture {offset:.1f} px away from their pixels: scale x by "
+            "new_w / w and y by new_h / h (with pixel centres at integer coordinates: x_new = (x + 0.5) * new_w / w - 0.5)")
+
+
+# Luma weights of cv2.COLOR_RGB2GRAY (ITU-R BT.601), red to blue: what the course's gray values are.
+RGB_TO_GRAY = np.array([0.299, 0.587, 0.114])
+
+
+def _check_normalize(sample: dict, where: str) -> None:
+    """``Normalize``: a 2-D float32 gray picture in [0, 1] (cv2.COLOR_RGB2GRAY / 255), keypoints in [-1, 1]."""
+    import data_load
+
+    h, w = sample["image"].shape[:2]
+    with implemented("Normalize", f"{where} (Normalize.__call__)"):
+        normalized = data_load.Normalize()(sample)
+    image, keypoints = np.asarray(normalized["image"]), np.asarray(normalized["keypoints"])
+    if image.shape == (h, w, 1):
+        raise AssertionError(f"Normalize should give a 2-D gray image of {h} x {w}, got shape {image.shape}: drop the channel axis")
+    assert image.shape == (h, w), (
+        f"Normalize should give a gray image of {h} x {w}, got shape {image.shape}: convert with "
+        "cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)")
+    assert 0.0 <= image.min() and image.max() <= 1.0, (
+        f"Normalize should give values in [0, 1], got {image.min():.2f} to {image.max():.2f}: divide the gray levels by 255")
+    assert image.dtype == np.float32, (
+        f"Normalize should give float32 values, got {image.dtype}: convert with .astype(np.float32) (dividing a uint8 "
+        "array by 255 gives float64, which the network's float32 weights refuse)")
+    rgb = np.asarray(sample["image"], np.float64)
+    gray, bgr_gray = (rgb @ RGB_TO_GRAY, rgb @ RGB_TO_GRAY[::-1]) if rgb.ndim == 3 else (rgb, rgb)
+    # Mean difference from the BT.601 gray, measured: cv2.COLOR_RGB2GRAY 0.00005 on the checks' own sample and 0.0008
+    # on the first training picture (OpenCV's fixed-point rounding), COLOR_BGR2GRAY 0.013 and 0.009, the mean of the
+    # three channels 0.006 and 0.012. Tolerance 0.003.
+    error = float(np.abs(image - gray / 255).mean())
+    if error > 0.003:
+        bgr = float(np.abs(image - bgr_gray / 255).mean()) < 0.003
+        raise AssertionError(
+            "Normalize swaps red and blue: the pictures here are RGB, so convert with cv2.COLOR_RGB2GRAY, not COLOR_BGR2GRAY"
+            if bgr else f"Normalize changes the picture (mean difference {error:.3f}): the gray values should be "
+            "cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) / 255")
+    _check_normalized_keypoints(np.asarray(sample["keypoints"], np.float64), keypoints, w, h)
+
+
+def _check_normalized_keypoints(pixels: np.ndarray, keypoints: np.ndarray, w: int, h: int) -> None:
+    """Keypoints of Normalize against (x - w/2) / (w/2), (y - h/2) / (h/2), with a hint for the usual mistakes."""
+    expected = (pixels - [w / 2, h / 2]) / [w / 2, h / 2]
+    assert keypoints.shape == expected.shape, f"Normalize should keep the {expected.shape} shape of the keypoints, got {keypoints.shape}"
+    if np.allclose(keypoints, expected, atol=1e-3):
+        return
+    mistakes = (
+        (pixels, "leaves the keypoints in pixels"),
+        ((pixels - 100) / 50, "uses the fixed (x - 100) / 50 of the original course, which ignores the picture's size"),
+        (pixels / [w, h], "maps the keypoints to [0, 1]: subtract the centre too"),
+        ((pixels - [w / 2, h / 2]) / [w, h], "divides by the whole size: divide by half of it"),
+        ((pixels - [h / 2, w / 2]) / [h / 2, w / 2], "swaps width and height: x goes with w, y with h"),
+    )
+    hint = next((text for values, text in mistakes if np.allclose(keypoints, values, atol=1e-3)), "")
+    raise AssertionError(
+        f"Normalize should map keypoints to [-1, 1] around the image centre: (x - w/2) / (w/2) and (y - h/2) / (h/2) "
+        f"(data_load.normalize_keypoints){'; yours ' + hint if hint else ''}")
+
+
 def check_course_transforms(sample: dict | None = None) -> None:
     """``Rescale``, ``RandomCrop`` and ``Normalize`` in data_load.py: sizes, value ranges, and keypoints that stay
-    on their pixels (a magenta disk painted on the nose tip must end up where the transform says point 30 went)."""
+    on their pixels (a magenta disk painted on the nose tip must end up where the transform says point 30 went),
+    on a portrait and a landscape picture."""
     import data_load
 
     sample = sample if sample is not None else _face_sample()
     h, w = sample["image"].shape[:2]
     where = "data_load.py"
 
-    with implemented("Rescale", f"{where} (Rescale.__call__)"):
-        out = data_load.Rescale(100)(sample)
-        exact = data_load.Rescale((80, 120))(sample)
-    short, long_expected = sorted(out["image"].shape[:2]), 100 * max(h, w) / min(h, w)
-    assert short[0] == 100, f"Rescale(100) should make the shorter side 100 px, got an image of {out['image'].shape[:2]}"
-    assert abs(short[1] - long_expected) <= 1, (
-        f"Rescale(100) should keep the aspect ratio: the longer side should be about {long_expected:.0f} px, got {short[1]}")
-    assert exact["image"].shape[:2] == (80, 120), f"Rescale((80, 120)) should give exactly 80 x 120 (height, width), got {exact['image'].shape[:2]}"
-    passed("Rescale gives the right sizes (shorter side for an int, exactly (height, width) for a tuple)")
-    for label, transform in (("Rescale(100)", data_load.Rescale(100)), ("Rescale((80, 120))", data_load.Rescale((80, 120)))):
-        offset = _marker(transform, sample)
-        assert offset < 1.0, (
-            f"{label} moves the keypoints {offset:.1f} px away from their pixels: scale x by new_w / w and y by new_h / h "
-            "(with pixel centres at integer coordinates: x_new = (x + 0.5) * new_w / w - 0.5)")
-    passed("Rescale keeps keypoint 30 on its pixel (< 1 px)")
+    for picture in (sample, _turned(sample)):
+        _check_rescale(picture, where)
+    passed("Rescale gives the right sizes (shorter side for an int, exactly (height, width) for a tuple), portrait "
+           "and landscape, and keeps keypoint 30 on its pixel (< 1 px)")
 
     with implemented("RandomCrop", f"{where} (RandomCrop.__call__)"):
         window = (h - 12, w - 12)  # small margins, so the nose tip stays in every window
         crops = [data_load.RandomCrop(window, rng=np.random.default_rng(seed))(sample) for seed in range(6)]
         offsets = [_marker(data_load.RandomCrop(window, rng=np.random.default_rng(seed)), sample) for seed in range(6)]
         square = data_load.RandomCrop(min(h, w) - 12, rng=np.random.default_rng(0))(sample)
-    assert all(c["image"].shape[:2] == window for c in crops), f"RandomCrop({window}) should cut {window[0]} x {window[1]} windows, got {crops[0]['image'].shape[:2]}"
+    assert all(c["image"].shape[:2] == window for c in crops), (
+        f"RandomCrop({window}) should cut {window[0]} x {window[1]} windows (height, width), got {crops[0]['image'].shape[:2]}")
     assert square["image"].shape[:2] == (min(h, w) - 12,) * 2, "RandomCrop(n) with an int should cut an n x n square"
     assert max(offsets) < 1.0, (
         f"RandomCrop moves the keypoints up to {max(offsets):.1f} px away from their pixels: subtract the window's "
@@ -103,18 +188,13 @@ def check_course_transforms(sample: dict | None = None) -> None:
     assert len(corners) > 1, "RandomCrop always cuts the same window: draw its top-left corner at random with self.rng"
     passed("RandomCrop cuts windows of the right size, at random places, and keeps keypoint 30 on its pixel")
 
-    with implemented("Normalize", f"{where} (Normalize.__call__)"):
-        normalized = data_load.Normalize()(sample)
-    image, keypoints = np.asarray(normalized["image"]), np.asarray(normalized["keypoints"])
-    assert image.shape == (h, w), f"Normalize should give a gray image of {h} x {w}, got shape {image.shape}: convert RGB to gray"
-    assert image.dtype == np.float32 and 0.0 <= image.min() and image.max() <= 1.0, (
-        f"Normalize should give float32 values in [0, 1], got {image.dtype} from {image.min():.2f} to {image.max():.2f}: divide by 255")
-    gray = np.asarray(sample["image"], np.float32).mean(axis=2) / 255 if np.ndim(sample["image"]) == 3 else sample["image"] / 255
-    assert float(np.abs(image - gray).mean()) < 0.1, "Normalize changes the picture: gray values should be the pixel's gray level / 255"
-    expected = (np.asarray(sample["keypoints"]) - [w / 2, h / 2]) / [w / 2, h / 2]
-    assert keypoints.shape == expected.shape and np.allclose(keypoints, expected, atol=1e-3), (
-        "Normalize should map keypoints to [-1, 1] around the image centre: (x - w/2) / (w/2) and (y - h/2) / (h/2)")
-    passed("Normalize gives gray values in [0, 1] and keypoints in [-1, 1] around the centre")
+    _check_normalize(sample, where)
+    passed("Normalize gives float32 gray values in [0, 1] and keypoints in [-1, 1] around the centre")
+
+
+def _steps(transform: Callable[[dict], dict]) -> list[str]:
+    """The class names of a Compose's transforms, in order; [] for anything else."""
+    return [type(step).__name__ for step in getattr(transform, "transforms", [])]
 
 
 def check_transform_pipeline(transform: Callable[[dict], dict], sample: dict | None = None) -> None:
@@ -123,6 +203,13 @@ def check_transform_pipeline(transform: Callable[[dict], dict], sample: dict | N
     import torch
 
     sample = sample if sample is not None else _face_sample(300, 340)
+    steps = _steps(transform)
+    if steps and "Normalize" not in steps:
+        raise AssertionError(f"the pipeline ({', '.join(steps)}) has no Normalize: add data_load.Normalize() after the crop, before ToTensor")
+    later = [name for name in steps[steps.index("Normalize") + 1 :] if name in ("Rescale", "RandomCrop")] if steps else []
+    assert not later, (
+        f"Normalize comes before {later[0]} ({' -> '.join(steps)}): put it after Rescale and RandomCrop, which work "
+        "in pixels, so it scales the keypoints of the final 224 x 224 picture")
     with implemented("data_transform", "the cell above (and the transforms in data_load.py)"):
         out = transform(sample)
     image, keypoints = out.get("image"), out.get("keypoints")
@@ -138,6 +225,20 @@ def check_transform_pipeline(transform: Callable[[dict], dict], sample: dict | N
 # ---------------------------------------------------------------------------------------------------------
 # Notebook 2: the network (models.py), the training step (train.py) and the configuration
 # ---------------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _flatten_hint() -> Iterator[None]:
+    """Add the usual fix to the error of a Linear layer fed the wrong number of features."""
+    try:
+        yield
+    except AssertionError as error:
+        if "cannot be multiplied" not in str(error):
+            raise
+        raise AssertionError(
+            f"{error}: flatten the feature maps with x.view(x.size(0), -1) before the first nn.Linear, and give that "
+            "layer as many in_features as the flattened size (notebook_helpers.print_layer_shapes(net) shows it)"
+        ) from error.__cause__
+
+
 def check_net(net_class: type | None = None) -> None:
     """``Net`` in models.py: 136 outputs per image for any batch size, convolutional, every layer trained."""
     import torch
@@ -155,13 +256,16 @@ def check_net(net_class: type | None = None) -> None:
     passed(f"Net builds, with {len(convs)} convolution layer(s) and {models.count_parameters(net):,} parameters")
 
     x = torch.rand(2, 1, 224, 224)
-    with implemented("Net.forward", "models.py"), torch.no_grad():
+    with _flatten_hint(), implemented("Net.forward", "models.py"), torch.no_grad():
         out = net.eval()(x)
         single = net(x[:1])
     assert isinstance(out, torch.Tensor), f"Net.forward should return a tensor, got {type(out).__name__}"
     assert tuple(out.shape) == (2, 136), f"Net should output (N, 136), got {tuple(out.shape)}: check the last Linear layer"
     assert tuple(single.shape) == (1, 136), f"Net should output (1, 136) for one image, got {tuple(single.shape)}"
     assert torch.isfinite(out).all(), "Net outputs NaN or infinite values"
+    assert (out < 0).any() and (out > 0).any(), (
+        "Net's outputs all have the same sign: keypoints in [-1, 1] need both, so end with a plain nn.Linear, with "
+        "no activation (ReLU, sigmoid) after it")
     assert torch.allclose(single, out[:1], atol=1e-4), "in eval mode an image's output must not depend on the rest of its batch"
     passed("Net maps N x 1 x 224 x 224 to N x 136, finite, for any batch size")
 
@@ -175,6 +279,34 @@ def check_net(net_class: type | None = None) -> None:
     untrained = [name for name, p in net.named_parameters() if p.grad is None]
     assert not untrained, f"no gradient reaches {', '.join(untrained[:4])}: is every layer defined in __init__ used in forward?"
     passed("gradients reach every layer")
+
+
+def _record_calls(model: Any, optimizer: Any) -> list[str]:
+    """A list that fills with "zero_grad" (of the optimizer or the model), "backward" and "step" as the training step
+    calls them, in order."""
+    calls: list[str] = []
+    for owner, name in ((optimizer, "zero_grad"), (model, "zero_grad"), (optimizer, "step")):
+        method = getattr(owner, name)
+
+        def recorded(*args: Any, _method: Callable = method, _name: str = name, **kwargs: Any) -> Any:
+            calls.append(_name)
+            return _method(*args, **kwargs)
+
+        setattr(owner, name, recorded)
+    first = next(model.parameters())
+    first.register_hook(lambda grad: calls.append("backward"))  # once per backward pass through the model
+    return calls
+
+
+def _check_call_order(calls: list[str]) -> None:
+    """zero_grad, backward, step for the one batch: name the call that is missing or out of place."""
+    order = " -> ".join(calls) or "none of them"
+    assert "backward" in calls, f"loss.backward() is never called (the calls were: {order}): the optimizer has no gradients to step with"
+    assert "step" in calls, f"optimizer.step() is never called (the calls were: {order}): call it after loss.backward()"
+    backward, step = calls.index("backward"), len(calls) - 1 - calls[::-1].index("step")
+    assert "zero_grad" not in calls[backward:step], (
+        f"optimizer.zero_grad() comes between loss.backward() and optimizer.step() ({order}), so the step finds no "
+        "gradients: clear them first, in the order zero_grad, loss, backward, step")
 
 
 def check_train_one_epoch(train_one_epoch: Callable[..., float] | None = None) -> None:
@@ -201,13 +333,16 @@ def check_train_one_epoch(train_one_epoch: Callable[..., float] | None = None) -
     for p, grad in zip(model.parameters(), stale):
         p.grad = grad.clone()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    calls = _record_calls(model, optimizer)
     with implemented("train_one_epoch", where):
         loss = train_one_epoch(model, [batch], loss_fn, optimizer, None, "cpu", False)
-    assert isinstance(loss, float) and math.isfinite(loss), f"train_one_epoch should return the mean loss as a number, got {loss!r}"
+    assert isinstance(loss, float) and math.isfinite(loss), (
+        f"train_one_epoch should return the mean loss as a number (loss.item()), got {type(loss).__name__} {loss!r}")
     assert abs(loss - expected_loss) < 1e-5, (
         f"the loss should be loss_fn(model(images), target) before the step ({expected_loss:.5f}), got {loss:.5f}")
     passed("the loss is that of the model's output against the flattened keypoints")
 
+    _check_call_order(calls)
     after = [p.detach() for p in model.parameters()]
     assert any(not torch.equal(a, b) for a, b in zip(after, before)), "the weights did not change: call loss.backward(), then optimizer.step()"
     one_step = [b - 0.1 * r.grad for b, r in zip(before, reference.parameters())]
@@ -235,9 +370,9 @@ def check_course_config(config: Any) -> None:
     assert config.model == "net", f"the course trains its own Net: model='net', not {config.model!r}"
     assert config.epochs >= 1 and config.batch_size >= 1, "epochs and batch_size must be at least 1"
     assert 0 < config.lr <= 0.1, f"a learning rate of {config.lr} is far outside the usual range (about 1e-4 to 1e-2)"
-    assert config.optimizer in ("adam", "adamw"), f"unknown optimizer {config.optimizer!r}: choose 'adam' or 'adamw'"
-    assert config.loss in ("wing", "smoothl1", "mse"), f"unknown loss {config.loss!r}: choose 'wing', 'smoothl1' or 'mse'"
-    assert config.schedule in ("onecycle", "cosine", "plateau"), f"unknown schedule {config.schedule!r}"
+    for kind, value, known in (("optimizer", config.optimizer, train.OPTIMIZERS), ("loss", config.loss, train.LOSSES),
+                               ("schedule", config.schedule, train.SCHEDULES)):
+        assert value in known, f"unknown {kind} {value!r}: choose one of {', '.join(map(repr, known))}"
     passed(f"{config.model}, {config.epochs} epochs of batches of {config.batch_size}, {config.optimizer} at {config.lr:g}, "
            f"{config.schedule} schedule, {config.loss} loss")
 
@@ -378,3 +513,54 @@ def check_placement() -> None:
                 f"the {name} anchors land up to {error:.1f} px from their keypoints on a face rolled {roll:g} degrees: "
                 "map the anchors (artwork pixels) onto the target points (image pixels), in that order")
     passed("the anchors of the sunglasses, the moustache and the hat land on their keypoints, upright and rolled")
+
+
+def check_clown_nose(clown_nose: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
+    """The clown's nose of notebook 4 on an upright and a rolled cartoon face: a red disk centred on the nose tip
+    (30), 1.5 times as wide as the nostrils (31 to 35), turned with the face (its highlight stays at its upper left
+    as the face sees it), and nothing else of the picture changed."""
+    import artwork
+
+    for roll in (0.0, 25.0):
+        keypoints = artwork.face_keypoints((200, 180), 220, roll)
+        image = np.full((360, 400, 3), 90, np.uint8)
+        with implemented("clown_nose", "the cell above"):
+            out = clown_nose(image.copy(), keypoints)
+        assert isinstance(out, np.ndarray) and out.shape == image.shape and out.dtype == np.uint8, (
+            "a filter returns a new RGB uint8 image of the picture's size: return filters.place_artwork(...)")
+        _check_nose_disk(out, image, keypoints, roll)
+    passed("clown_nose centres a disk 1.5 times the nostrils' span on the nose tip, and turns it with the face")
+
+
+def _check_nose_disk(out: np.ndarray, image: np.ndarray, keypoints: np.ndarray, roll: float) -> None:
+    """Where, how big and how turned the disk that ``clown_nose`` drew is, against keypoints 30, 31 and 35."""
+    changed = np.abs(out.astype(np.int32) - image).sum(axis=2) > 120
+    assert changed.any(), "clown_nose draws nothing on the face: return filters.place_artwork(image, picture, anchors, targets)"
+    ys, xs = np.nonzero(changed)
+    centre = np.array([xs.mean(), ys.mean()])
+    span = keypoints[35] - keypoints[31]
+    expected = 1.5 * float(np.hypot(*span))
+    diameter = 2 * float(np.sqrt(changed.sum() / np.pi))
+    # Measured on the notebook's solution, upright and rolled 25 degrees: centre within 0.1 px of point 30, diameter
+    # 1.009 times 1.5 x the span, highlight turned within 0.3 degrees. Mistakes: anchors at the picture's borders
+    # instead of 4 px inside give 0.942, targets on the nostrils themselves 0.672, targets along the image's x axis a
+    # turn of 25 degrees. Tolerances: 5 % of the width off centre, 3 % in width, 8 degrees.
+    off = float(np.hypot(*(centre - keypoints[30])))
+    assert off < 0.05 * expected, f"the nose is {off:.0f} px from the nose tip on a face rolled {roll:g} degrees: centre the targets on point 30"
+    assert abs(diameter / expected - 1) < 0.03, (
+        f"the nose is {diameter:.0f} px wide, it should be 1.5 times the nostrils' span ({expected:.0f} px): anchors on "
+        "the disk's edges (4 px inside the picture), targets 1.5 x |point 35 - point 31| apart")
+    highlight = changed & (out[..., 1] > 150)
+    assert highlight.any(), "the nose's highlight is missing: place the picture clown_nose_picture() draws"
+    ys, xs = np.nonzero(highlight)
+    seen = np.degrees(np.arctan2(ys.mean() - centre[1], xs.mean() - centre[0]))
+    wanted = np.degrees(np.arctan2(span[1], span[0])) - 135.0  # upper left of the face's own frame
+    turn = (seen - wanted + 180.0) % 360.0 - 180.0
+    if abs(turn) > 150:
+        raise AssertionError("the nose is upside down: the disk's left edge goes to the target on the side of point 31")
+    assert abs(turn) < 8.0, (
+        f"the nose is turned {turn:.0f} degrees from the face rolled {roll:g} degrees: put the targets along the "
+        "direction from point 31 to point 35, not along the image's x axis")
+    rows, columns = np.indices(image.shape[:2])
+    far = np.hypot(columns - keypoints[30, 0], rows - keypoints[30, 1]) > 0.5 * expected + 3
+    assert (out[far] == image[far]).all(), "the filter must leave the rest of the picture alone"

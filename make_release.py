@@ -54,7 +54,10 @@ TEXT_STUB = "YOUR ANSWER HERE"
 MARKER = re.compile(r"^(?P<indent>[ \t]*)#+[ \t]*(?P<kind>BEGIN|END) SOLUTION\b")
 INSTRUCTORS = re.compile(r"\n?<!-- BEGIN INSTRUCTORS -->.*?<!-- END INSTRUCTORS -->\n?", re.DOTALL)
 # Only instructors need these; they stay out of the release (paths relative to the course folder).
-INSTRUCTOR_ONLY = ("make_release.py", "grade.py", "tests/", ".ci/", "pytest.ini", "requirements-test.txt", ".git/", ".git")  # .git: a file in a worktree
+# ``.git`` is a folder in a clone and a file in a worktree or submodule; setup.cfg, requirements-dev.txt and
+# mutation.sh are the mutation testing of the tests.
+INSTRUCTOR_ONLY = ("make_release.py", "grade.py", "tests/", ".ci/", "pytest.ini", "requirements-test.txt", ".git/", ".git", "setup.cfg",
+                   "requirements-dev.txt", "benchmarks/mutation.sh")
 # A README line only instructors need (a table row, a command), left out of the release.
 INSTRUCTORS_LINE = re.compile(r"^.*<!-- instructors only -->.*\n?", re.MULTILINE)
 # The TODO comment above a module's solution, and the notebook it names: "# TODO (notebook 2): ...".

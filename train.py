@@ -30,14 +30,22 @@ from data_load import AugmentConfig, CropDataset, DataError, load_context_crops,
 from data_load import denormalize_keypoints
 from evaluate import nme_interocular
 from inference import predict_crops
-from models import CHECKPOINT_FORMAT, ModelError, atomic_torch_save, build_model, model_metadata, save_model
+from models import CHECKPOINT_FORMAT, MODEL_NAMES, ModelError, atomic_torch_save, build_model, model_metadata, save_model
 
 REPO_DIR = Path(__file__).resolve().parent
 
 
+OPTIMIZERS = ("adamw", "adam")
+SCHEDULES = ("onecycle", "cosine", "plateau")
+LOSSES = ("wing", "smoothl1", "mse")
+
+
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (stored in checkpoints, so plain values only)."""
+    """Everything that defines a training run (stored in checkpoints, so plain values only).
+
+    Raises ValueError at creation when the model, optimizer, schedule or loss is not one this module knows.
+    """
 
     model: str = "fast"
     model_kwargs: dict = field(default_factory=dict)
@@ -45,13 +53,19 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    optimizer: str = "adamw"  # adamw | adam
-    schedule: str = "onecycle"  # onecycle | cosine | plateau
-    loss: str = "wing"  # wing | smoothl1 | mse
+    optimizer: str = "adamw"  # one of OPTIMIZERS
+    schedule: str = "onecycle"  # one of SCHEDULES
+    loss: str = "wing"  # one of LOSSES
     augment: dict = field(default_factory=lambda: dataclasses.asdict(AugmentConfig()))
     val_fraction: float = 0.1  # share of people held out for validation
     seed: int = 0
     limit: int | None = None  # use only this many training faces (quick runs and tests)
+
+    def __post_init__(self) -> None:
+        for kind, value, known in (("model", self.model, MODEL_NAMES), ("optimizer", self.optimizer, OPTIMIZERS),
+                                   ("schedule", self.schedule, SCHEDULES), ("loss", self.loss, LOSSES)):
+            if value not in known:
+                raise ValueError(f"Unknown {kind} {value!r}: choose one of {', '.join(known)}.")
 
     @property
     def input_size(self) -> int:
@@ -282,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--loss", choices=["wing", "smoothl1", "mse"])
+    parser.add_argument("--loss", choices=LOSSES)
     parser.add_argument("--val-fraction", type=float, help="share of people held out (0 trains on everyone)")
     parser.add_argument("--limit", type=int, help="train on this many faces only (a quick check)")
     parser.add_argument("--seed", type=int)

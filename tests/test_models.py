@@ -135,6 +135,7 @@ def test_save_is_atomic_and_overwrites(tmp_path):
     save_model(model, path)
     save_model(model, path)  # overwriting is fine
     assert sorted(os.listdir(tmp_path)) == ["model.pt"]
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by everyone, as a plain file would be (not mkstemp's 0600)
 
 
 def test_failed_save_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):

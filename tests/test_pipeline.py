@@ -58,7 +58,10 @@ def test_keypoints_for_box_is_accurate_on_test_faces(pipe, real_data_dir):
     predicted = np.stack(
         [pipe.keypoints_for_box(read_image(real_data_dir / "test" / n), haar_box_from_keypoints(t)) for n, t in zip(names[:40], truth[:40])]
     )
-    assert nme_interocular(predicted, truth[:40]).mean() < 0.08
+    # Measured with the shipped model (flip averaging and re-crops on): mean NME_io 0.0438 on these 40 faces, worst
+    # face 0.072; the mean shape in the true box scores 0.197 on the test set. Tolerance: 0.05 mean, 0.10 per face.
+    errors = nme_interocular(predicted, truth[:40])
+    assert errors.mean() < 0.05 and errors.max() < 0.10
 
 
 def test_a_file_path_and_an_array_give_the_same_faces(pipe, astronaut, tmp_path):
@@ -100,10 +103,11 @@ def test_all_faces_of_a_picture_go_through_the_network_in_one_batch(pipe, astron
     assert calls == [detections * (2 if pipe.flip_average else 1)] * passes
 
 
-def test_no_face_gives_an_empty_list(pipe):
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_no_face_gives_an_empty_list(pipe, seed):
     assert pipe.detect(np.full((240, 320, 3), 127, np.uint8)) == []
-    noise = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
-    assert isinstance(pipe.detect(noise), list)
+    noise = np.random.default_rng(seed).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    assert pipe.detect(noise) == []  # measured: the detector finds no box in any of these three noise pictures
 
 
 def test_tiny_and_huge_pictures(pipe, astronaut):
@@ -187,6 +191,34 @@ def test_tracker_keeps_a_face_the_detector_misses(pipe, astronaut, monkeypatch):
     for shift in range(4, 24, 4):
         faces = tracker.update(np.roll(astronaut, shift, axis=1))
         assert len(faces) == 1 and tracker.frames_since_detection == 0
+
+
+@pytest.mark.parametrize("move, kept", [
+    ((0.0, 0.0, 1.0), True),  # (shift x, shift y in face-box sides, scale): still
+    ((0.15, 0.0, 1.1), True),  # a small move and a small zoom are a face moving
+    ((0.9, 0.0, 1.0), False),  # across the frame in one frame
+    ((0.0, 0.5, 1.0), False),
+    ((0.0, 0.0, 0.5), False),  # shrinks to half its size
+    ((0.0, 0.0, 1.8), False),  # grows to nearly twice its size
+])
+def test_tracker_drops_a_face_whose_keypoints_jump_or_change_size(pipe, astronaut, monkeypatch, move, kept):
+    # The network answers for the tracked face's crop with keypoints moved and scaled by ``move`` (its flip error
+    # unchanged): a jump or a sudden change of size is not the same face, and the track is dropped.
+    tracker = FaceTracker(pipe, redetect_every=100, smooth=False)
+    assert len(tracker.update(astronaut)) == 1
+    side = float(haar_box_from_keypoints(tracker.tracks[0].keypoints)[2])
+    real = pipe.keypoints_and_flip_errors
+    dx, dy, scale = move
+
+    def moved(frame, boxes, **kwargs):
+        keypoints, flip_errors = real(frame, boxes, **kwargs)
+        centre = keypoints.mean(axis=1, keepdims=True)
+        return centre + scale * (keypoints - centre) + np.array([dx, dy], np.float32) * side, flip_errors
+
+    monkeypatch.setattr(pipe, "keypoints_and_flip_errors", moved)
+    monkeypatch.setattr(tracker.detector, "detect", lambda image: [])
+    monkeypatch.setattr(pipe.detector, "detect", lambda image: [])
+    assert len(tracker.update(astronaut)) == int(kept)
 
 
 def test_tracker_drops_a_face_that_is_gone_and_ignores_false_detections(pipe, astronaut, monkeypatch):

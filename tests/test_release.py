@@ -68,18 +68,36 @@ calls = {
     "Artwork.target_points": lambda: filters.load_artwork("sunglasses").target_points(face),
     "placement_transform": lambda: filters.placement_transform("sunglasses", face),
 }
-namespace = dict(checks=checks, data_load=data_load, models=models, train=train, filters=filters, np=np, torch=torch, sample=sample)
-cells = {}
+from torchvision.transforms import Compose
+from data_load import Normalize, RandomCrop, Rescale, ToTensor
+namespace = dict(checks=checks, data_load=data_load, models=models, train=train, filters=filters, np=np, torch=torch, sample=sample,
+                 Compose=Compose, Rescale=Rescale, RandomCrop=RandomCrop, Normalize=Normalize, ToTensor=ToTensor)
+# What the notebooks' own TODO cells use from the cells above them (notebooks 3 and 4: the astronaut and her crop).
+import cv2, dataclasses, inference
+pipe = pipeline.KeypointPipeline.from_pretrained(threads=1)
+photo = detect.astronaut()
+box = pipe.detector.detect(photo)[0].box
+crops, matrices = inference.face_crops(photo, np.array([box]), pipe.input_size)
+namespace.update(cv2=cv2, dataclasses=dataclasses, inference=inference, pipe=pipe, photo=photo, box=box, crops=crops, matrices=matrices,
+                 keypoints=pipe.detect(photo)[0].keypoints)
+cells, after_todo = {}, {}
 for path in sorted(glob.glob("*.ipynb")):
-    for cell in nbformat.read(path, as_version=4).cells:
+    notebook = nbformat.read(path, as_version=4).cells
+    for index, cell in enumerate(notebook):
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
             cells[meta["grade_id"]] = outcome(lambda: exec(cell.source, dict(namespace)))
+            todo = notebook[index - 1]
+            if todo.cell_type == "code" and todo.metadata.get("nbgrader", {}).get("solution"):
+                # the notebook's own TODO cell, then its check, in one namespace (no other notebook state)
+                state = dict(namespace)
+                after_todo[meta["grade_id"]] = [outcome(lambda: exec(todo.source, state)), outcome(lambda: exec(cell.source, state))]
 print(json.dumps({
     "models_file": models.__file__,
     "calls": {name: outcome(call) for name, call in calls.items()},
     "helpers": {name: outcome(getattr(checks, name)) for name in %s},
     "check_cells": cells,
+    "after_todo": after_todo,
 }))
 ''' % sorted(CHECK_HELPERS)
 
@@ -113,25 +131,8 @@ def outcome(function) -> list[str]:
 
 @pytest.fixture(scope="module")
 def source_probe() -> dict:
-    """What PROBE reports for the helpers and check cells, run here on the source (already imported by this process)."""
-    import numpy as np
-    import torch
-
-    import checks
-    import data_load
-    import filters
-    import models
-    import train
-
-    namespace = dict(checks=checks, data_load=data_load, models=models, train=train, filters=filters, np=np, torch=torch,
-                     sample=checks._face_sample())
-    cells = {}
-    for name in NOTEBOOKS:
-        for cell in nbformat.read(REPO_DIR / name, as_version=4).cells:
-            meta = cell.metadata.get("nbgrader", {})
-            if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
-                cells[meta["grade_id"]] = outcome(lambda: exec(cell.source, dict(namespace)))
-    return {"helpers": {name: outcome(getattr(checks, name)) for name in CHECK_HELPERS}, "check_cells": cells}
+    """What PROBE reports on the source, with its solutions."""
+    return run_probe(REPO_DIR)
 
 
 def region_lines(lines: list[str]) -> tuple[list[str], list[str]]:
@@ -169,7 +170,7 @@ def test_release_holds_the_course_and_nothing_ignored_or_for_instructors(release
                    "pipeline.py", "train.py", "README.md", "requirements.txt", "images/sunglasses.png",
                    "saved_models/keypoints_fast.pt", "detector_architectures/haar.py"]:
         assert needed in files, f"{needed} is missing from the release"
-    for left_out in ("make_release.py", "grade.py", "pytest.ini", "requirements-test.txt"):
+    for left_out in ("make_release.py", "grade.py", "pytest.ini", "requirements-test.txt", "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh"):
         assert left_out not in files
     assert not [f for f in files if f.split("/")[0] in {"tests", ".ci", "data", ".cache", "outputs", "runs", "release", ".git"}]
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc") or f.startswith("saved_models/student_")]
@@ -184,7 +185,7 @@ def test_release_copies_what_git_keeps_and_nothing_git_ignores(release):
     ignored = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=REPO_DIR, input=listed, capture_output=True, text=True)
     assert ignored.stdout.split() == [], f"the release holds files git ignores: {ignored.stdout.split()[:5]}"
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO_DIR, capture_output=True, text=True, check=True).stdout.split()
-    instructors = ("tests/", ".ci/", "make_release.py", "grade.py", "pytest.ini", "requirements-test.txt")
+    instructors = ("tests/", ".ci/", "make_release.py", "grade.py", "pytest.ini", "requirements-test.txt", "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh")
     expected = {f for f in tracked if (REPO_DIR / f).is_file() and not f.startswith(instructors)}
     assert expected <= set(report.files), f"tracked files missing from the release: {sorted(expected - set(report.files))[:5]}"
 
@@ -311,9 +312,33 @@ def test_notebooks_are_cleared_with_answers_and_stubs_in_place(release):
                 assert "# YOUR CODE HERE" in after.source and "raise NotImplementedError(" in after.source, f"{name} {after.id}"
             else:
                 assert after.source == before.source, f"{name} {after.id}: a cell without solutions must not change"
-            if meta.get("grade") and not meta.get("solution"):
-                assert after.metadata.get("editable") is False and after.metadata.get("deletable") is False
+            assert_cell_protection(after, f"{name} {after.id}")
         nbformat.validate(released)
+
+
+def assert_cell_protection(cell, where: str) -> None:
+    """As nbgrader's generate_assignment leaves them: every nbgrader cell undeletable; check cells and other
+    locked cells read-only; solution cells editable."""
+    meta = cell.metadata.get("nbgrader")
+    if meta is None:
+        assert "deletable" not in cell.metadata and "editable" not in cell.metadata, f"{where}: a plain cell is protected"
+        return
+    assert cell.metadata.get("deletable") is False, f"{where}: an nbgrader cell can be deleted"
+    read_only = not meta.get("solution") and bool(meta.get("grade") or meta.get("locked"))
+    assert (cell.metadata.get("editable") is False) == read_only, f"{where}: editable should be {not read_only}"
+
+
+def test_release_folder_and_files_are_readable_by_everyone(release):
+    # The release is published as is: a folder others can enter and files (the saved models too) others can read.
+    out, report = release
+    assert out.stat().st_mode & 0o777 == 0o755
+    for relative in report.files:
+        mode = (out / relative).stat().st_mode & 0o777
+        assert mode & 0o644 == 0o644, f"{relative} has mode {mode:o}"
+        if relative.startswith("saved_models/"):
+            assert mode == 0o644, f"{relative} has mode {mode:o}"
+    folders = {(out / f).parent for f in report.files}
+    assert all(folder.stat().st_mode & 0o755 == 0o755 for folder in folders)
 
 
 def test_source_notebooks_pair_every_solution_with_a_check(release):
@@ -351,15 +376,26 @@ def test_check_helpers_fail_helpfully_on_the_stubs_and_pass_on_the_solutions(rel
         assert source_probe["helpers"][helper] == ["pass", ""], (helper, source_probe["helpers"][helper])
 
 
-def test_check_cells_fail_helpfully_on_the_stubs(release_probe):
+# Check cells of the notebooks' own TODOs (PROBE gives them what their TODO cells use from the notebook).
+NOTEBOOK_CHECK_CELLS = ("check-data-transform", "check-config", "check-crop-to-picture", "check-clown-nose")
+
+
+def test_check_cells_fail_helpfully_on_the_stubs(release_probe, source_probe):
     cells = release_probe["check_cells"]
-    assert set(MODULE_CHECK_CELLS) <= set(cells)
+    assert set(cells) == set(MODULE_CHECK_CELLS) | set(NOTEBOOK_CHECK_CELLS)
     for grade_id, (kind, message) in cells.items():
         assert kind == "AssertionError", (grade_id, kind, message)
         if grade_id in MODULE_CHECK_CELLS:
             assert "is not implemented yet" in message and MODULE_CHECK_CELLS[grade_id] in message, (grade_id, message)
-        else:  # the notebook's own TODO: its cell above is a stub, so what it defines is missing
+        else:  # run before its TODO cell: what that cell defines is missing
             assert "is not defined yet" in message and "the cell above" in message, (grade_id, message)
+    assert set(release_probe["after_todo"]) == set(source_probe["after_todo"]) == set(NOTEBOOK_CHECK_CELLS)
+    for grade_id in NOTEBOOK_CHECK_CELLS:
+        (todo_kind, todo_message), (kind, message) = release_probe["after_todo"][grade_id]
+        # Released, the TODO cell is a stub: it raises at once, or defines a function that does when called.
+        assert todo_kind in ("NotImplementedError", "pass") and (todo_kind == "pass" or todo_message.endswith("see the TODO above")), (grade_id, todo_message)
+        assert kind == "AssertionError" and ("is not defined yet" in message or "is not implemented yet" in message), (grade_id, message)
+        assert source_probe["after_todo"][grade_id] == [["pass", ""], ["pass", ""]], (grade_id, source_probe["after_todo"][grade_id])
 
 
 def test_module_check_cells_pass_on_the_solutions(source_probe):
@@ -451,8 +487,27 @@ def test_release_notebook_follows_nbgrader():
     assert whole.source == '# YOUR CODE HERE\nraise NotImplementedError("write z: see the TODO above")'
     assert answer.source == "YOUR ANSWER HERE" and test.source == "assert y == 2" and plain.source == "Some prose"
     assert test.metadata["editable"] is False and test.metadata["deletable"] is False and "editable" not in code.metadata
+    assert code.metadata["deletable"] is False and whole.metadata["deletable"] is False and answer.metadata["deletable"] is False
+    for cell in nb.cells:
+        assert_cell_protection(cell, cell.source[:20])
+
+
     assert "widgets" not in nb.metadata
-    assert [(s.cell, s.kind) for s in stubs] == [(1, "code"), (2, "code"), (3, "answer")]
+    assert [(s.path, s.line, s.cell, s.kind) for s in stubs] == [("n.ipynb", 2, 1, "code"), ("n.ipynb", 0, 2, "code"), ("n.ipynb", 0, 3, "answer")]
+
+
+def test_marked_lines_of_a_written_answer_become_the_answer_stub():
+    answer = nbformat.v4.new_markdown_cell("**Answer:**\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION\nSee above.",
+                                           metadata=nbgrader("why", solution=True, grade=True, points=1))
+    stubs = make_release.release_notebook(notebook(answer), "n.ipynb")
+    assert answer.source == "**Answer:**\nYOUR ANSWER HERE\nSee above."
+    assert [(s.path, s.line, s.name, s.cell, s.kind) for s in stubs] == [("n.ipynb", 2, "answer", 1, "answer")]
+
+
+def test_a_locked_cell_that_is_not_graded_is_made_read_only():
+    locked = nbformat.v4.new_code_cell("setup = 1", metadata=nbgrader("setup"))
+    make_release.release_notebook(notebook(locked), "n.ipynb")
+    assert locked.metadata["editable"] is False and locked.metadata["deletable"] is False
 
 
 @pytest.mark.parametrize(
@@ -462,6 +517,10 @@ def test_release_notebook_follows_nbgrader():
         (nbformat.v4.new_code_cell("### BEGIN SOLUTION\nx = 1", metadata=nbgrader("a", solution=True)), "n.ipynb cell 1:1: BEGIN SOLUTION without a matching"),
         (nbformat.v4.new_code_cell("assert True", metadata=nbgrader("a", grade=True)), "graded cell 'a' has no points"),
         (nbformat.v4.new_markdown_cell("Why?", metadata=nbgrader("a", solution=True)), "must be marked both grade and solution"),
+        (nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {"grade": False, "solution": True, "grade_id": "a", "schema_version": 3}}),
+         "n.ipynb cell 1: nbgrader metadata without locked (nbgrader schema 3 needs them)"),
+        (nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {"grade": False, "solution": True, "grade_id": "", "locked": False}}),
+         "n.ipynb cell 1: nbgrader metadata without grade_id"),
     ],
 )
 def test_release_notebook_rejects_what_nbgrader_would(cell, message):
@@ -473,6 +532,21 @@ def test_duplicate_grade_ids_are_rejected():
     cells = [nbformat.v4.new_code_cell("assert True", metadata=nbgrader("same", grade=True, points=1)) for _ in range(2)]
     with pytest.raises(ReleaseError, match="n.ipynb cell 2: grade_id 'same' is also used by cell 1"):
         make_release.release_notebook(notebook(*cells), "n.ipynb")
+
+
+def test_gitignore_pattern_rules():
+    ignored = make_release.is_ignored
+    assert ignored("data", True, ["data/"]) and not ignored("data", False, ["data/"])  # "name/": folders only
+    assert ignored("release", True, ["/release"]) and not ignored("a/release", True, ["/release"])  # "/name": from the top
+    assert ignored("a/b/notes.tmp", False, ["*.tmp"]) and ignored("a/b/__pycache__", True, ["__pycache__/"])  # anywhere
+    assert ignored("saved_models/student_x.pt", False, ["saved_models/student_*.pt"])
+    assert not ignored("other/saved_models/student_x.pt", False, ["saved_models/student_*.pt"])  # a slash inside: from the top
+
+
+def test_the_git_link_file_of_a_worktree_is_not_released(tmp_path):
+    (tmp_path / "course.py").write_text("x = 1\n")
+    (tmp_path / ".git").write_text("gitdir: /somewhere/.git/worktrees/course\n")  # a worktree's or submodule's .git
+    assert make_release.release_files(tmp_path) == ["course.py"]
 
 
 @pytest.mark.parametrize(
