@@ -80,6 +80,13 @@ box = pipe.detector.detect(photo)[0].box
 crops, matrices = inference.face_crops(photo, np.array([box]), pipe.input_size)
 namespace.update(cv2=cv2, dataclasses=dataclasses, inference=inference, pipe=pipe, photo=photo, box=box, crops=crops, matrices=matrices,
                  keypoints=pipe.detect(photo)[0].keypoints)
+# Notebook 2's tiny batch and gray face, made without the students' transforms; notebook 3's detector and montage.
+faces = [data_load.FaceCrop(224)(checks._face_sample(roll_deg=roll)) for roll in (-8, 0, 8, 16)]
+grays = [cv2.cvtColor(f["image"], cv2.COLOR_RGB2GRAY).astype(np.float32) / 255 for f in faces]
+tiny_batch = {"image": torch.from_numpy(np.stack(grays))[:, None],
+              "keypoints": torch.from_numpy(np.stack([(f["keypoints"] - 112) / 112 for f in faces]).astype(np.float32))}
+from detector_architectures import HaarFaceDetector
+namespace.update(tiny_batch=tiny_batch, gray=grays[1], detector=HaarFaceDetector(), group=detect.montage([photo, photo[:, ::-1]], columns=2))
 cells, after_todo = {}, {}
 for path in sorted(glob.glob("*.ipynb")):
     notebook = nbformat.read(path, as_version=4).cells
@@ -377,7 +384,7 @@ def test_check_helpers_fail_helpfully_on_the_stubs_and_pass_on_the_solutions(rel
 
 
 # Check cells of the notebooks' own TODOs (PROBE gives them what their TODO cells use from the notebook).
-NOTEBOOK_CHECK_CELLS = ("check-data-transform", "check-config", "check-crop-to-picture", "check-clown-nose")
+NOTEBOOK_CHECK_CELLS = ("check-data-transform", "check-config", "check-edge-filter", "check-keypoints-by-hand", "check-clown-nose")
 
 
 def test_check_cells_fail_helpfully_on_the_stubs(release_probe, source_probe):
