@@ -6,7 +6,13 @@
 
 Faces are found by the Haar detector in ``detector_architectures``; each face box becomes the same square,
 padded crop the model was trained on (``data_load.crop_square_from_box``), all faces of a picture go through
-the network as one batch, and the keypoints are mapped back to the picture's pixels.
+the network as one batch, and the keypoints are mapped back to the picture's pixels. Each face is re-cropped from
+its keypoints (upright along its eye line when tilted) and checked (flip error, face score). Where the upright
+search finds no face, a wider one (``WiderSearch``) looks at padded, equalised and turned copies of the picture.
+
+Frames: a face found in a turned or padded copy carries a 2 x 3 matrix from picture pixels to that copy's pixels
+(its *frame*); its box is given in the frame, and crops are cut through the frame, so the network always sees an
+upright face.
 """
 from __future__ import annotations
 
@@ -67,9 +73,20 @@ MIN_FACE_SCORE = 0.5
 # ``benchmarks/flip_error.py`` with the shipped model: 99 % of the 770 test faces have a flip error of at most 0.018.
 WIDER_MAX_FLIP_ERROR = 0.018
 
+# The detector of the wider search's upright pass: the pipeline's own, with the profile cascade added (turned
+# heads, on the picture and its mirror) and looser grouping (more than 2 raw windows instead of 4 and 5), since the
+# face checks follow. On the held-out 300-W photos (``benchmarks/faces_in_the_wild.py --split validation``) the
+# misses of the default search were mostly turned heads and faces the cascades found with only 3-5 windows.
+WIDER_DETECTOR = {
+    "cascades": ("frontalface_default", "frontalface_alt2", "profileface"),
+    "min_neighbors": 2,
+    "secondary_min_neighbors": 2,
+    "secondary": "always",
+}
+
 # Faces whose eye line is tilted by at least this many degrees are cut upright along the eye line before each
 # re-crop (turned heads, phones held sideways); straighter faces are cut as the network was trained, unturned.
-ALIGN_MIN_ROLL = 10.0
+ALIGN_MIN_ROLL = 20.0
 
 # The wider search (``WiderSearch``) looks at copies of the picture turned by these angles in degrees (counter-
 # clockwise): the upright search finds faces rolled by up to about 15-20 degrees either way, so steps of 30
@@ -114,7 +131,9 @@ class WiderSearch:
     times its shorter side on every side (replicated border: faces cut by the border, close-ups) and, with
     ``equalize``, its contrast is equalised locally (CLAHE: dark and backlit faces); the detector then searches it
     upright and, if that finds nothing (or always, with ``when="always"``), turned by each angle in ``rolls``.
-    Its faces must also pass the stricter ``max_flip_error`` (None: the pipeline's own check only).
+    The upright pass uses the pipeline's detector with ``detector_params`` changed (``WIDER_DETECTOR``: the
+    profile cascade, looser grouping), the turned ones the pipeline's detector. Its faces must also pass the
+    stricter ``max_flip_error`` (None: the pipeline's own check only).
     """
 
     when: str = "if_none"
@@ -122,6 +141,7 @@ class WiderSearch:
     equalize: bool = True
     rolls: tuple[float, ...] = WIDER_ROLLS
     max_flip_error: float | None = WIDER_MAX_FLIP_ERROR
+    detector_params: dict = field(default_factory=lambda: dict(WIDER_DETECTOR))
 
     def __post_init__(self) -> None:
         if self.when not in ("if_none", "always", "never"):
@@ -270,6 +290,7 @@ class KeypointPipeline:
         if isinstance(self.runner, torch.nn.Module):
             self.runner = TorchRunner(self.runner)
         self.convention = layout_of(self.runner).resolve(self.convention)
+        self.wider_detector = HaarFaceDetector(**{**self.detector.params, **self.wider.detector_params})
 
     @property
     def model_name(self) -> str:
@@ -358,7 +379,7 @@ class KeypointPipeline:
         within ``ROLL_AGREEMENT`` degrees of the turn); where several turns find one face, the strongest wins."""
         padded, pad_frame = padded_copy(gray, self.wider.pad)
         strict = self.wider.max_flip_error
-        faces = self._faces(gray, [Candidate(d, pad_frame) for d in self.detector.detect(self._searched(padded))], strict)
+        faces = self._faces(gray, [Candidate(d, pad_frame) for d in self.wider_detector.detect(self._searched(padded))], strict)
         if faces and self.wider.when == "if_none":
             return faces
         searched, turned_faces = self._searched(gray), []

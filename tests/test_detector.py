@@ -71,12 +71,13 @@ def test_large_image_with_a_scaled_up_face_is_searched_small_when_capped(astrona
 @pytest.mark.parametrize(
     ("shape", "params", "scale"),
     [
-        ((480, 640), {}, 0.8),  # the default smallest face, 40 pixels, becomes 32
-        ((3024, 4032), {}, 0.8),  # whatever the picture's size
-        ((150, 150), {}, 128 / 150),  # never below a shorter side of min_side (128)
+        ((480, 640), {"working_face_size": 32}, 0.8),  # a smallest face of 40 pixels searched at 32
+        ((3024, 4032), {"working_face_size": 32}, 0.8),  # whatever the picture's size
+        ((150, 150), {"working_face_size": 32}, 128 / 150),  # never below a shorter side of min_side (128)
+        ((480, 640), {}, 1.0),  # by default the 40-pixel face is searched at 40 pixels
         ((60, 80), {}, 128 / 60),  # small pictures are enlarged to it
         ((20, 30), {}, 4.0),  # by at most max_upscale
-        ((480, 640), {"min_face_size": 80}, 0.4),
+        ((480, 640), {"min_face_size": 80}, 0.5),
         ((3024, 4032), {"max_side": 1024}, 1024 / 4032),
     ],
 )
