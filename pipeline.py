@@ -79,8 +79,8 @@ WIDER_MAX_FLIP_ERROR = 0.018
 # misses of the default search were mostly turned heads and faces the cascades found with only 3-5 windows.
 WIDER_DETECTOR = {
     "cascades": ("frontalface_default", "frontalface_alt2", "profileface"),
-    "min_neighbors": 2,
-    "secondary_min_neighbors": 2,
+    "min_neighbors": 3,
+    "secondary_min_neighbors": 3,
     "secondary": "always",
 }
 
@@ -126,17 +126,18 @@ class Face:
 class WiderSearch:
     """How the pipeline searches again where the fast upright search finds no face.
 
-    ``when``: "if_none" (default: only when no face passed the checks), "always" (every picture, which also finds
+    ``when``: "if_unsure" (default: only when no face passed the stricter ``max_flip_error`` check, so also where
+    the only faces found are doubtful ones, which are kept as well), "always" (every picture, which also finds
     a turned face beside upright ones, at several times the cost) or "never". The picture is padded by ``pad``
     times its shorter side on every side (replicated border: faces cut by the border, close-ups) and, with
     ``equalize``, its contrast is equalised locally (CLAHE: dark and backlit faces); the detector then searches it
-    upright and, if that finds nothing (or always, with ``when="always"``), turned by each angle in ``rolls``.
+    upright, and the (equalised) picture turned by each angle in ``rolls``.
     The upright pass uses the pipeline's detector with ``detector_params`` changed (``WIDER_DETECTOR``: the
     profile cascade, looser grouping), the turned ones the pipeline's detector. Its faces must also pass the
     stricter ``max_flip_error`` (None: the pipeline's own check only).
     """
 
-    when: str = "if_none"
+    when: str = "if_unsure"
     pad: float = 0.25
     equalize: bool = True
     rolls: tuple[float, ...] = WIDER_ROLLS
@@ -144,8 +145,8 @@ class WiderSearch:
     detector_params: dict = field(default_factory=lambda: dict(WIDER_DETECTOR))
 
     def __post_init__(self) -> None:
-        if self.when not in ("if_none", "always", "never"):
-            raise ValueError(f"WiderSearch.when must be 'if_none', 'always' or 'never', not {self.when!r}.")
+        if self.when not in ("if_unsure", "always", "never"):
+            raise ValueError(f"WiderSearch.when must be 'if_unsure', 'always' or 'never', not {self.when!r}.")
 
 
 @dataclass
@@ -358,12 +359,12 @@ class KeypointPipeline:
         """Every face in the picture with its keypoints; an empty list when there is none.
 
         The detector searches the picture upright; the ``wider`` search follows where it is asked for (by default
-        only when no detection passed the checks)."""
+        only when no face passed the stricter check of the wider search)."""
         image = as_rgb_image(image)
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         faces = self._faces(gray, [Candidate(d, np.eye(2, 3)) for d in self.detector.detect(gray)])
-        if self.wider.when == "always" or (self.wider.when == "if_none" and not faces):
-            faces = distinct_faces(faces + self._wider_faces(gray))
+        if self.wider.when == "always" or (self.wider.when == "if_unsure" and not any(self._sure(f) for f in faces)):
+            faces = distinct_faces(faces + self._wider_faces(gray))  # upright faces first
         return faces
 
     def is_face(self, flip_error: float, face_score: float) -> bool:
@@ -372,23 +373,26 @@ class KeypointPipeline:
             return False
         return self.max_flip_error is None or not self.flip_average or not flip_error > self.max_flip_error
 
+    def _sure(self, face: Face) -> bool:
+        """Whether a face passes the wider search's stricter flip-error check (without one: every face)."""
+        limit = self.wider.max_flip_error
+        return limit is None or face.flip_error is None or face.flip_error <= limit
+
     def _wider_faces(self, gray: np.ndarray) -> list[Face]:
-        """The faces of the ``wider`` search: the padded (and equalised) picture upright, then, when that finds
-        nothing (or always, with ``when="always"``), the (equalised) picture turned by each of ``wider.rolls``.
-        A face found turned must be a strong detection (``TURNED_MIN_SCORE``) and lie along its search (eye line
-        within ``ROLL_AGREEMENT`` degrees of the turn); where several turns find one face, the strongest wins."""
+        """The faces of the ``wider`` search: the padded (and equalised) picture upright, and the (equalised)
+        picture turned by each of ``wider.rolls``. A face found turned must be a strong detection (``TURNED_MIN_SCORE``) and lie along its search (eye line
+        within ``ROLL_AGREEMENT`` degrees of the turn); where several searches find one face, the best one by
+        ``face_quality`` wins."""
         padded, pad_frame = padded_copy(gray, self.wider.pad)
         strict = self.wider.max_flip_error
         faces = self._faces(gray, [Candidate(d, pad_frame) for d in self.wider_detector.detect(self._searched(padded))], strict)
-        if faces and self.wider.when == "if_none":
-            return faces
         searched, turned_faces = self._searched(gray), []
         for angle in self.wider.rolls:
             turned, frame = turned_copy(searched, angle)
             strong = [Candidate(d, frame) for d in self.detector.detect(turned) if d.score >= TURNED_MIN_SCORE]
             found = self._faces(gray, strong, strict)
             turned_faces += [f for f in found if abs(angle_between(face_roll(f.keypoints), angle)) <= ROLL_AGREEMENT]
-        return distinct_faces(faces + sorted(turned_faces, key=lambda f: -f.score))
+        return distinct_faces(sorted(faces + turned_faces, key=face_quality))
 
     def _searched(self, gray: np.ndarray) -> np.ndarray:
         return equalized(gray) if self.wider.equalize else gray
@@ -451,6 +455,11 @@ def picture_box(candidate: Candidate, keypoints: np.ndarray) -> np.ndarray:
         box[:2] -= frame[:, 2]
         return box
     return haar_box_from_keypoints(keypoints).astype(np.float64)
+
+
+def face_quality(face: Face) -> tuple[float, float]:
+    """A sort key, best face first: the highest face score (when the model gives one), then the lowest flip error."""
+    return (-(face.face_score or 0.0), face.flip_error if face.flip_error is not None else 0.0)
 
 
 def distinct_faces(faces: Sequence[Face]) -> list[Face]:
