@@ -239,3 +239,21 @@ def test_the_wider_search_can_be_switched_off_or_always_run(astronaut, upright):
     assert nme_interocular(faces[0].keypoints[None], upright[None])[0] <= 0.01  # the upright face first
     with pytest.raises(ValueError, match="if_unsure"):
         WiderSearch(when="sometimes")
+
+
+@pytest.mark.parametrize(
+    ("flip_error", "face_score", "kept"),
+    [
+        (0.010, float("nan"), True),  # a model without a face score: the flip check alone
+        (0.030, float("nan"), False),
+        (0.010, 0.90, True),  # with a face score, both checks
+        (0.010, 0.30, False),  # a symmetric pattern that is no face
+        (0.030, 0.90, False),
+    ],
+)
+def test_a_face_must_pass_the_face_score_and_the_flip_check(pipe, flip_error, face_score, kept):
+    from pipeline import FLIP_ERROR_NO_FACE, MIN_FACE_SCORE, FaceTracker
+
+    assert MIN_FACE_SCORE == 0.5 and FLIP_ERROR_NO_FACE == 0.025
+    assert pipe.is_face(flip_error, face_score) is kept
+    assert FaceTracker(pipe)._is_face(flip_error, face_score) is kept
