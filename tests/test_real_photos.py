@@ -257,3 +257,13 @@ def test_a_face_must_pass_the_face_score_and_the_flip_check(pipe, flip_error, fa
     assert MIN_FACE_SCORE == 0.5 and FLIP_ERROR_NO_FACE == 0.025
     assert pipe.is_face(flip_error, face_score) is kept
     assert FaceTracker(pipe)._is_face(flip_error, face_score) is kept
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 9. Close-ups cut by the picture's border (the held-out 300-W count is benchmarks/faces_in_the_wild.py)
+# ---------------------------------------------------------------------------------------------------------
+def test_a_close_up_cut_by_the_border_is_found_by_the_padded_search(pipe, astronaut, upright):
+    close_up = cv2.resize(astronaut[80:220, 170:290], None, fx=2.0, fy=2.0, interpolation=cv2.INTER_LINEAR)
+    fast_only = KeypointPipeline(pipe.runner, pipe.detector, wider=WiderSearch(when="never"))
+    assert fast_only.detect(close_up) == []
+    assert_the_astronaut(pipe.detect(close_up), (upright - np.array([170.0, 80.0])) * 2.0)
