@@ -5,6 +5,7 @@ Each case is built from scikit-image's public-domain astronaut portrait (``A``) 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,9 +13,13 @@ import pytest
 from PIL import Image
 
 import detect
+from data_300w import Faces300WDataset
 from data_load import apply_exif_orientation, read_image, to_uint8
 from evaluate import nme_interocular
+from detector_architectures import face_found
 from pipeline import KeypointPipeline, WiderSearch, face_roll
+
+SHARED_300W = Path(__file__).resolve().parents[1].parent / "shared" / "300w"
 
 
 @pytest.fixture(scope="module")
@@ -267,3 +272,13 @@ def test_a_close_up_cut_by_the_border_is_found_by_the_padded_search(pipe, astron
     fast_only = KeypointPipeline(pipe.runner, pipe.detector, wider=WiderSearch(when="never"))
     assert fast_only.detect(close_up) == []
     assert_the_astronaut(pipe.detect(close_up), (upright - np.array([170.0, 80.0])) * 2.0)
+
+
+@pytest.mark.skipif(not SHARED_300W.is_dir(), reason="the 300-W crops are not beside the repository")
+def test_held_out_faces_in_the_wild_are_found(pipe):
+    validation = Faces300WDataset(SHARED_300W, "validation")
+    samples = [validation[i] for i in range(0, len(validation), 6)]  # 51 faces
+    fast_only = KeypointPipeline(pipe.runner, pipe.detector, wider=WiderSearch(when="never"))
+    found = sum(face_found([f.box for f in pipe.detect(s["image"])], s["keypoints"]) for s in samples)
+    found_fast = sum(face_found([f.box for f in fast_only.detect(s["image"])], s["keypoints"]) for s in samples)
+    assert len(samples) == 51 and found >= 49 and found > found_fast
