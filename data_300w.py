@@ -219,5 +219,5 @@ class Faces300WDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         face = self.faces[index]
-        sample = {"image": read_image(face.picture), "keypoints": face.keypoints.copy(), "name": f"{face.folder}/{face.name}"}
+        sample = {"image": read_image(face.picture, as_stored=True), "keypoints": face.keypoints.copy(), "name": f"{face.folder}/{face.name}"}
         return self.transform(sample) if self.transform else sample

@@ -10,6 +10,7 @@ the border of the network input is at -1 or +1. ``denormalize_keypoints`` undoes
 """
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from fetch_data import DATA_ENV_VAR, DataError, ensure_dataset
@@ -110,10 +112,18 @@ def split_paths(data_dir: Path, split: str) -> tuple[Path, Path]:
     return data_dir / f"{split}_frames_keypoints.csv", data_dir / split
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+EXIF_ORIENTATION = 0x0112  # the EXIF tag that says how to turn the stored pixels for display
+FLOAT_UNIT_RANGE_MAX = 2.0  # see to_uint8: the brightest value a float picture on the [0, 1] scale may hold
+
+
+def read_image(path: str | os.PathLike, as_stored: bool = False) -> np.ndarray:
     """Read any image file as an H x W x 3 uint8 RGB array, decoding by content rather than by extension.
 
-    The dataset's ``.jpg`` files are really RGBA PNGs; 16-bit, grayscale and palette images are handled too.
+    The dataset's ``.jpg`` files are really RGBA PNGs; 16-bit, grayscale and palette images are handled too. The
+    picture is turned the way a viewer shows it: phones store a photo as the sensor saw it and record how to turn
+    it in the EXIF orientation tag (0x0112, values 1-8; TIFF 6.0 / EXIF 2.3), which is applied here.
+    ``as_stored=True`` returns the stored pixels instead: readers of annotated data use it, since keypoint files
+    give coordinates in the stored pixels.
     """
     path = Path(path)
     try:
@@ -123,17 +133,53 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise DataError(f"{path} is not a readable image: replace or remove the file.")
-    return to_rgb_uint8(image, bgr=True)
+    image = to_rgb_uint8(image, bgr=True)
+    return image if as_stored else apply_exif_orientation(image, exif_orientation(data))
+
+
+def exif_orientation(data: np.ndarray) -> int:
+    """The EXIF orientation tag (1-8) of an encoded picture's bytes; 1 (as stored) when it has none."""
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as picture:
+            value = picture.getexif().get(EXIF_ORIENTATION, 1)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return 1
+    return int(value) if value in range(1, 9) else 1
+
+
+def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """The stored pixels (H x W x ...) turned for display by an EXIF orientation value (EXIF 2.3, tag 0x0112):
+    1 as stored, 2 mirrored, 3 turned 180 degrees, 4 flipped upside down, 5 transposed, 6 turned 90 degrees
+    clockwise, 7 transverse, 8 turned 90 degrees counter-clockwise. Values outside 1-8 leave it as stored."""
+    turned = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: np.rot90(a, -1)[::-1],
+        8: lambda a: np.rot90(a, 1),
+    }.get(orientation)
+    return image if turned is None else np.ascontiguousarray(turned(image))
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
-    """Pixel values of uint8, uint16, float ([0, 1] or 0-255) or bool as uint8 0-255; a single channel squeezed."""
+    """Pixel values of uint8, uint16, float or bool as uint8 0-255; a single channel squeezed.
+
+    Float pictures: a picture whose largest finite value is at most ``FLOAT_UNIT_RANGE_MAX`` (2.0) is taken to be
+    on the [0, 1] scale and multiplied by 255 (interpolation such as bicubic or Lanczos resizing overshoots 1.0 a
+    little at edges: 1.10 on the astronaut enlarged by 1.25); anything brighter is taken to be on the 0-255 scale.
+    A 0-255 picture whose values all stay at or below 2 is black either way. NaN becomes black, infinity white
+    (neither counts in the decision), and values are clipped to 0-255.
+    """
     image = np.asarray(image)
     if image.dtype == np.uint16:
         image = (image / 257.0).round().astype(np.uint8)
     elif image.dtype.kind == "f":
-        scale = 255.0 if image.size and float(np.nanmax(image)) <= 1.0 else 1.0
-        image = np.clip(np.nan_to_num(image) * scale, 0, 255).round().astype(np.uint8)
+        finite = image[np.isfinite(image)]
+        scale = 255.0 if finite.size == 0 or float(finite.max()) <= FLOAT_UNIT_RANGE_MAX else 1.0
+        image = np.nan_to_num(image.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        image = np.clip(np.clip(image, 0.0, 255.0) * scale, 0, 255).round().astype(np.uint8)
     elif image.dtype == bool:
         image = image.astype(np.uint8) * 255
     elif image.dtype != np.uint8:
@@ -236,7 +282,7 @@ class FacialKeypointsDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         name = self.names[index]
         sample = {
-            "image": read_image(self.root_dir / name),
+            "image": read_image(self.root_dir / name, as_stored=True),
             "keypoints": self.keypoints[index].copy(),
             "name": name,
         }
@@ -599,7 +645,7 @@ def cut_context_crops(dataset: FacialKeypointsDataset, input_size: int, progress
 
         indices = tqdm(indices, desc=f"cutting face crops from {dataset.root_dir.name}")
     for i in indices:
-        gray = cv2.cvtColor(read_image(dataset.root_dir / dataset.names[i]), cv2.COLOR_RGB2GRAY)
+        gray = cv2.cvtColor(read_image(dataset.root_dir / dataset.names[i], as_stored=True), cv2.COLOR_RGB2GRAY)
         cx, cy, side = crop_square_from_box(haar_box_from_keypoints(dataset.keypoints[i]))
         matrix = crop_matrix(cx, cy, side * CONTEXT_FACTOR, size)
         images[i] = warp(gray, matrix, size)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -116,6 +117,9 @@ def faces_to_json(faces: list) -> list[dict]:
             "box": [round(float(v), 2) for v in face.box],
             "score": None if face.score is None else float(face.score),
             "flip_error": None if face.flip_error is None else round(float(face.flip_error), 4),
+            "face_score": None if face.face_score is None else round(float(face.face_score), 4),
+            "convention": face.convention,
+            "model": face.model,
             "keypoints": np.round(face.keypoints, 2).tolist(),
         }
         for face in faces
@@ -127,11 +131,15 @@ def picture_record(label: str, image: np.ndarray, faces: list) -> dict:
     return {"image": str(label), "width": image.shape[1], "height": image.shape[0], "faces": faces_to_json(faces)}
 
 
+def output_suffix(filter_name: str | None) -> str:
+    """What an annotated copy's name adds to its picture's: ``_keypoints``, ``_sunglasses``, ``_mask-tiger``."""
+    return f"_{filter_name.replace(':', '-')}" if filter_name else "_keypoints"
+
+
 def annotated_name(label: str, filter_name: str | None) -> str:
     """The file name of a picture's annotated copy: ``photo_keypoints.png``, ``photo_sunglasses.png``,
     ``photo_mask-tiger.png``."""
-    suffix = f"_{filter_name.replace(':', '-')}" if filter_name else "_keypoints"
-    return f"{Path(label).stem}{suffix}.png"
+    return f"{Path(label).stem}{output_suffix(filter_name)}.png"
 
 
 def annotate(pipe, image: np.ndarray, filter_name: str | None) -> tuple[list, np.ndarray, float]:
@@ -144,31 +152,69 @@ def annotate(pipe, image: np.ndarray, filter_name: str | None) -> tuple[list, np
 
 
 def save_rgb(path: Path, image: np.ndarray) -> None:
+    """Write an RGB picture atomically: to a temporary file beside ``path``, then renamed onto it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    if not cv2.imwrite(str(partial), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        partial.unlink(missing_ok=True)
         raise DataError(f"Could not write {path}: check that the folder is writable.")
+    os.replace(partial, path)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write a text file through a temporary file beside it, so an interrupted write leaves the old one whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def output_names(labels: list[str], filter_name: str | None) -> list[str]:
+    """One distinct output file name per input, in order: ``annotated_name``; inputs whose stems clash (two
+    folders holding a picture of the same name, or one file given twice) also carry their folder's name,
+    then a number, until every name is unique (names are compared case-insensitively, as some file systems do)."""
+    suffix = output_suffix(filter_name)
+    paths = [Path(label) for label in labels]
+    names = [annotated_name(label, filter_name) for label in labels]
+    clashing = {n.lower() for n in names if sum(m.lower() == n.lower() for m in names) > 1}
+    taken: set[str] = {n.lower() for n in names if n.lower() not in clashing}
+    unique = []
+    for path, name in zip(paths, names):
+        if name.lower() in clashing:
+            folder = path.resolve().parent.name
+            base = f"{folder}_{path.stem}" if folder else path.stem
+            name, number = f"{base}{suffix}.png", 2
+            while name.lower() in taken:
+                name, number = f"{base}_{number}{suffix}.png", number + 1
+        taken.add(name.lower())
+        unique.append(name)
+    return unique
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Jobs
 # ---------------------------------------------------------------------------------------------------------
-def run_pictures(pipe, pictures: dict[str, np.ndarray | Path], out_dir: Path, filter_name: str | None) -> tuple[list[dict], int]:
-    """Annotate each picture into ``out_dir``; returns the JSON records and how many inputs failed."""
+def run_pictures(
+    pipe, pictures: list[tuple[str, np.ndarray | Path]], out_dir: Path, filter_name: str | None
+) -> tuple[list[dict], int]:
+    """Annotate each (label, picture) into its own file in ``out_dir`` (``output_names``); returns the JSON records
+    (each naming its output) and how many inputs failed."""
     from pipeline import as_rgb_image
 
     records, failures = [], 0
-    for label, picture in pictures.items():
+    labels = [label for label, _ in pictures]
+    for (label, picture), name in zip(pictures, output_names(labels, filter_name)):
         try:
             image = as_rgb_image(picture)
             faces, annotated, milliseconds = annotate(pipe, image, filter_name)
-            out_file = out_dir / annotated_name(label, filter_name)
+            out_file = out_dir / name
             save_rgb(out_file, annotated)
         except DataError as error:
             print(f"error: {error}", file=sys.stderr)
             failures += 1
             continue
         print(f"{label}: {len(faces)} face{'s' if len(faces) != 1 else ''} in {milliseconds:.0f} ms -> {out_file}")
-        records.append(picture_record(label, image, faces))
+        records.append({**picture_record(label, image, faces), "output": str(out_file)})
     return records, failures
 
 
@@ -226,6 +272,17 @@ def run_video(pipe, source: str | int, out_dir: Path, filter_name: str | None, s
     return {"frames": frames, "fps": frames / busy, "output": str(out_file)}
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -240,7 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", help="model file (default: the shipped model in saved_models/)")
     parser.add_argument("--data", help="dataset folder for the demo montage (default: $FKP_DATA or data/)")
     parser.add_argument("--show", action="store_true", help="show the video in a window while processing")
-    parser.add_argument("--max-frames", type=int, help="stop a video after this many frames")
+    parser.add_argument(
+        "--min-face", type=positive_int, help="smallest face to find, in pixels (default 40; smaller is slower)"
+    )
+    parser.add_argument("--max-frames", type=positive_int, help="stop a video after this many frames (1 or more)")
     return parser
 
 
@@ -255,18 +315,17 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline import KeypointPipeline
 
         tic = time.perf_counter()
-        pipe = KeypointPipeline.from_pretrained(args.model)
+        pipe = KeypointPipeline.from_pretrained(args.model, min_face_size=args.min_face)
         print(f"loaded {pipe.meta['architecture']} model and Haar detector in {time.perf_counter() - tic:.2f} s")
         if args.video is not None or args.webcam is not None:
             source = args.video if args.video is not None else args.webcam
             run_video(pipe, source, out_dir, args.filter, args.show, args.max_frames)
             return 0
-        pictures = {p: Path(p) for p in args.pictures} if args.pictures else demo_pictures(args.data)
+        pictures = [(p, Path(p)) for p in args.pictures] if args.pictures else list(demo_pictures(args.data).items())
         records, failures = run_pictures(pipe, pictures, out_dir, args.filter)
         if args.json:
             json_file = Path(args.json)
-            json_file.parent.mkdir(parents=True, exist_ok=True)
-            json_file.write_text(json.dumps(records, indent=1))
+            write_text_atomically(json_file, json.dumps(records, indent=1))
             print(f"wrote {json_file}")
         return 1 if failures else 0
     except (DataError, ModelError, ValueError, NotImplementedError) as error:  # NotImplementedError: a TODO not done

@@ -153,7 +153,7 @@ def evaluate_model(
     keypoints' Haar-convention box, in the course's labelling convention."""
     csv_file, root_dir = split_paths(resolve_data_dir(data_dir), split)
     names, truth = read_keypoints_csv(csv_file)
-    images = [read_image(root_dir / name) for name in names]
+    images = [read_image(root_dir / name, as_stored=True) for name in names]
     boxes = [haar_box_from_keypoints(t) for t in truth]
     start = time.perf_counter()
     predicted = predict_in_boxes(model, images, boxes, flip_average, convention=COURSE_CONVENTION)
@@ -183,7 +183,7 @@ def evaluate_pipeline(
     found_names, predicted, found_truth = [], [], []
     start = time.perf_counter()
     for name, true_points in zip(names, truth):
-        faces = pipe.detect(read_image(root_dir / name))
+        faces = pipe.detect(read_image(root_dir / name, as_stored=True))
         best = match_face([face.box for face in faces], true_points)
         if best is None:
             continue

@@ -547,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     n = len(names)
     print(f"{n} training images (seed {args.seed}), {len(noface)} no-face images: {', '.join(noface)}")
     print(f"OpenCV {cv2.__version__}, one thread. Stage 1: every cascade at every scaleFactor / equalisation on the subsample ...")
-    preprocessing = tuple(DEFAULT_PARAMS[k] for k in ("min_face_fraction", "min_side", "max_upscale", "max_side"))
+    preprocessing = tuple(DEFAULT_PARAMS[k] for k in ("min_face_size", "working_face_size", "min_side", "max_upscale", "max_side"))
     key = (tuple(names), tuple(noface), SCALE_FACTORS, EQUALIZE, MIN_NEIGHBORS, preprocessing)
     face_runs, noface_runs = subsample_runs(images, noface, args.cache, key)
 

@@ -37,17 +37,23 @@ import numpy as np
 # at minNeighbors 4 plus alt2 at 5, which misses 6 of 3462 training faces (default alone at 4: 17; with profile
 # as well: 3, but 2.7x slower and more false detections), with 0.028 extra detections per image, 9 detections on
 # the 32 no-face pictures (6 on the coins) and ~52 ms per ~200-pixel image. On the 770 test images: all found.
+# Since then: the second cascade runs only where the first finds nothing ("if_empty", about half the time; the
+# pipeline's checks and wider search follow), and the smallest face is set in pixels (40, searched at 40 pixels in
+# the working picture). Measured with ``python evaluate.py --mode pipeline`` (770 test pictures): all found with
+# working_face_size 40, "if_empty" or "always"; 769 with 32 (a smaller working picture), either way.
 DEFAULT_PARAMS: dict = {
     "cascades": ("frontalface_default", "frontalface_alt2"),  # in priority order; "profileface" also runs mirrored
     "scale_factor": 1.1,  # cv2 scaleFactor: step between the scales searched
     "min_neighbors": 4,  # the first cascade keeps groups of more than this many raw windows
     "secondary_min_neighbors": 5,  # the same for the other cascades
-    "secondary": "always",  # "always": run every cascade; "if_empty": the others only when the first finds nothing
+    "secondary": "if_empty",  # "always": run every cascade; "if_empty": the others only when the first finds nothing
     "equalize": False,  # cv2.equalizeHist on the working image
-    "min_face_fraction": 0.05,  # smallest face searched, as a fraction of the working image's shorter side
-    "min_side": 128,  # smaller images are enlarged until their shorter side is this many pixels ...
+    "min_face_size": 40,  # smallest face searched, in pixels of the input picture (None: down to the window)
+    "working_face_size": 40,  # the picture is shrunk until that smallest face is this many pixels, never below
+    "min_side": 128,  # ... a shorter side of this many pixels; smaller pictures are enlarged to it ...
     "max_upscale": 4.0,  # ... by at most this factor
-    "max_side": 1024,  # bigger ones are shrunk until their long side is at most this many pixels
+    "max_side": None,  # optional cap: bigger pictures are shrunk until their long side is at most this (faster,
+    # but faces smaller than min_face_size x long side / max_side are then missed)
     "nms_iou": 0.3,  # a box overlapping a kept box by this IoU (or lying mostly inside it) is dropped
 }
 
@@ -328,6 +334,19 @@ class WorkingImage:
     original_shape: tuple[int, int]
 
 
+def working_scale(short: int, long: int, params: dict) -> float:
+    """The factor from a picture with sides ``short`` <= ``long`` to the detector's working picture (see
+    ``HaarFaceDetector.prepare``)."""
+    scale = 1.0
+    if params["min_face_size"]:
+        scale = min(scale, params["working_face_size"] / params["min_face_size"])
+    if short * scale < params["min_side"]:
+        scale = min(params["min_side"] / short, params["max_upscale"])
+    if params["max_side"]:
+        scale = min(scale, params["max_side"] / long)
+    return scale
+
+
 class HaarFaceDetector:
     """Finds faces with OpenCV's Haar cascades; ``detect(image)`` gives ``Detection``s, surest first.
 
@@ -358,11 +377,11 @@ class HaarFaceDetector:
     def prepare(self, image: np.ndarray) -> WorkingImage | None:
         """The grayscale working image at the working scale (optionally equalised); None if it can't hold a face.
 
-        Images whose shorter side is below ``min_side`` are enlarged (faces in such thumbnails are near the
-        cascade's window size, where it misses many), by at most ``max_upscale``; images whose long side exceeds
-        ``max_side`` are shrunk, so the time per image is bounded. The smallest face searched for is
-        ``min_face_fraction`` of the working image's shorter side, and never below the cascade's window
-        (24 pixels for frontalface_default, 20 for the others).
+        The picture is shrunk so that a face of ``min_face_size`` pixels becomes ``working_face_size`` pixels (a
+        little above the cascades' 20-24 pixel window, where they miss many faces), but never below a shorter
+        side of ``min_side``; pictures smaller than that are enlarged to it, by at most ``max_upscale``. The time
+        per picture so grows with its area over ``min_face_size`` squared; ``max_side`` caps it. Faces smaller
+        than ``min_face_size`` (and than the cascade's window) are not searched for.
         """
         p = self.params
         if np.asarray(image).size == 0:
@@ -372,10 +391,7 @@ class HaarFaceDetector:
         short, long = min(height, width), max(height, width)
         if short == 0:
             return None
-        scale = 1.0
-        if short < p["min_side"]:
-            scale = min(p["min_side"] / short, p["max_upscale"])
-        scale = min(scale, p["max_side"] / long)
+        scale = working_scale(short, long, p)
         if scale != 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
@@ -384,7 +400,7 @@ class HaarFaceDetector:
             return None
         if p["equalize"]:
             gray = cv2.equalizeHist(gray)
-        min_face = int(round(p["min_face_fraction"] * min(gray.shape)))
+        min_face = int(round((p["min_face_size"] or 0) * scale))
         return WorkingImage(gray, scale, min_face, (height, width))
 
     def raw_windows(self, working: WorkingImage, name: str, mirrored: bool = False) -> RawWindows:

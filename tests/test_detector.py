@@ -8,7 +8,7 @@ import skimage.data
 
 from data_load import haar_box_from_keypoints, keypoint_box, read_image, read_keypoints_csv
 from detector_architectures import BOX_CORRECTIONS, DEFAULT_PARAMS, BoxCorrection, Detection, HaarFaceDetector, face_found
-from detector_architectures.haar import box_iou, group_windows, match_face, mirror_box, to_gray_uint8
+from detector_architectures.haar import box_iou, group_windows, match_face, mirror_box, to_gray_uint8, working_scale
 
 # frontalface_default's box on skimage.data.astronaut() (512 x 512): her face spans about x 175-275, y 65-165.
 ASTRONAUT_FACE = np.array([177.0, 66.0, 95.0, 95.0])
@@ -58,13 +58,31 @@ def test_grayscale_rgba_and_other_dtypes_work(detector, astronaut):
         assert_astronaut_face(detector.detect(image))
 
 
-def test_large_image_with_a_scaled_up_face(detector, astronaut):
+def test_large_image_with_a_scaled_up_face_is_searched_small_when_capped(astronaut):
     canvas = np.full((3000, 4000, 3), 90, np.uint8)
     big = cv2.resize(astronaut, None, fx=4.0, fy=4.0, interpolation=cv2.INTER_LINEAR)
     canvas[500 : 500 + big.shape[0], 1200 : 1200 + big.shape[1]] = big
+    detector = HaarFaceDetector(max_side=1024, min_face_size=100)
     working = detector.prepare(canvas)
-    assert max(working.gray.shape) <= DEFAULT_PARAMS["max_side"]
+    assert max(working.gray.shape) == 1024 and working.min_face == round(100 * 1024 / 4000)
     assert_astronaut_face(detector.detect(canvas), scale=4.0, offset=(1200.0, 500.0))
+
+
+@pytest.mark.parametrize(
+    ("shape", "params", "scale"),
+    [
+        ((480, 640), {"working_face_size": 32}, 0.8),  # a smallest face of 40 pixels searched at 32
+        ((3024, 4032), {"working_face_size": 32}, 0.8),  # whatever the picture's size
+        ((150, 150), {"working_face_size": 32}, 128 / 150),  # never below a shorter side of min_side (128)
+        ((480, 640), {}, 1.0),  # by default the 40-pixel face is searched at 40 pixels
+        ((60, 80), {}, 128 / 60),  # small pictures are enlarged to it
+        ((20, 30), {}, 4.0),  # by at most max_upscale
+        ((480, 640), {"min_face_size": 80}, 0.5),
+        ((3024, 4032), {"max_side": 1024}, 1024 / 4032),
+    ],
+)
+def test_working_scale_follows_the_smallest_face_asked_for(shape, params, scale):
+    assert working_scale(min(shape), max(shape), {**DEFAULT_PARAMS, **params}) == pytest.approx(scale)
 
 
 def test_small_image_is_enlarged_and_its_face_found(detector, astronaut):

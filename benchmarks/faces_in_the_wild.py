@@ -1,0 +1,82 @@
+"""How many annotated faces in the wild the pipeline finds, and how many false faces it puts on pictures without faces.
+
+    FKP_300W=../shared/300w python benchmarks/faces_in_the_wild.py --data ../shared/data [--split validation]
+        [--model saved_models/keypoints_fast.pt] [--limit N] [--no-faces]
+
+Faces: every annotated face of the 300-W folders (``data_300w.Faces300WDataset``; ``--split validation`` for the
+held-out photos), each run through ``KeypointPipeline.detect`` with the default settings; a face is found when
+one of the pipeline's faces is it (``detector_architectures.face_found``: the same rule as ``evaluate.py --mode
+pipeline``). Reported per folder, with the misses' names. ``--no-faces`` also counts the faces the pipeline
+returns on the measuring part of ``no_faces.no_face_pictures`` (false faces per picture).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cv2  # noqa: E402
+import torch  # noqa: E402
+
+from data_300w import Faces300WDataset  # noqa: E402
+from data_load import DataError  # noqa: E402
+from detector_architectures import face_found  # noqa: E402
+from no_faces import no_face_pictures  # noqa: E402
+from pipeline import KeypointPipeline  # noqa: E402
+
+
+def count_found(pipe: KeypointPipeline, dataset: Faces300WDataset, limit: int | None) -> tuple[Counter, Counter, list[str]]:
+    """(faces per folder, faces found per folder, names of the missed faces)."""
+    total, found, missed = Counter(), Counter(), []
+    for i in range(len(dataset) if limit is None else min(limit, len(dataset))):
+        sample = dataset[i]
+        folder = sample["name"].split("/")[0]
+        total[folder] += 1
+        if face_found([f.box for f in pipe.detect(sample["image"])], sample["keypoints"]):
+            found[folder] += 1
+        else:
+            missed.append(sample["name"])
+    return total, found, missed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-300w", help="300-W folder(s) (default: $FKP_300W)")
+    parser.add_argument("--data", help="course dataset folder, for the background pictures (default: $FKP_DATA or data/)")
+    parser.add_argument("--split", default="all", choices=["all", "training", "validation"])
+    parser.add_argument("--model", help="model file (default: the shipped model)")
+    parser.add_argument("--limit", type=int, help="only the first N faces")
+    parser.add_argument("--no-faces", action="store_true", help="also count false faces on pictures without faces")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    try:
+        pipe = KeypointPipeline.from_pretrained(args.model, threads=1)
+        dataset = Faces300WDataset(args.data_300w, split=args.split)
+        tic = time.perf_counter()
+        total, found, missed = count_found(pipe, dataset, args.limit)
+        seconds = time.perf_counter() - tic
+        for folder in sorted(total):
+            print(f"{folder:<16} {found[folder]:>5} / {total[folder]:<5} found  {100 * found[folder] / total[folder]:5.1f} %")
+        n = sum(total.values())
+        print(f"{'all (' + args.split + ')':<16} {sum(found.values()):>5} / {n:<5} found  {100 * sum(found.values()) / n:5.1f} %"
+              f"  ({1000 * seconds / n:.0f} ms per picture)")
+        print("missed:", " ".join(missed[:40]) + (" ..." if len(missed) > 40 else ""))
+        if args.no_faces:
+            pictures = no_face_pictures("measuring", args.data)
+            false = {name: len(pipe.detect(picture)) for name, picture in pictures}
+            print(f"false faces on {len(pictures)} pictures without faces: {sum(false.values())} "
+                  f"({sum(false.values()) / len(pictures):.3f} per picture): "
+                  + ", ".join(f"{name} {k}" for name, k in false.items() if k))
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
