@@ -162,7 +162,10 @@ def test_wild_presets_default_to_300w_with_a_course_head_and_a_face_score():
     for name in ("wild", "wild-cpu"):
         config = train.PRESETS[name]
         assert config.conventions[0] == "300w" and "course" in config.conventions and config.face_score and config.wild_repeat > 0
-        assert AugmentConfig(**config.augment).rotation > AugmentConfig(**train.FAST_AUGMENT).rotation
+        assert config.init == train.COURSE_MODEL
+    assert (train.REPO_DIR / train.COURSE_MODEL).is_file()
+    photo = AugmentConfig(**train.PHOTO_AUGMENT)
+    assert photo.rotation > AugmentConfig(**train.FAST_AUGMENT).rotation and photo.blur and photo.occlusion
     for name in ("course", "cpu", "full"):
         config = train.PRESETS[name]
         assert config.conventions == ["course"] and not config.face_score and config.wild_repeat == 0
@@ -171,7 +174,8 @@ def test_wild_presets_default_to_300w_with_a_course_head_and_a_face_score():
 def test_wild_training_learns_both_heads_and_the_face_score(tiny_dataset, tiny_300w, tmp_path, isolated_cache, monkeypatch):
     monkeypatch.setattr(no_faces, "BOXES_PER_SKIMAGE_PICTURE", 1)
     config = dataclasses.replace(
-        train.PRESETS["wild-cpu"], model_kwargs={**train.FAST_MODEL, "input_size": 32}, epochs=3, batch_size=8, lr=3e-3, limit=8
+        train.PRESETS["wild-cpu"], model_kwargs={**train.FAST_MODEL, "input_size": 32}, epochs=3, batch_size=8, lr=3e-3, limit=8,
+        augment=train.PHOTO_AUGMENT, init=None,
     )
     model, history = train.train(config, str(tiny_dataset), tmp_path / "run", progress=False, log=lambda _: None, data_300w=str(tiny_300w))
     assert model.conventions == ("300w", "course") and model.face_score
@@ -246,3 +250,44 @@ def test_evaluate_300w_of_a_course_only_model_says_which_conventions_it_has(tiny
     assert evaluate.main(["--dataset", "300w", "--data", str(tiny_300w), "--model", str(tmp_path / "old.pt")]) == 1
     assert_one_line(capsys.readouterr().err, "course", "300w")
     assert evaluate.main(["--dataset", "300w", "--data", str(tiny_300w), "--model", str(tmp_path / "old.pt"), "--convention", "course"]) == 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Starting from a course-only model
+# ---------------------------------------------------------------------------------------------------------
+def test_initialize_from_a_course_model_spreads_its_head_over_both_conventions(tmp_path):
+    from models import save_model
+
+    old = build_model("fast", input_size=32)
+    torch.nn.init.normal_(old.head[-1].weight)
+    save_model(old, tmp_path / "course.pt")
+    new = build_model("fast", conventions=("300w", "course"), face_score=True, input_size=32)
+    fresh_face_row = new.head[-1].weight[-1].detach().clone()
+    copied = train.initialize_from(new, tmp_path / "course.pt")
+    assert "head.3.weight" in copied and len(copied) == len(old.state_dict())
+    x = torch.rand(2, 1, 32, 32)
+    old.eval(), new.eval()
+    with torch.no_grad():
+        before, after = old(x), new(x)
+    torch.testing.assert_close(after[:, :136], before)  # 300w head starts as the course head
+    torch.testing.assert_close(after[:, 136:272], before)
+    torch.testing.assert_close(new.head[-1].weight[-1], fresh_face_row)  # the face score starts fresh
+
+
+def test_initialize_from_another_design_says_so(tmp_path):
+    from models import ModelError, save_model
+
+    save_model(build_model("naimishnet"), tmp_path / "other.pt")
+    with pytest.raises(ModelError, match="shares no weights"):
+        train.initialize_from(build_model("fast", input_size=32), tmp_path / "other.pt")
+    with pytest.raises(ModelError, match="does not exist"):
+        train.initialize_from(build_model("fast", input_size=32), tmp_path / "missing.pt")
+
+
+def test_augment_option_changes_only_the_named_strengths(capsys):
+    args = train.build_parser().parse_args(["--preset", "wild", "--augment", "blur=0,rotation=12.5"])
+    config = train.config_from_args(args)
+    assert config.augment == {**train.FAST_AUGMENT, "blur": 0.0, "rotation": 12.5}
+    with pytest.raises(SystemExit):
+        train.build_parser().parse_args(["--augment", "sharpness=1"])
+    assert "--augment" in capsys.readouterr().err
