@@ -291,3 +291,18 @@ def test_augment_option_changes_only_the_named_strengths(capsys):
     with pytest.raises(SystemExit):
         train.build_parser().parse_args(["--augment", "sharpness=1"])
     assert "--augment" in capsys.readouterr().err
+
+
+def test_reference_landmarkers_read_the_held_out_300w_faces(tiny_300w, tmp_path, monkeypatch):
+    import sys
+
+    sys.path.insert(0, str(train.REPO_DIR / "benchmarks"))
+    import reference_landmarkers
+
+    held_out = data_300w.Faces300WDataset(tiny_300w.parent, "validation")
+    listing = tmp_path / "list.txt"
+    listing.write_text("# held out\n" + "\n".join(held_out.names) + "\n")
+    monkeypatch.setattr(reference_landmarkers, "VALIDATION_300W", listing)
+    names, truth, pictures = reference_landmarkers.read_300w_validation(tiny_300w.parent)
+    assert names == held_out.names and [p.name for p in pictures] == [f.picture.name for f in held_out.faces]
+    np.testing.assert_allclose(truth, held_out.keypoints, atol=1e-3)  # both 0-based
