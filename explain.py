@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models import output_layout
+
 # Grad-CAM needs a feature map fine enough to tell an eye from a nose: at least this many cells a side.
 MIN_CAM_CELLS = 12
 
@@ -144,7 +146,7 @@ def grad_cam(model: nn.Module, image: Any, keypoint_index: int, layer: nn.Module
     hook = module.register_forward_hook(lambda _m, _i, output: kept.__setitem__("activation", output))
     try:
         with _explaining(model), torch.enable_grad():
-            points = model(x).reshape(1, -1, 2)[0]
+            points = output_layout(model).keypoints(model(x))[0]  # the default convention's K x 2
             if not 0 <= keypoint_index < len(points):
                 raise ValueError(f"keypoint_index must be in 0..{len(points) - 1}, got {keypoint_index}")
             activation = kept.get("activation")
