@@ -146,7 +146,9 @@ def grad_cam(model: nn.Module, image: Any, keypoint_index: int, layer: nn.Module
     hook = module.register_forward_hook(lambda _m, _i, output: kept.__setitem__("activation", output))
     try:
         with _explaining(model), torch.enable_grad():
-            points = output_layout(model).keypoints(model(x))[0]  # the default convention's K x 2
+            output = model(x)
+            # a model from models.build_model: its default convention's keypoints; any other: all its outputs
+            points = (output_layout(model).keypoints(output) if hasattr(model, "conventions") else output.reshape(1, -1, 2))[0]
             if not 0 <= keypoint_index < len(points):
                 raise ValueError(f"keypoint_index must be in 0..{len(points) - 1}, got {keypoint_index}")
             activation = kept.get("activation")
