@@ -1,7 +1,7 @@
 """Train a keypoint model on the training split, validating on people it never sees.
 
     python train.py --preset cpu            # the fast model in about 15 minutes on a 2-core laptop CPU
-    python train.py --preset full           # the recipe of the shipped model
+    python train.py --preset full           # the course-only model (saved_models/keypoints_course.pt)
     python train.py --preset course         # the course's Net on 224 x 224 inputs
     python train.py --preset cpu --resume   # continue from runs/<preset>/last.pt
     python train.py --preset wild --data-300w ../shared/300w    # the shipped model: course data + 300-W photos
@@ -89,7 +89,7 @@ FAST_MODEL = {"input_size": 112, "widths": (16, 32, 64, 128), "depths": (1, 1, 1
 FAST_AUGMENT = {"rotation": 8.0, "scale": 0.05, "shift": 0.03, "flip": 0.5, "brightness": 0.2, "contrast": 0.25}
 
 PRESETS: dict[str, TrainConfig] = {
-    # the recipe of saved_models/keypoints_fast.pt
+    # the recipe of saved_models/keypoints_course.pt, the course-only model the wild presets start from
     "full": TrainConfig(model="fast", model_kwargs=FAST_MODEL, augment=FAST_AUGMENT, epochs=120, batch_size=32, lr=3e-3),
     # the same, shortened to fit 15 minutes on a 2-core laptop CPU (11.3 min on the project's 2-core machine)
     "cpu": TrainConfig(model="fast", model_kwargs=FAST_MODEL, augment=FAST_AUGMENT, epochs=100, batch_size=32, lr=3e-3),
