@@ -15,7 +15,7 @@ import evaluate
 import no_faces
 import train
 from data_load import AugmentConfig, CropDataset, mix_crops, photo_effects
-from models import OutputLayout, build_model, load_model
+from models import OutputLayout, build_model
 
 
 def assert_one_line(message: str, *must_contain: str) -> None:
