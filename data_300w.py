@@ -36,7 +36,9 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from torch.utils.data import Dataset
 
-from data_load import REPO_DIR, DataError, read_image
+import cv2
+
+from data_load import REPO_DIR, DataError, cached_crops, crop_cache_file, cut_face_crops, read_image
 
 DATA_300W_ENV_VAR = "FKP_300W"
 NUM_POINTS = 68
@@ -221,3 +223,25 @@ class Faces300WDataset(Dataset):
         face = self.faces[index]
         sample = {"image": read_image(face.picture, as_stored=True), "keypoints": face.keypoints.copy(), "name": f"{face.folder}/{face.name}"}
         return self.transform(sample) if self.transform else sample
+
+
+def load_300w_crops(
+    split: str,
+    input_size: int,
+    folders: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> dict[str, np.ndarray]:
+    """Context crops (``data_load.cut_face_crops``) of the 300-W faces of a split ("all", "training",
+    "validation"), each framed from its keypoints' Haar-convention box as the course faces are; cached in
+    ``.cache/`` and rebuilt when the ``.pts`` files change. Keypoints in the 300-W convention."""
+    dataset = Faces300WDataset(folders, split)
+    if not len(dataset):
+        raise DataError(f"No 300-W faces in the {split} split of {', '.join(map(str, dataset.folders))}: check {DATA_300W_ENV_VAR}.")
+    stamps = [f"{face.folder}/{face.name}:{face.picture.stat().st_mtime_ns}" for face in dataset.faces]
+    key = f"{split}|{hashlib.sha256('|'.join(stamps).encode()).hexdigest()}"
+    cache_file = crop_cache_file("300w", input_size, key, cache_dir)
+
+    def read_gray(i: int) -> np.ndarray:
+        return cv2.cvtColor(read_image(dataset.faces[i].picture, as_stored=True), cv2.COLOR_RGB2GRAY)
+
+    return cached_crops(cache_file, lambda: cut_face_crops(read_gray, dataset.keypoints, dataset.names, input_size, progress=f"cutting 300-W {split} crops"))

@@ -500,6 +500,34 @@ class AugmentConfig:
     flip: float = 0.5  # probability of a horizontal flip
     brightness: float = 0.25  # added, uniform in [-brightness, brightness] x 255
     contrast: float = 0.3  # multiplied, uniform in [1 - contrast, 1 + contrast]
+    # What photos in the wild show and video frames rarely do (all off by default; ``photo_effects``):
+    blur: float = 0.0  # probability of a Gaussian blur, sigma uniform in [0.3, BLUR_SIGMA] input pixels
+    illumination: float = 0.0  # light from one side: a ramp of up to +-illumination x 255, and gamma in exp(+-illumination)
+    occlusion: float = 0.0  # probability of a flat or noisy rectangle, OCCLUSION_SIDES of the crop a side
+
+
+BLUR_SIGMA = 1.5
+OCCLUSION_SIDES = (0.15, 0.45)
+
+
+def photo_effects(crop: np.ndarray, augment: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Uneven light, blur and an occluding rectangle on a float32 grayscale crop in [0, 1] (same shape, clipped to
+    [0, 1]); keypoints are unchanged. Each effect is drawn with ``augment``'s strength or probability."""
+    size = crop.shape[0]
+    if augment.illumination:
+        gamma = float(np.exp(rng.uniform(-augment.illumination, augment.illumination)))
+        angle = rng.uniform(0, 2 * np.pi)
+        ramp = np.cos(angle) * np.linspace(-1, 1, size)[None, :] + np.sin(angle) * np.linspace(-1, 1, size)[:, None]
+        crop = np.clip(crop, 0, 1) ** gamma + rng.uniform(0, augment.illumination) * ramp.astype(np.float32)
+    if augment.blur and rng.random() < augment.blur:
+        crop = cv2.GaussianBlur(crop, (0, 0), rng.uniform(0.3, BLUR_SIGMA))
+    if augment.occlusion and rng.random() < augment.occlusion:
+        w, h = (rng.uniform(*OCCLUSION_SIDES, size=2) * size).astype(int)
+        x, y = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
+        fill = rng.uniform(0, 1) + (rng.normal(0, 0.1, size=(h, w)) if rng.random() < 0.5 else 0.0)
+        crop = crop.copy()
+        crop[y : y + h, x : x + w] = fill
+    return np.clip(crop, 0, 1).astype(np.float32)
 
 
 def flip_keypoints(keypoints: np.ndarray, width: float, permutation: np.ndarray | None = None) -> np.ndarray:
@@ -634,23 +662,70 @@ def context_size(input_size: int) -> int:
     return int(round(CONTEXT_FACTOR * CONTEXT_DENSITY * input_size))
 
 
-def cut_context_crops(dataset: FacialKeypointsDataset, input_size: int, progress: bool = False) -> dict[str, np.ndarray]:
-    """Grayscale context crops around every face (crop square x CONTEXT_FACTOR) and keypoints in their pixels."""
+def cut_face_crops(
+    read_gray: Callable[[int], np.ndarray],
+    keypoints: np.ndarray,
+    names: Sequence[str],
+    input_size: int,
+    boxes: np.ndarray | None = None,
+    progress: str | None = None,
+) -> dict[str, np.ndarray]:
+    """Context crops (the network's crop square x CONTEXT_FACTOR, ``context_size(input_size)`` pixels a side,
+    uint8 grayscale) around N faces, with their keypoints (N, K, 2) in the crops' pixels.
+
+    ``read_gray(i)`` gives picture i as an H x W uint8 array; each face is framed from the Haar-convention box of
+    its keypoints, or from ``boxes[i]`` (x, y, w, h) when given (faces without keypoints, e.g. negatives).
+    ``progress`` is a progress-bar title (None: silent).
+    """
     size = context_size(input_size)
-    images = np.empty((len(dataset), size, size), dtype=np.uint8)
-    keypoints = np.empty((len(dataset), dataset.num_keypoints, 2), dtype=np.float32)
-    indices = range(len(dataset))
+    keypoints = np.asarray(keypoints, np.float32)
+    images = np.empty((len(names), size, size), dtype=np.uint8)
+    moved = np.empty_like(keypoints)
+    indices = range(len(names))
     if progress:
         from tqdm import tqdm  # plain text: a notebook keeps its last state (a widget would be stored at 0 %)
 
-        indices = tqdm(indices, desc=f"cutting face crops from {dataset.root_dir.name}")
+        indices = tqdm(indices, desc=progress)
     for i in indices:
-        gray = cv2.cvtColor(read_image(dataset.root_dir / dataset.names[i], as_stored=True), cv2.COLOR_RGB2GRAY)
-        cx, cy, side = crop_square_from_box(haar_box_from_keypoints(dataset.keypoints[i]))
+        box = boxes[i] if boxes is not None else haar_box_from_keypoints(keypoints[i])
+        cx, cy, side = crop_square_from_box(box)
         matrix = crop_matrix(cx, cy, side * CONTEXT_FACTOR, size)
-        images[i] = warp(gray, matrix, size)
-        keypoints[i] = transform_points(dataset.keypoints[i], matrix)
-    return {"images": images, "keypoints": keypoints, "names": np.array(dataset.names)}
+        images[i] = warp(read_gray(i), matrix, size)
+        moved[i] = transform_points(keypoints[i], matrix)
+    return {"images": images, "keypoints": moved, "names": np.array(list(names))}
+
+
+def cut_context_crops(dataset: FacialKeypointsDataset, input_size: int, progress: bool = False) -> dict[str, np.ndarray]:
+    """Grayscale context crops around every face of a course dataset (see ``cut_face_crops``)."""
+
+    def read_gray(i: int) -> np.ndarray:
+        return cv2.cvtColor(read_image(dataset.root_dir / dataset.names[i], as_stored=True), cv2.COLOR_RGB2GRAY)
+
+    title = f"cutting face crops from {dataset.root_dir.name}" if progress else None
+    return cut_face_crops(read_gray, dataset.keypoints, dataset.names, input_size, progress=title)
+
+
+def crop_cache_file(kind: str, input_size: int, key: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache file of one set of context crops: ``.cache/crops_<kind>_<size>_<hash>.npz``; ``key`` says what
+    the crops depend on (source files, their sizes and times), and the crop geometry is added to it."""
+    import hashlib
+
+    key = f"{key}|{CONTEXT_FACTOR}|{CONTEXT_DENSITY}|{CROP_SCALE}|{CROP_SHIFT}|{CACHE_VERSION}"
+    cache_dir = Path(cache_dir) if cache_dir else REPO_DIR / ".cache"
+    return cache_dir / f"crops_{kind}_{input_size}_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
+
+
+def cached_crops(cache_file: Path, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The arrays stored in ``cache_file``, else ``build()``'s, saved there first (compressed, written atomically)."""
+    if cache_file.is_file():
+        with np.load(cache_file) as cached:
+            return {key: cached[key] for key in cached.files}
+    crops = build()
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_name(cache_file.name + ".tmp.npz")
+    np.savez_compressed(tmp, **crops)
+    os.replace(tmp, cache_file)
+    return crops
 
 
 def load_context_crops(
@@ -658,28 +733,19 @@ def load_context_crops(
 ) -> dict[str, np.ndarray]:
     """``cut_context_crops`` for a split, cached as a compressed .npz in ``.cache/`` (rebuilt if the CSV changes)."""
     csv_file, root_dir = split_paths(resolve_data_dir(data_dir), split)
-    cache_dir = Path(cache_dir) if cache_dir else REPO_DIR / ".cache"
     stat = csv_file.stat()
-    import hashlib
-
-    key = f"{csv_file.resolve()}|{stat.st_size}|{int(stat.st_mtime)}|{CONTEXT_FACTOR}|{CONTEXT_DENSITY}|{CROP_SCALE}|{CROP_SHIFT}|{CACHE_VERSION}"
-    cache_file = cache_dir / f"crops_{split}_{input_size}_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
-    if cache_file.is_file():
-        with np.load(cache_file) as cached:
-            return {key: cached[key] for key in cached.files}
-    crops = cut_context_crops(FacialKeypointsDataset(csv_file, root_dir), input_size, progress=True)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_name(cache_file.name + ".tmp.npz")
-    np.savez_compressed(tmp, **crops)
-    os.replace(tmp, cache_file)
-    return crops
+    cache_file = crop_cache_file(split, input_size, f"{csv_file.resolve()}|{stat.st_size}|{int(stat.st_mtime)}", cache_dir)
+    # looked up at call time, so the cutting can be replaced (tests check that a cached set is not cut again)
+    return cached_crops(cache_file, lambda: cut_context_crops(FacialKeypointsDataset(csv_file, root_dir), input_size, progress=True))
 
 
 class CropDataset(Dataset):
     """Network inputs from context crops: ``{"image": 1 x S x S tensor in [0, 1], "keypoints": K x 2 in [-1, 1]}``.
 
     Without ``augment`` the input is exactly the pipeline's crop; with it, rotation, scale, shift and flip are one
-    warp of the cached crop, followed by brightness/contrast jitter.
+    warp of the cached crop, followed by ``photo_effects`` and brightness/contrast jitter. Crops that carry a
+    per-face ``"convention"`` (index into ``models.CONVENTIONS``) and ``"face"`` (1 a face, 0 none: its keypoints
+    mean nothing) array give them as int64 / float32 scalars too (``mix_crops``).
     """
 
     def __init__(
@@ -692,6 +758,7 @@ class CropDataset(Dataset):
     ) -> None:
         self.images = crops["images"]
         self.keypoints = crops["keypoints"]
+        self.labels = {key: crops[key] for key in ("convention", "face") if key in crops}
         self.indices = np.arange(len(self.images)) if indices is None else np.asarray(indices)
         self.input_size = input_size
         self.augment = augment
@@ -720,9 +787,28 @@ class CropDataset(Dataset):
         if flip:
             points = points[flip_permutation(points.shape[0])]
         crop = crop.astype(np.float32) / 255.0
+        if a is not None and (a.illumination or a.blur or a.occlusion):
+            crop = photo_effects(crop, a, self.rng)
         if a is not None and (a.brightness or a.contrast):
             crop = ColorJitter(a.brightness, a.contrast, self.rng)({"image": crop})["image"]
-        return {
+        sample = {
             "image": torch.from_numpy(crop[None]),
             "keypoints": torch.from_numpy(normalize_keypoints(points, self.input_size)),
         }
+        for key in ("convention", "face"):
+            if key in self.labels:
+                sample[key] = torch.tensor(self.labels[key][i])
+        return sample
+
+
+def mix_crops(parts: Sequence[tuple[dict[str, np.ndarray], int, bool]]) -> dict[str, np.ndarray]:
+    """One set of context crops from several: each part is (crops, convention index, holds faces), and every
+    crop gets its ``"convention"`` (int64) and ``"face"`` (float32, 1.0 or 0.0) label (see ``CropDataset``).
+    All parts must be cut for the same input size."""
+    sizes = {crops["images"].shape[1:] for crops, _, _ in parts}
+    if len(sizes) != 1:
+        raise ValueError(f"Crops of different sizes {sorted(sizes)} cannot be mixed: cut them for one input size.")
+    mixed = {key: np.concatenate([crops[key] for crops, _, _ in parts]) for key in ("images", "keypoints", "names")}
+    mixed["convention"] = np.concatenate([np.full(len(crops["images"]), c, np.int64) for crops, c, _ in parts])
+    mixed["face"] = np.concatenate([np.full(len(crops["images"]), float(face), np.float32) for crops, _, face in parts])
+    return mixed

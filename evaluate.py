@@ -7,6 +7,7 @@ exceeds t. AUC@0.08: area under the cumulative error curve up to 0.08, divided b
     python evaluate.py --data ../shared/data --json outputs/eval.json            # the shipped model
     python evaluate.py --baseline mean                                           # mean shape in the true box
     python evaluate.py --mode pipeline                                           # real face detection
+    python evaluate.py --dataset 300w --data ../shared/300w --json outputs/300w.json   # held-out 300-W faces
 """
 from __future__ import annotations
 
@@ -34,14 +35,17 @@ from data_load import (
     split_paths,
     transform_points,
 )
+from data_300w import Faces300WDataset
 from detector_architectures import match_face
 from inference import SHIPPED_MODEL, predict_in_boxes
-from models import MeanFaceNet, ModelError, make_runner
+from models import CONVENTIONS, MeanFaceNet, ModelError, make_runner
 from pipeline import REFINE_STEPS, KeypointPipeline
 
 # The course dataset's labels follow the course's own convention (models.CONVENTIONS): every figure on it asks the
 # model for that convention, whatever the model's default.
 COURSE_CONVENTION = "course"
+# 300-W faces are scored in the 300-W convention, the field's.
+WILD_CONVENTION = "300w"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -85,6 +89,16 @@ def auc(errors: np.ndarray, limit: float = 0.08) -> float:
     """Area under the cumulative error curve up to ``limit``, scaled to [0, 1]."""
     thresholds, fraction = cumulative_error_curve(errors, limit)
     return float(np.trapezoid(fraction, thresholds) / limit)
+
+
+# The 68 iBUG points by face region (0-based, inclusive ranges as in the 300-W papers).
+REGIONS = {"jaw": range(0, 17), "brows": range(17, 27), "nose": range(27, 36), "eyes": range(36, 48), "mouth": range(48, 68)}
+
+
+def region_errors(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Mean point error of each face region (``REGIONS``) in inter-ocular distances, over all faces."""
+    errors = point_errors(predicted, truth) / interocular_distance(truth)[:, None]
+    return {region: float(errors[:, list(points)].mean()) for region, points in REGIONS.items()}
 
 
 def summarize(predicted: np.ndarray, truth: np.ndarray) -> dict:
@@ -162,6 +176,24 @@ def evaluate_model(
     return metrics, nme_interocular(predicted, truth), names
 
 
+def evaluate_300w(
+    model, folders=None, split: str = "validation", flip_average: bool = False, convention: str | None = WILD_CONVENTION
+) -> tuple[dict, np.ndarray, list[str]]:
+    """Metrics of ``model`` on the 300-W faces of a split (default: the held-out ones, ``data_300w``), each framed
+    from its keypoints' Haar-convention box as the course test faces are, in the 300-W labelling convention
+    (``convention`` to ask the model for another). Adds ``regions``: the mean error of each face region."""
+    dataset = Faces300WDataset(folders, split)
+    if not len(dataset):
+        raise DataError(f"No 300-W faces in the {split} split of {', '.join(map(str, dataset.folders))}.")
+    truth = dataset.keypoints
+    images = [read_image(face.picture) for face in dataset.faces]
+    boxes = [haar_box_from_keypoints(t) for t in truth]
+    start = time.perf_counter()
+    predicted = predict_in_boxes(model, images, boxes, flip_average, convention=convention)
+    metrics = {**summarize(predicted, truth), "seconds": time.perf_counter() - start, "regions": region_errors(predicted, truth)}
+    return metrics, nme_interocular(predicted, truth), dataset.names
+
+
 def evaluate_pipeline(
     model_path: str | os.PathLike | None = None,
     data_dir: str | os.PathLike | None = None,
@@ -211,7 +243,11 @@ def evaluate_mean_baseline(data_dir: str | os.PathLike | None = None, split: str
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", help="dataset folder (default: $FKP_DATA, else data/, downloaded on first use)")
+    parser.add_argument("--dataset", default="course", choices=["course", "300w"],
+                        help="course: the course's labelled test faces (default); 300w: the held-out 300-W faces")
+    parser.add_argument("--data", help="dataset folder (default: $FKP_DATA, or $FKP_300W for --dataset 300w)")
+    parser.add_argument("--convention", choices=list(CONVENTIONS),
+                        help="--dataset 300w: the convention asked of the model (default: 300w, the labels')")
     parser.add_argument("--model", default=str(SHIPPED_MODEL), help="model file (default: the shipped model)")
     parser.add_argument("--split", default="test", choices=["test", "training"])
     parser.add_argument("--baseline", choices=["mean"], help="evaluate a baseline instead of a model")
@@ -229,6 +265,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline == "mean":
             metrics, per_face, names = evaluate_mean_baseline(args.data, args.split)
             metrics["predictor"] = "mean shape in the true keypoint box"
+        elif args.dataset == "300w":
+            runner = make_runner(args.model)
+            metrics, per_face, names = evaluate_300w(runner, args.data, flip_average=args.flip, convention=args.convention or WILD_CONVENTION)
+            metrics["predictor"] = (
+                f"{runner.meta['architecture']} ({Path(args.model).name}, {type(runner).__name__}), "
+                f"{args.convention or WILD_CONVENTION} convention, flip averaging {'on' if args.flip else 'off'}"
+            )
         elif args.mode == "pipeline":
             steps = {} if args.refine_steps is None else {"refine_steps": args.refine_steps}
             metrics, per_face, names = evaluate_pipeline(args.model, args.data, args.split, flip_average=args.flip, **steps)
@@ -243,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for key, value in metrics.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{name} {error:.4f}" for name, error in value.items())
         print(f"{key:>16}: {value:.4f}" if isinstance(value, float) else f"{key:>16}: {value}")
     if args.json:
         out = Path(args.json)

@@ -6,6 +6,11 @@ own virtual environment (MediaPipe 0.10.21 needs numpy<2):
 
     python3 -m venv /tmp/benchvenv && /tmp/benchvenv/bin/pip install -r requirements-bench.txt
     nice -n 10 /tmp/benchvenv/bin/python benchmarks/reference_landmarkers.py --data ../shared/data
+    nice -n 10 /tmp/benchvenv/bin/python benchmarks/reference_landmarkers.py --split 300w --data-300w ../shared/300w --methods dlib,mediapipe
+
+With ``--split 300w`` it scores the held-out 300-W faces (the fixed split of ``data_300w``, listed in
+saved_models/300w_validation.txt) in their own labelling; dlib's shape predictor learned from all of 300-W's
+training photos, these included, so its figure there is optimistic.
 
 Predictors
   dlib       HOG frontal face detector (upsample 1) on the RGB image; of its detections the one with the
@@ -137,6 +142,32 @@ def read_image(path: Path) -> np.ndarray:
     if image.shape[2] == 4:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+VALIDATION_300W = REPO_DIR / "saved_models" / "300w_validation.txt"
+
+
+def read_pts(path: Path) -> np.ndarray:
+    """(68, 2) 0-based keypoints of a 300-W .pts file (its coordinates are 1-based)."""
+    lines = [line.split() for line in path.read_text().splitlines()]
+    start = next(i for i, line in enumerate(lines) if line == ["{"]) + 1
+    return np.array([[float(v) for v in line] for line in lines[start : start + 68]], np.float64) - 1.0
+
+
+def read_300w_validation(folder: Path) -> tuple[list[str], np.ndarray, list[Path]]:
+    """Names ("folder/NAME"), (N, 68, 2) keypoints and picture paths of the held-out 300-W faces listed in
+    saved_models/300w_validation.txt (data_300w's fixed split), read from ``folder``; the picture of NAME_k is
+    NAME_k.jpg, or the photo's NAME.jpg."""
+    names = [line.strip() for line in VALIDATION_300W.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    truth, pictures = [], []
+    for name in names:
+        pts = folder / f"{name}.pts"
+        candidates = [pts.with_suffix(suffix) for suffix in (".jpg", ".png")]
+        photo = pts.with_name(pts.stem.rsplit("_", 1)[0]) if "_" in pts.stem else None
+        candidates += [photo.with_suffix(suffix) for suffix in (".jpg", ".png")] if photo else []
+        pictures.append(next(c for c in candidates if c.is_file()))
+        truth.append(read_pts(pts))
+    return names, np.stack(truth), pictures
 
 
 def keypoint_box(points: np.ndarray) -> np.ndarray:
@@ -395,7 +426,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", help="dataset folder with test/ and test_frames_keypoints.csv "
                                        "(default: $FKP_DATA, ../shared/data)")
-    parser.add_argument("--split", default="test", choices=["test", "training"])
+    parser.add_argument("--split", default="test", choices=["test", "training", "300w"],
+                        help="300w: the held-out 300-W faces (saved_models/300w_validation.txt) from --data-300w")
+    parser.add_argument("--data-300w", default=os.environ.get("FKP_300W"), help="300-W folder (default: $FKP_300W)")
     parser.add_argument("--out", default=str(REPO_DIR / "outputs" / "bench"), help="output folder")
     parser.add_argument("--methods", default="haar,dlib,mediapipe", help="comma-separated: haar, dlib, mediapipe")
     parser.add_argument("--limit", type=int, help="only the first N images (a quick check)")
@@ -422,12 +455,17 @@ def main(argv=None) -> int:
         tune_mapping(data_dir, out_dir, args.limit)
         return 0
 
-    names, truth = read_split(data_dir, args.split)
+    if args.split == "300w":
+        if not args.data_300w:
+            parser.error("--split 300w needs --data-300w DIR (or FKP_300W)")
+        names, truth, paths = read_300w_validation(Path(args.data_300w))
+    else:
+        names, truth = read_split(data_dir, args.split)
+        paths = [data_dir / args.split / name for name in names]
     if args.limit:
-        names, truth = names[: args.limit], truth[: args.limit]
-    image_dir = data_dir / args.split
-    print(f"decoding {len(names)} {args.split} images from {image_dir} ...", flush=True)
-    decoded = [read_image(image_dir / name) for name in names]
+        names, truth, paths = names[: args.limit], truth[: args.limit], paths[: args.limit]
+    print(f"decoding {len(names)} {args.split} images ...", flush=True)
+    decoded = [read_image(path) for path in paths]
     images = decoded.__getitem__
 
     rows, extra_rows = [], []

@@ -187,3 +187,24 @@ def no_dataset_download(monkeypatch: pytest.MonkeyPatch) -> None:
         raise DataError(f"tests do not download the dataset (asked for {target_dir}): set FKP_DATA or pass a data folder.")
 
     monkeypatch.setattr(data_load, "ensure_dataset", refuse)
+
+
+def make_tiny_300w(root: Path, faces: int = 8, seed: int = 1) -> Path:
+    """A folder in the 300-W layout: ``imageNNNN.png`` cartoon faces (160 x 160) with ``imageNNNN.pts`` beside them
+    (1-based coordinates), one face per photo."""
+    rng = np.random.default_rng(seed)
+    folder = root / "tiny300w"
+    folder.mkdir(parents=True)
+    for k in range(faces):
+        side = float(rng.uniform(60, 75))
+        points = face_keypoints((80 - side / 2, 80 - side / 2, side, side * 1.05)) + rng.normal(0, 0.5, size=(68, 2)).astype(np.float32)
+        write_png(folder / f"image{k:04d}.png", draw_face(160, 160, points, rng))
+        body = "\n".join(f"{x + 1:.3f} {y + 1:.3f}" for x, y in points)
+        (folder / f"image{k:04d}.pts").write_text(f"version: 1\nn_points:  68\n{{\n{body}\n}}\n")
+    return folder
+
+
+@pytest.fixture
+def tiny_300w(tmp_path: Path) -> Path:
+    """A tiny 300-W folder (8 faces, 8 photos: 7 training, 1 held out)."""
+    return make_tiny_300w(tmp_path)

@@ -1,0 +1,308 @@
+"""Training on faces in the wild: 300-W and negative crop caches, photo augmentations, the multi-convention loss
+with a face score, the wild presets, and evaluation on held-out 300-W faces."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import data_300w
+import data_load
+import evaluate
+import no_faces
+import train
+from data_load import AugmentConfig, CropDataset, mix_crops, photo_effects
+from models import OutputLayout, build_model
+
+
+def assert_one_line(message: str, *must_contain: str) -> None:
+    assert message.strip() and "\n" not in message.strip(), f"not one line: {message!r}"
+    for text in must_contain:
+        assert text in message, f"{text!r} not in {message!r}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Augmentation
+# ---------------------------------------------------------------------------------------------------------
+def test_photo_effects_are_off_by_default_and_change_pixels_when_on():
+    rng = np.random.default_rng(0)
+    crop = rng.uniform(0.2, 0.8, size=(48, 48)).astype(np.float32)
+    plain = AugmentConfig()
+    assert plain.blur == plain.illumination == plain.occlusion == 0
+    np.testing.assert_array_equal(photo_effects(crop, plain, rng), crop)
+    for effect in ({"blur": 1.0}, {"illumination": 0.4}, {"occlusion": 1.0}):
+        out = photo_effects(crop, dataclasses.replace(plain, **effect), np.random.default_rng(1))
+        assert out.shape == crop.shape and out.dtype == np.float32
+        assert 0 <= out.min() and out.max() <= 1
+        assert np.abs(out - crop).mean() > 0.005, effect
+
+
+def test_blur_smooths_and_occlusion_covers_a_rectangle():
+    rng = np.random.default_rng(0)
+    crop = rng.uniform(0, 1, size=(64, 64)).astype(np.float32)
+    blurred = photo_effects(crop, AugmentConfig(blur=1.0), np.random.default_rng(2))
+    assert np.abs(np.diff(blurred, axis=1)).mean() < 0.7 * np.abs(np.diff(crop, axis=1)).mean()
+    changed = photo_effects(crop, AugmentConfig(occlusion=1.0), np.random.default_rng(3)) != crop
+    rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+    low, high = data_load.OCCLUSION_SIDES
+    assert low * 64 - 1 <= len(rows) <= high * 64 + 1 and low * 64 - 1 <= len(cols) <= high * 64 + 1
+    assert changed[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].mean() > 0.9  # one filled rectangle
+
+
+def test_photo_effects_leave_keypoints_where_they_were(tiny_data):
+    crops = data_load.cut_context_crops(data_load.FacialKeypointsDataset(*data_load.split_paths(tiny_data.path, "training")), 48)
+    plain = CropDataset(crops, 48, augment=AugmentConfig(0, 0, 0, 0, 0, 0), seed=0)
+    wild = CropDataset(crops, 48, augment=AugmentConfig(0, 0, 0, 0, 0, 0, blur=1.0, illumination=0.3, occlusion=1.0), seed=0)
+    for i in range(3):
+        torch.testing.assert_close(plain[i]["keypoints"], wild[i]["keypoints"])
+        assert not torch.equal(plain[i]["image"], wild[i]["image"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Crop sets
+# ---------------------------------------------------------------------------------------------------------
+def test_300w_crops_put_the_keypoints_where_the_face_is(tiny_300w, tmp_path):
+    crops = data_300w.load_300w_crops("training", 48, tiny_300w, cache_dir=tmp_path / "cache")
+    assert crops["images"].shape == (7, data_load.context_size(48), data_load.context_size(48))
+    dataset = CropDataset(crops, 48)
+    for i in range(len(dataset)):
+        item = dataset[i]
+        points = data_load.denormalize_keypoints(item["keypoints"].numpy(), 48)
+        # the framing is the course's: the face's keypoint box fills the middle of the network's crop
+        assert 8 < points[:, 0].min() < points[:, 0].max() < 40 and 6 < points[:, 1].min() < points[:, 1].max() < 44
+        # the cartoon face is drawn on its keypoints: the skin inside is brighter than the background outside
+        inside = item["image"][0, int(points[:, 1].mean()), int(points[:, 0].mean())]
+        assert inside > item["image"][0, 1, 1]
+    again = data_300w.load_300w_crops("training", 48, tiny_300w, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(again["images"], crops["images"])
+    assert len(list((tmp_path / "cache").glob("crops_300w_48_*.npz"))) == 1
+    held_out = data_300w.load_300w_crops("validation", 48, tiny_300w, cache_dir=tmp_path / "cache")
+    assert len(held_out["names"]) == 1 and held_out["names"][0] not in set(crops["names"])
+
+
+def test_random_boxes_stay_inside_the_picture():
+    boxes = no_faces.random_boxes((120, 300, 3), 200, np.random.default_rng(0))
+    x, y, w, h = boxes.T
+    assert (x >= 0).all() and (y >= 0).all() and (x + w <= 300 + 1e-3).all() and (y + h <= 120 + 1e-3).all()
+    assert (w == h).all() and w.min() >= no_faces.MIN_BOX_SIDE - 1e-3 and w.max() <= 120 + 1e-3
+
+
+def test_negative_crops_count_their_boxes(tiny_dataset, tmp_path):
+    pictures = no_faces.no_face_pictures("training", tiny_dataset)
+    crops = no_faces.negative_crops(pictures, 32)
+    skimage = sum(name.startswith("skimage:") for name, _ in pictures)
+    expected = skimage * no_faces.BOXES_PER_SKIMAGE_PICTURE + (len(pictures) - skimage) * no_faces.BOXES_PER_BACKGROUND
+    assert len(crops["images"]) == expected and crops["images"].shape[1:] == (data_load.context_size(32),) * 2
+    cached = no_faces.load_negative_crops("training", 32, tiny_dataset, cache_dir=tmp_path)
+    np.testing.assert_array_equal(cached["images"], crops["images"])
+
+
+def test_mix_crops_labels_every_crop():
+    def part(n: int, value: int) -> dict:
+        return {"images": np.full((n, 8, 8), value, np.uint8), "keypoints": np.zeros((n, 68, 2), np.float32), "names": np.array([f"{value}"] * n)}
+
+    mixed = mix_crops([(part(3, 1), 1, True), (part(2, 2), 0, True), (part(4, 3), 0, False)])
+    np.testing.assert_array_equal(mixed["convention"], [1, 1, 1, 0, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(mixed["face"], [1, 1, 1, 1, 1, 0, 0, 0, 0])
+    item = CropDataset(mixed, 8)[4]
+    assert item["convention"].item() == 0 and item["face"].item() == 1.0 and item["face"].dtype == torch.float32
+    with pytest.raises(ValueError, match="sizes"):
+        mix_crops([(part(1, 1), 0, True), ({**part(1, 1), "images": np.zeros((1, 9, 9), np.uint8)}, 0, True)])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The loss
+# ---------------------------------------------------------------------------------------------------------
+def packed(keypoints: torch.Tensor, convention: list[int], face: list[float]) -> torch.Tensor:
+    return train.training_target({"keypoints": keypoints, "convention": torch.tensor(convention), "face": torch.tensor(face)})
+
+
+def test_layout_loss_compares_each_face_with_its_own_convention():
+    layout = OutputLayout(68, ("300w", "course"), face_score=False)
+    loss = train.LayoutLoss(torch.nn.L1Loss(), layout)
+    truth = torch.rand(2, 68, 2) * 2 - 1
+    # face 0 is labelled in 300w (head 0), face 1 in course (head 1); the other head holds garbage
+    output = torch.stack([torch.cat([truth[0].flatten(), torch.full((136,), 5.0)]), torch.cat([torch.full((136,), 5.0), truth[1].flatten()])])
+    assert loss(output, packed(truth, [0, 1], [1, 1])).item() == pytest.approx(0.0, abs=1e-6)
+    assert loss(output, packed(truth, [1, 0], [1, 1])).item() > 3.0
+    expected = (5.0 - truth[1].flatten()).abs().mean()  # face 1 compared with the wrong head
+    assert loss(output, packed(truth, [0, 0], [1, 1])).item() == pytest.approx(expected.item() / 2, rel=1e-5)
+
+
+def test_layout_loss_teaches_the_face_score_and_ignores_the_keypoints_of_negatives():
+    layout = OutputLayout(68, ("300w", "course"), face_score=True)
+    loss = train.LayoutLoss(torch.nn.L1Loss(), layout, face_weight=2.0)
+    truth = torch.zeros(2, 68, 2)
+    output = torch.zeros(2, layout.width)
+    output[1, :272] = 7.0  # the negative's keypoints are far off: they must not count
+    output[:, -1] = torch.tensor([3.0, -3.0])  # confident and right
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor([3.0, -3.0]), torch.tensor([1.0, 0.0]))
+    assert loss(output, packed(truth, [0, 0], [1, 0])).item() == pytest.approx(2.0 * bce.item(), rel=1e-5)
+    output[:, -1] = torch.tensor([-3.0, 3.0])  # confident and wrong
+    assert loss(output, packed(truth, [0, 0], [1, 0])).item() > 10 * 2.0 * bce.item()
+    # a batch of negatives only still gives a finite, differentiable loss
+    only_negatives = loss(output.requires_grad_(), packed(truth, [0, 0], [0, 0]))
+    only_negatives.backward()
+    assert torch.isfinite(only_negatives)
+
+
+def test_training_target_of_a_course_batch_is_its_flat_keypoints():
+    keypoints = torch.rand(3, 68, 2)
+    torch.testing.assert_close(train.training_target({"keypoints": keypoints}), keypoints.flatten(1))
+    assert packed(keypoints, [1, 0, 1], [1, 0, 1]).shape == (3, 138)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Presets and training
+# ---------------------------------------------------------------------------------------------------------
+def test_wild_presets_default_to_300w_with_a_course_head_and_a_face_score():
+    for name in ("wild", "wild-cpu"):
+        config = train.PRESETS[name]
+        assert config.conventions[0] == "300w" and "course" in config.conventions and config.face_score and config.wild_repeat > 0
+        assert config.init == train.COURSE_MODEL
+    assert (train.REPO_DIR / train.COURSE_MODEL).is_file()
+    photo = AugmentConfig(**train.PHOTO_AUGMENT)
+    assert photo.rotation > AugmentConfig(**train.FAST_AUGMENT).rotation and photo.blur and photo.occlusion
+    for name in ("course", "cpu", "full"):
+        config = train.PRESETS[name]
+        assert config.conventions == ["course"] and not config.face_score and config.wild_repeat == 0
+
+
+def test_wild_training_learns_both_heads_and_the_face_score(tiny_dataset, tiny_300w, tmp_path, isolated_cache, monkeypatch):
+    monkeypatch.setattr(no_faces, "BOXES_PER_SKIMAGE_PICTURE", 1)
+    config = dataclasses.replace(
+        train.PRESETS["wild-cpu"], model_kwargs={**train.FAST_MODEL, "input_size": 32}, epochs=3, batch_size=8, lr=3e-3, limit=8,
+        augment=train.PHOTO_AUGMENT, init=None,
+    )
+    model, history = train.train(config, str(tiny_dataset), tmp_path / "run", progress=False, log=lambda _: None, data_300w=str(tiny_300w))
+    assert model.conventions == ("300w", "course") and model.face_score
+    assert history["epoch"] == [1, 2, 3] and len(history["val_300w_nme_io"]) == 3
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert state["meta"]["conventions"] == ["300w", "course"] and state["meta"]["face_score"] is True
+
+
+def test_a_wild_preset_without_300w_data_says_what_to_do(tiny_dataset, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("FKP_300W", raising=False)
+    code = train.main(["--preset", "wild-cpu", "--data", str(tiny_dataset), "--out", str(tmp_path / "m.pt"), "--run-dir", str(tmp_path / "r"), "--no-progress"])
+    assert code == 1
+    assert_one_line(capsys.readouterr().err, "--data-300w", "FKP_300W")
+    assert not (tmp_path / "m.pt").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Evaluation on 300-W faces
+# ---------------------------------------------------------------------------------------------------------
+def test_region_errors_measure_each_region_alone():
+    rng = np.random.default_rng(0)
+    truth = np.stack([data_load.transform_points(np.asarray(rng.uniform(0, 100, (68, 2)), np.float32), np.eye(2, 3)) for _ in range(3)])
+    io = evaluate.interocular_distance(truth)
+    predicted = truth.copy()
+    predicted[:, 27:36, 1] += 0.1 * io[:, None]  # the nose 0.1 inter-ocular distances too low, all else perfect
+    regions = evaluate.region_errors(predicted, truth)
+    assert regions["nose"] == pytest.approx(0.1) and all(regions[r] == 0 for r in ("jaw", "brows", "eyes", "mouth"))
+    assert sum(len(p) for p in evaluate.REGIONS.values()) == 68
+
+
+class Oracle(torch.nn.Module):
+    """A 'model' with the wild layout that outputs the mean shape shifted: its 300-W head one way, its course head
+    another; used through predict_in_boxes like a real one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.input_size, self.num_keypoints, self.conventions, self.face_score = 32, 68, ("300w", "course"), True
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = len(x)
+        return torch.cat([torch.zeros(n, 136), torch.full((n, 136), 0.5), torch.ones(n, 1)], dim=1) + self.weight
+
+
+def test_evaluate_300w_asks_for_the_300w_convention(tiny_300w, tmp_path):
+    metrics, per_face, names = evaluate.evaluate_300w(Oracle(), tiny_300w)
+    course, _, _ = evaluate.evaluate_300w(Oracle(), tiny_300w, convention="course")
+    assert metrics["n"] == len(per_face) == len(names) == 1
+    assert set(metrics["regions"]) == {"jaw", "brows", "nose", "eyes", "mouth"}
+    assert metrics["nme_io"] != course["nme_io"]  # the two heads answer differently
+
+
+def test_evaluate_main_on_300w_writes_the_figures(tiny_300w, tmp_path, capsys):
+    model = build_model("fast", conventions=("300w", "course"), face_score=True, input_size=32)
+    from models import save_model
+
+    save_model(model, tmp_path / "m.pt")
+    out = tmp_path / "e.json"
+    assert evaluate.main(["--dataset", "300w", "--data", str(tiny_300w), "--model", str(tmp_path / "m.pt"), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    for key in ("n", "nme_io", "nme_io_median", "fr10", "auc08", "regions"):
+        assert key in result
+    assert result["n"] == 1 and "300w convention" in result["predictor"]
+    assert "regions: jaw" in capsys.readouterr().out
+
+
+def test_evaluate_300w_of_a_course_only_model_says_which_conventions_it_has(tiny_300w, tmp_path, capsys):
+    from models import save_model
+
+    save_model(build_model("fast", input_size=32), tmp_path / "old.pt")
+    assert evaluate.main(["--dataset", "300w", "--data", str(tiny_300w), "--model", str(tmp_path / "old.pt")]) == 1
+    assert_one_line(capsys.readouterr().err, "course", "300w")
+    assert evaluate.main(["--dataset", "300w", "--data", str(tiny_300w), "--model", str(tmp_path / "old.pt"), "--convention", "course"]) == 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Starting from a course-only model
+# ---------------------------------------------------------------------------------------------------------
+def test_initialize_from_a_course_model_spreads_its_head_over_both_conventions(tmp_path):
+    from models import save_model
+
+    old = build_model("fast", input_size=32)
+    torch.nn.init.normal_(old.head[-1].weight)
+    save_model(old, tmp_path / "course.pt")
+    new = build_model("fast", conventions=("300w", "course"), face_score=True, input_size=32)
+    fresh_face_row = new.head[-1].weight[-1].detach().clone()
+    copied = train.initialize_from(new, tmp_path / "course.pt")
+    assert "head.3.weight" in copied and len(copied) == len(old.state_dict())
+    x = torch.rand(2, 1, 32, 32)
+    old.eval(), new.eval()
+    with torch.no_grad():
+        before, after = old(x), new(x)
+    torch.testing.assert_close(after[:, :136], before)  # 300w head starts as the course head
+    torch.testing.assert_close(after[:, 136:272], before)
+    torch.testing.assert_close(new.head[-1].weight[-1], fresh_face_row)  # the face score starts fresh
+
+
+def test_initialize_from_another_design_says_so(tmp_path):
+    from models import ModelError, save_model
+
+    save_model(build_model("naimishnet"), tmp_path / "other.pt")
+    with pytest.raises(ModelError, match="shares no weights"):
+        train.initialize_from(build_model("fast", input_size=32), tmp_path / "other.pt")
+    with pytest.raises(ModelError, match="does not exist"):
+        train.initialize_from(build_model("fast", input_size=32), tmp_path / "missing.pt")
+
+
+def test_augment_option_changes_only_the_named_strengths(capsys):
+    args = train.build_parser().parse_args(["--preset", "wild", "--augment", "blur=0,rotation=12.5"])
+    config = train.config_from_args(args)
+    assert config.augment == {**train.FAST_AUGMENT, "blur": 0.0, "rotation": 12.5}
+    with pytest.raises(SystemExit):
+        train.build_parser().parse_args(["--augment", "sharpness=1"])
+    assert "--augment" in capsys.readouterr().err
+
+
+def test_reference_landmarkers_read_the_held_out_300w_faces(tiny_300w, tmp_path, monkeypatch):
+    import sys
+
+    sys.path.insert(0, str(train.REPO_DIR / "benchmarks"))
+    import reference_landmarkers
+
+    held_out = data_300w.Faces300WDataset(tiny_300w.parent, "validation")
+    listing = tmp_path / "list.txt"
+    listing.write_text("# held out\n" + "\n".join(held_out.names) + "\n")
+    monkeypatch.setattr(reference_landmarkers, "VALIDATION_300W", listing)
+    names, truth, pictures = reference_landmarkers.read_300w_validation(tiny_300w.parent)
+    assert names == held_out.names and [p.name for p in pictures] == [f.picture.name for f in held_out.faces]
+    np.testing.assert_allclose(truth, held_out.keypoints, atol=1e-3)  # both 0-based
