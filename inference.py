@@ -57,7 +57,9 @@ class CropPredictions:
     """What the network says of N crops of side S.
 
     ``keypoints``: (N, K, 2) in crop pixels, in ``convention``; ``flip_error``: (N,) mean distance between the
-    keypoints of the crop and of its mirror image as a fraction of the crop side (NaN without flip averaging);
+    keypoints of the crop and of its mirror image as a fraction of the crop side, always in the model's default
+    convention, so that the face check means the same whatever convention is asked for (NaN without flip
+    averaging);
     ``face_score``: (N,) probability in [0, 1] that the crop holds a face (NaN for a model without a face score).
     """
 
@@ -65,6 +67,14 @@ class CropPredictions:
     flip_error: np.ndarray
     face_score: np.ndarray
     convention: str
+
+
+def _mirrored(keypoints: np.ndarray, size: int) -> np.ndarray:
+    """Normalised keypoints predicted on mirrored crops, mapped back to the crops: x of pixel S - 1 - x is -x - 2/S,
+    and left/right labels swap (``data_load.flip_permutation``)."""
+    back = keypoints[:, flip_permutation(keypoints.shape[1])]
+    back[..., 0] = -back[..., 0] - 2.0 / size
+    return back
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -95,10 +105,10 @@ def predict(
         keypoints = np.array(layout.keypoints(raw, convention))
         face = layout.face_logits(raw)
         if flip_average:
-            mirrored = keypoints[n:, flip_permutation(keypoints.shape[1])]
-            mirrored[..., 0] = -mirrored[..., 0] - 2.0 / size  # normalised x of a mirrored pixel: (S - 1 - x) -> -x - 2/S
-            points.append((keypoints[:n] + mirrored) / 2)
-            errors.append(np.linalg.norm(keypoints[:n] - mirrored, axis=-1).mean(axis=-1) / 2)  # normalised units span 2
+            points.append((keypoints[:n] + _mirrored(keypoints[n:], size)) / 2)
+            # the face check: measured on the default convention whatever the convention asked for
+            default = np.array(layout.keypoints(raw, None))
+            errors.append(np.linalg.norm(default[:n] - _mirrored(default[n:], size), axis=-1).mean(axis=-1) / 2)  # units span 2
             logits.append((face[:n] + face[n:]) / 2 if face is not None else np.full(n, np.nan))
         else:
             points.append(keypoints)

@@ -208,3 +208,19 @@ def make_tiny_300w(root: Path, faces: int = 8, seed: int = 1) -> Path:
 def tiny_300w(tmp_path: Path) -> Path:
     """A tiny 300-W folder (8 faces, 8 photos: 7 training, 1 held out)."""
     return make_tiny_300w(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    """The shipped model with the Haar detector, on one thread (``KeypointPipeline.from_pretrained``)."""
+    from pipeline import KeypointPipeline
+
+    return KeypointPipeline.from_pretrained(threads=1)
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    """NASA's public-domain astronaut portrait shipped with scikit-image (512 x 512 RGB)."""
+    import detect
+
+    return detect.astronaut()

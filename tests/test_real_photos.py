@@ -23,16 +23,6 @@ SHARED_300W = Path(__file__).resolve().parents[1].parent / "shared" / "300w"
 
 
 @pytest.fixture(scope="module")
-def pipe() -> KeypointPipeline:
-    return KeypointPipeline.from_pretrained(threads=1)
-
-
-@pytest.fixture(scope="module")
-def astronaut() -> np.ndarray:
-    return detect.astronaut()
-
-
-@pytest.fixture(scope="module")
 def upright(pipe, astronaut) -> np.ndarray:
     """The keypoints the pipeline gives the upright astronaut: the reference for her turned and darkened copies."""
     (face,) = pipe.detect(astronaut)
