@@ -359,6 +359,11 @@ def invert_matrix(matrix: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64))
 
 
+def compose_matrices(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The 2 x 3 affine matrix applying ``inner`` then ``outer``."""
+    return (np.vstack([outer, [0, 0, 1]]) @ np.vstack([inner, [0, 0, 1]]))[:2]
+
+
 def warp(image: np.ndarray, matrix: np.ndarray, output_size: int | tuple[int, int]) -> np.ndarray:
     """Warp with bilinear sampling and replicated borders, so crops beyond the image stay natural-looking.
 

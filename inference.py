@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 
-from data_load import crop_matrix, crop_square_from_box, denormalize_keypoints, flip_permutation, invert_matrix, transform_points, warp
+from data_load import compose_matrices, crop_matrix, crop_square_from_box, denormalize_keypoints, flip_permutation, invert_matrix, transform_points, warp
 from models import OutputLayout, TorchRunner
 
 REPO_DIR = Path(__file__).resolve().parent
@@ -38,18 +38,25 @@ def layout_of(model: Any) -> OutputLayout:
     return layout if layout is not None else OutputLayout(int(getattr(model, "num_keypoints", 68)))
 
 
-def face_crops(image: np.ndarray, boxes: Sequence[Sequence[float]] | np.ndarray, input_size: int) -> tuple[np.ndarray, list[np.ndarray]]:
+def face_crops(
+    image: np.ndarray,
+    boxes: Sequence[Sequence[float]] | np.ndarray,
+    input_size: int,
+    frames: Sequence[np.ndarray] | None = None,
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """The network's grayscale crops (N, S, S) float32 in [0, 1] for face boxes (x, y, w, h) in the Haar
-    detector's convention, with each crop's 2 x 3 matrix from picture pixels to crop pixels."""
+    detector's convention, with each crop's 2 x 3 matrix from picture pixels to crop pixels.
+
+    ``frames`` (one 2 x 3 matrix per box, picture pixels to the frame's) gives each box in its own frame, e.g. a
+    copy of the picture turned so that the face is upright; None: the picture's own pixels.
+    """
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
-    crops, matrices = [], []
-    for box in boxes:
-        matrix = crop_matrix(*crop_square_from_box(box), input_size)
-        crops.append(warp(gray, matrix, input_size))
-        matrices.append(matrix)
-    if not crops:
+    matrices = [crop_matrix(*crop_square_from_box(box), input_size) for box in boxes]
+    if frames is not None:
+        matrices = [compose_matrices(matrix, frame) for matrix, frame in zip(matrices, frames)]
+    if not matrices:
         return np.zeros((0, input_size, input_size), np.float32), []
-    return np.stack(crops).astype(np.float32) / 255.0, matrices
+    return np.stack([warp(gray, matrix, input_size) for matrix in matrices]).astype(np.float32) / 255.0, matrices
 
 
 @dataclass

@@ -27,18 +27,15 @@ import torch
 
 from data_load import (
     DataError,
-    crop_matrix,
-    crop_square_from_box,
     haar_box_from_keypoints,
     invert_matrix,
     keypoint_box,
     read_image,
     to_rgb_uint8,
     transform_points,
-    warp,
 )
 from detector_architectures import Detection, HaarFaceDetector, box_iou
-from inference import SHIPPED_MODEL, layout_of, predict
+from inference import SHIPPED_MODEL, face_crops, layout_of, predict
 from models import ModelError, TorchRunner, make_runner
 
 MAX_PIXELS = 100_000_000  # refuse pictures larger than this (about 10000 x 10000): they are almost surely a mistake
@@ -180,31 +177,12 @@ def turning_frame(centre: Sequence[float], angle: float) -> np.ndarray:
     return cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), float(angle), 1.0)
 
 
-def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """The 2 x 3 affine matrix applying ``inner`` then ``outer``."""
-    return (np.vstack([outer, [0, 0, 1]]) @ np.vstack([inner, [0, 0, 1]]))[:2]
-
-
 def aligned_frame(keypoints: np.ndarray, min_roll: float = ALIGN_MIN_ROLL) -> tuple[np.ndarray, np.ndarray]:
     """The face box (Haar convention) and frame (2 x 3, picture pixels -> frame pixels) to re-crop a face from its
     keypoints: upright along its eye line when its roll is at least ``min_roll`` degrees, else the picture's own."""
     roll = face_roll(keypoints)
     frame = turning_frame(keypoints.mean(axis=0), roll) if abs(roll) >= min_roll else np.eye(2, 3)
     return haar_box_from_keypoints(transform_points(keypoints, frame)), frame
-
-
-def turned_face_crops(
-    gray: np.ndarray, boxes: np.ndarray, frames: Sequence[np.ndarray], input_size: int
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The network's crops (N, S, S) float32 in [0, 1] of a grayscale picture for face boxes in the Haar
-    convention, each given in its own frame (2 x 3 matrix from picture pixels to the frame's, upright face),
-    with each crop's matrix from picture pixels to crop pixels. With identity frames these are
-    ``inference.face_crops``."""
-    matrices = [compose(crop_matrix(*crop_square_from_box(box), input_size), frame) for box, frame in zip(boxes, frames)]
-    crops = [warp(gray, matrix, input_size) for matrix in matrices]
-    if not crops:
-        return np.zeros((0, input_size, input_size), np.float32), []
-    return np.stack(crops).astype(np.float32) / 255.0, matrices
 
 
 def padded_copy(image: np.ndarray, pad: float) -> tuple[np.ndarray, np.ndarray]:
@@ -445,7 +423,7 @@ class KeypointPipeline:
         return result
 
     def _predict(self, gray: np.ndarray, boxes: np.ndarray, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        crops, matrices = turned_face_crops(gray, boxes, frames, self.input_size)
+        crops, matrices = face_crops(gray, boxes, self.input_size, frames)
         result = predict(self.runner, crops, self.convention, self.flip_average)
         keypoints = np.stack([transform_points(p, invert_matrix(m)) for p, m in zip(result.keypoints, matrices)])
         return keypoints, result.flip_error, result.face_score
