@@ -452,13 +452,14 @@ def check_edge_filter(kernel: Any, filtered: Any, gray: np.ndarray) -> None:
 # Notebook 3: from a picture to keypoints
 # ---------------------------------------------------------------------------------------------------------
 def check_keypoints_by_hand(keypoints_by_hand: Callable[[np.ndarray], Any], pipe: Any, pictures: dict[str, np.ndarray]) -> None:
-    """``keypoints_by_hand(picture)`` of notebook 3 gives, for every face ``pipe.detector`` finds, the keypoints of
-    one plain pass of ``pipe`` (no mirror, no re-crop) in the picture's pixels, to within 0.5 px."""
+    """``keypoints_by_hand(picture)`` of notebook 3 gives, for every face the tuned detector finds (the notebook's
+    ``detector``, ``pipe.thorough_detector``), the keypoints of one plain pass of ``pipe`` (no mirror, no re-crop)
+    in the picture's pixels, to within 0.5 px."""
     import dataclasses
 
     single_pass = dataclasses.replace(pipe, flip_average=False, refine=False)
     for name, picture in pictures.items():
-        boxes = [d.box for d in pipe.detector.detect(picture)]
+        boxes = [d.box for d in pipe.thorough_detector.detect(picture)]
         expected = single_pass.keypoints_for_boxes(picture, boxes)
         with implemented("keypoints_by_hand", "the cell above"):
             got = np.asarray(keypoints_by_hand(picture), np.float64)

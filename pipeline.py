@@ -34,7 +34,8 @@ from data_load import (
     to_rgb_uint8,
     transform_points,
 )
-from detector_architectures import Detection, HaarFaceDetector, box_iou
+from detector_architectures import THOROUGH_PARAMS, Detection, HaarFaceDetector, box_iou
+from detector_architectures.haar import suppress
 from inference import SHIPPED_MODEL, face_crops, layout_of, predict
 from models import ModelError, TorchRunner, make_runner
 
@@ -76,12 +77,14 @@ MIN_FACE_SCORE = 0.5
 # ``benchmarks/flip_error.py`` with the shipped model: 99 % of the 770 test faces have a flip error of at most 0.018.
 WIDER_MAX_FLIP_ERROR = 0.018
 
-# The detector of the wider search's upright pass: the pipeline's own, with the profile cascade added (turned
-# heads, on the picture and its mirror) and every cascade run. Measured with ``benchmarks/faces_in_the_wild.py
+# The detector of the wider search's upright pass: the pipeline's own with the thorough settings
+# (``detector_architectures.THOROUGH_PARAMS``: a finer scale step, stricter grouping), the profile cascade added
+# (turned heads, on the picture and its mirror) and every cascade run. Measured with ``benchmarks/faces_in_the_wild.py
 # --split validation --no-faces`` (shipped model): 295 of the 303 held-out 300-W faces found and 4 false faces on
 # the 288 measuring pictures without faces, as many as before the wider search existed (which found 288); looser
 # grouping (more than 3 windows instead of 4 and 5) found the same faces with 7 false faces.
 WIDER_DETECTOR = {
+    **THOROUGH_PARAMS,
     "cascades": ("frontalface_default", "frontalface_alt2", "profileface"),
     "secondary": "always",
 }
@@ -96,13 +99,45 @@ ALIGN_MIN_ROLL = 20.0
 WIDER_ROLLS = (-30.0, 30.0, -60.0, 60.0, -90.0, 90.0, 180.0)
 
 # A face found in a turned copy of the picture is upright there: its eye line must lie within this many degrees of
-# the turn, which rejects most false faces of the turned searches (their keypoints fall at random angles).
+# the turn, which rejects most false faces of the turned searches (their keypoints fall at random angles). The
+# fast upright pass and the thorough search around its doubts hold to it too (turn 0): around the fast pass's weak
+# detections on the upside-down astronaut, the thorough search found her face, whose eye-line re-crops then gave
+# keypoints turned half a circle but mirrored (NME_io 1.04); the turned search by 180 degrees gets them right.
 ROLL_AGREEMENT = 30.0
 
 # A detection in a turned copy of the picture must merge at least this many cascade windows (its score). On the
 # astronaut turned by -90, -60, 45, 60, 90 and 180 degrees, the face's best detection merged 22-44 windows, the
-# false detections of the turned searches 5-17 (the stronger of them fail the flip-error or roll check).
-TURNED_MIN_SCORE = 12
+# false detections of the turned searches 5-17 (the stronger of them fail the flip-error or roll check). The
+# course test face turned by 60 degrees of ``benchmarks/pipeline_speed.py``, smaller and blurrier, merged 11. On the
+# 613 training pictures without faces (``python benchmarks/turned_search.py``), the turned searches kept 2 / 2 / 2 /
+# 1 / 1 false faces with a minimum of 4 / 6 / 8 / 10 / 12 windows.
+TURNED_MIN_SCORE = 10
+
+# The fast pass's detections that merged at most this many windows are not trusted alone: the thorough search
+# looks again around them (and around detections that failed the checks), in a region ``DOUBT_REGION`` times
+# their side (faces in a group stand side by side), and its faces are kept (``doubtful_regions``). Without that,
+# the fast pass found the upside-down astronaut upright (3 windows) with keypoints that passed both checks, and
+# lost one of the 770 test faces (``python evaluate.py --mode pipeline``): Ed_Smart_51, cheek to cheek with a girl
+# whom it found (4 windows) while it missed him (a region of twice her side cut his face off; three times finds
+# him). Of the fast pass's detections of the 770 test faces, 3.4 % merged at most 5 windows (median 24); of the
+# 303 held-out 300-W faces, 9 %.
+SETTLED_MIN_SCORE = 5
+DOUBT_REGION = 3.0
+
+# The wider search's network search for close-ups (``grid_boxes``, ``WiderSearch.network``): the model's face score
+# on square boxes whose side is each of these fractions of the picture's shorter side (and at least the smallest face
+# searched for), placed a quarter of their side apart; the ``NETWORK_SEARCH_CANDIDATES`` best boxes that do not
+# overlap (face score at least 0.5) are refined and checked like detections, and kept with a face score of at least
+# ``NETWORK_SEARCH_MIN_FACE_SCORE``. On the 160 x 160 pictures of 300-W that is 94 boxes, about 90 ms on one thread.
+NETWORK_SEARCH_SIDES = (0.35, 0.5, 0.7, 1.0)
+NETWORK_SEARCH_STEP = 0.25
+NETWORK_SEARCH_CANDIDATES = 8
+# Chosen on the training parts only, with the shipped model (``python benchmarks/network_search.py``): on the 613
+# training pictures without faces of ``no_faces`` (13 scikit-image pictures, 600 course backgrounds) the network
+# search alone kept 3 / 1 / 1 / 0 / 0 false faces at 0.9 / 0.95 / 0.97 / 0.98 / 0.99 (5 / 2 / 2 / 0 / 0 with the
+# pipeline's flip check instead of the wider search's), and found 100 / 100 / 99.6 / 99.3 / 98.9 % of every 6th
+# 300-W training face. 0.98 is the lowest threshold without a false face.
+NETWORK_SEARCH_MIN_FACE_SCORE = 0.98
 
 # Two final faces are one when their keypoint boxes overlap by this IoU (the same face found upright and turned).
 SAME_FACE_IOU = 0.4
@@ -110,7 +145,8 @@ SAME_FACE_IOU = 0.4
 
 @dataclass
 class Face:
-    """One face: its detector box (x, y, w, h), its (68, 2) keypoints in picture pixels, the detector's score, the
+    """One face: its detector box (x, y, w, h), its (68, 2) keypoints in picture pixels, the detector's score (the
+    cascade windows merged; for a face of the wider search's network search, the face score of its grid box), the
     flip error of its crop (small for a real face, see ``FLIP_ERROR_NO_FACE``; None without flip averaging), the
     model's face score (probability of a face; None for a model without one), the labelling convention of the
     keypoints (``models.CONVENTIONS``) and the name of the model file that predicted them."""
@@ -133,9 +169,12 @@ class WiderSearch:
     a turned face beside upright ones, at several times the cost) or "never". The picture is padded by ``pad``
     times its shorter side on every side (replicated border: faces cut by the border, close-ups) and, with
     ``equalize``, its contrast is equalised locally (CLAHE: dark and backlit faces); the detector then searches it
-    upright, and the (equalised) picture turned by each angle in ``rolls``.
+    upright, and the (equalised) picture turned by each angle in ``rolls``. With ``network`` (and a model with a face
+    score) it also looks for close-ups, faces of at least a third of the picture, with the network itself
+    (``grid_boxes``): the faces the Haar cascades miss most (turned, covered, cut by the border).
     The upright pass uses the pipeline's detector with ``detector_params`` changed (``WIDER_DETECTOR``: the
-    profile cascade added), the turned ones the pipeline's detector. Its faces must also pass the
+    thorough settings and the profile cascade), the turned ones the pipeline's detector with the thorough
+    settings (``detector_architectures.THOROUGH_PARAMS``). Its faces must also pass the
     stricter ``max_flip_error`` (None: the pipeline's own check only).
     """
 
@@ -143,6 +182,7 @@ class WiderSearch:
     pad: float = 0.25
     equalize: bool = True
     rolls: tuple[float, ...] = WIDER_ROLLS
+    network: bool = True
     max_flip_error: float | None = WIDER_MAX_FLIP_ERROR
     detector_params: dict = field(default_factory=lambda: dict(WIDER_DETECTOR))
 
@@ -233,6 +273,9 @@ class KeypointPipeline:
     drops crops whose flip error is larger (it needs the mirrored pass of ``flip_average``), ``min_face_score``
     drops crops whose face score is lower (for a model with a face score); None switches a check off. ``wider``
     says where to search again, harder (``WiderSearch``: padded, equalised and turned copies of the picture).
+    Before that, ``recheck`` searches the picture upright again with the detector's thorough settings
+    (``detector_architectures.THOROUGH_PARAMS``) where the fast pass leaves doubt: around its weak detections
+    (``SETTLED_MIN_SCORE``) and those that failed the checks, or everywhere when it detected nothing.
     """
 
     runner: Any
@@ -245,6 +288,7 @@ class KeypointPipeline:
     min_face_score: float | None = MIN_FACE_SCORE
     align_min_roll: float = ALIGN_MIN_ROLL
     wider: WiderSearch = field(default_factory=WiderSearch)
+    recheck: bool = True
 
     @classmethod
     def from_pretrained(
@@ -275,6 +319,7 @@ class KeypointPipeline:
             self.runner = TorchRunner(self.runner)
         self.convention = layout_of(self.runner).resolve(self.convention)
         self.wider_detector = HaarFaceDetector(**{**self.detector.params, **self.wider.detector_params})
+        self.thorough_detector = HaarFaceDetector(**{**self.detector.params, **THOROUGH_PARAMS})
 
     @property
     def model_name(self) -> str:
@@ -341,13 +386,25 @@ class KeypointPipeline:
     def detect(self, image: np.ndarray | str | os.PathLike) -> list[Face]:
         """Every face in the picture with its keypoints; an empty list when there is none.
 
-        The detector searches the picture upright; the ``wider`` search follows where it is asked for (by default
-        only when no face passed the stricter check of the wider search)."""
+        The detector searches the picture upright with its fast settings, then again with its thorough ones where
+        that leaves doubt (``recheck``); the ``wider`` search follows where it is asked for (by default only when
+        no face passed the stricter check of the wider search)."""
         image = as_rgb_image(image)
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        faces = self._faces(gray, [Candidate(d, np.eye(2, 3)) for d in self.detector.detect(gray)])
+        candidates = [Candidate(d, np.eye(2, 3)) for d in self.detector.detect(gray)]
+        trusted = [c.detection.score > SETTLED_MIN_SCORE or not self.recheck for c in candidates]
+        strong = [c for c, sure in zip(candidates, trusted) if sure]
+        checked = self._checked(gray, strong, search_roll=0.0)
+        faces = [face for face in checked if face is not None]
+        if self.recheck:
+            doubtful = [c.detection.box for c, sure in zip(candidates, trusted) if not sure]
+            doubtful += [c.detection.box for c, face in zip(strong, checked) if face is None]
+            regions = doubtful_regions(doubtful, gray.shape) if candidates else [(0, 0, gray.shape[1], gray.shape[0])]
+            faces = distinct_faces(faces + self._rechecked(gray, regions))
         if self.wider.when == "always" or (self.wider.when == "if_unsure" and not any(self._sure(f) for f in faces)):
-            faces = distinct_faces(faces + self._wider_faces(gray))  # upright faces first
+            # upright faces first, but an unsure one gives way to a sure face of the wider search in its place (an
+            # upside-down face read upright, whose turned copy gives the true keypoints)
+            faces = distinct_faces(sorted(faces + self._wider_faces(gray), key=lambda face: not self._sure(face)))
         return faces
 
     def is_face(self, flip_error: float, face_score: float) -> bool:
@@ -361,6 +418,14 @@ class KeypointPipeline:
         limit = self.wider.max_flip_error
         return limit is None or face.flip_error is None or face.flip_error <= limit
 
+    def _rechecked(self, gray: np.ndarray, regions: Sequence[tuple[int, int, int, int]]) -> list[Face]:
+        """The faces the thorough upright search finds in the (x0, y0, x1, y1) regions of the picture."""
+        found = []
+        for x0, y0, x1, y1 in regions:
+            region_frame = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]])
+            found += [Candidate(d, region_frame) for d in self.thorough_detector.detect(gray[y0:y1, x0:x1])]
+        return self._faces(gray, found, search_roll=0.0)
+
     def _wider_faces(self, gray: np.ndarray) -> list[Face]:
         """The faces of the ``wider`` search: the padded (and equalised) picture upright, and the (equalised)
         picture turned by each of ``wider.rolls``. A face found turned must be a strong detection (``TURNED_MIN_SCORE``) and lie along its search (eye line
@@ -372,26 +437,54 @@ class KeypointPipeline:
         searched, turned_faces = self._searched(gray), []
         for angle in self.wider.rolls:
             turned, frame = turned_copy(searched, angle)
-            strong = [Candidate(d, frame) for d in self.detector.detect(turned) if d.score >= TURNED_MIN_SCORE]
-            found = self._faces(gray, strong, strict)
-            turned_faces += [f for f in found if abs(angle_between(face_roll(f.keypoints), angle)) <= ROLL_AGREEMENT]
-        return distinct_faces(sorted(faces + turned_faces, key=face_quality))
+            strong = [Candidate(d, frame) for d in self.thorough_detector.detect(turned) if d.score >= TURNED_MIN_SCORE]
+            turned_faces += self._faces(gray, strong, strict, search_roll=angle)
+        return distinct_faces(sorted(faces + turned_faces + self._network_faces(gray, strict), key=face_quality))
+
+    def _network_faces(
+        self, gray: np.ndarray, max_flip_error: float | None, min_face_score: float = NETWORK_SEARCH_MIN_FACE_SCORE
+    ) -> list[Face]:
+        """The close-ups the network finds on its own (``WiderSearch.network``, ``grid_boxes``) with a face score of
+        at least ``min_face_score``: none for a model without a face score."""
+        if not (self.wider.network and layout_of(self.runner).face_score):
+            return []
+        boxes = grid_boxes(gray.shape, self.detector.params["min_face_size"] or 0)
+        if not len(boxes):
+            return []
+        scores = predict(self.runner, face_crops(gray, boxes, self.input_size)[0], self.convention).face_score
+        likely = [Detection(box, score) for box, score in zip(boxes, scores) if score >= 0.5]
+        best = suppress(sorted(likely, key=lambda d: -d.score))[:NETWORK_SEARCH_CANDIDATES]
+        found = self._faces(gray, [Candidate(d, np.eye(2, 3)) for d in best], max_flip_error)
+        return [face for face in found if face.face_score is not None and face.face_score >= min_face_score]
 
     def _searched(self, gray: np.ndarray) -> np.ndarray:
         return equalized(gray) if self.wider.equalize else gray
 
-    def _faces(self, gray: np.ndarray, candidates: Sequence[Candidate], max_flip_error: float | None = None) -> list[Face]:
-        """The candidates that pass the checks (and a flip error of at most ``max_flip_error``, when given), as
+    def _faces(
+        self, gray: np.ndarray, candidates: Sequence[Candidate], max_flip_error: float | None = None, search_roll: float | None = None
+    ) -> list[Face]:
+        """The candidates that pass the checks (and a flip error of at most ``max_flip_error``, when given; and an eye
+        line within ``ROLL_AGREEMENT`` degrees of ``search_roll``, the turn of the searched copy, when given), as
         ``Face``s with refined keypoints in picture pixels."""
+        return [face for face in self._checked(gray, candidates, max_flip_error, search_roll) if face is not None]
+
+    def _checked(
+        self, gray: np.ndarray, candidates: Sequence[Candidate], max_flip_error: float | None = None, search_roll: float | None = None
+    ) -> list[Face | None]:
+        """``_faces``, one entry per candidate: its ``Face``, or None where it failed the checks."""
         if not candidates:
             return []
         boxes = np.stack([c.detection.box for c in candidates]).astype(np.float32)
         steps = self.refine_steps if self.refine else 0
         keypoints, flip_errors, face_scores = self._predict_in_frames(gray, boxes, [c.frame for c in candidates], steps)
-        faces = []
+        faces: list[Face | None] = []
         for candidate, points, flip_error, face_score in zip(candidates, keypoints, flip_errors, face_scores):
-            if self.is_face(flip_error, face_score) and not (max_flip_error is not None and flip_error > max_flip_error):
-                faces.append(self._face(picture_box(candidate, points), points, candidate.detection.score, flip_error, face_score))
+            passed = (
+                self.is_face(flip_error, face_score)
+                and not (max_flip_error is not None and flip_error > max_flip_error)
+                and (search_roll is None or abs(angle_between(face_roll(points), search_roll)) <= ROLL_AGREEMENT)
+            )
+            faces.append(self._face(picture_box(candidate, points), points, candidate.detection.score, flip_error, face_score) if passed else None)
         return faces
 
     def _face(self, box: np.ndarray, keypoints: np.ndarray, score: float | None, flip_error: float, face_score: float) -> Face:
@@ -431,13 +524,41 @@ class KeypointPipeline:
 
 def picture_box(candidate: Candidate, keypoints: np.ndarray) -> np.ndarray:
     """A face's box (x, y, w, h) in picture pixels: the detector's own box when it searched the picture unturned
-    (possibly padded), else the Haar-convention box of the face's keypoints."""
+    (possibly padded or cut to a region), else the Haar-convention box of the face's keypoints."""
     frame = candidate.frame
     if np.allclose(frame[:, :2], np.eye(2)):
         box = candidate.detection.box.copy()
         box[:2] -= frame[:, 2]
         return box
     return haar_box_from_keypoints(keypoints).astype(np.float64)
+
+
+def grid_boxes(shape: tuple[int, ...], min_side: float = 0.0) -> np.ndarray:
+    """Square boxes (N, 4) as (x, y, w, h) over a picture of ``shape``, inside it: sides of ``NETWORK_SEARCH_SIDES``
+    times its shorter side (those of at least ``min_side`` pixels), ``NETWORK_SEARCH_STEP`` times the side apart."""
+    height, width = shape[:2]
+    boxes = []
+    for fraction in NETWORK_SEARCH_SIDES:
+        side = fraction * min(height, width)
+        if side < min_side:
+            continue
+        step = NETWORK_SEARCH_STEP * side
+        for y in np.arange(0.0, height - side + 1e-6, step):
+            for x in np.arange(0.0, width - side + 1e-6, step):
+                boxes.append((x, y, side, side))
+    return np.array(boxes, np.float32).reshape(-1, 4)
+
+
+def doubtful_regions(boxes: Sequence[np.ndarray], shape: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
+    """The regions (x0, y0, x1, y1) of a picture of ``shape`` that the thorough search looks at again around
+    doubtful detections ``boxes`` (x, y, w, h): ``DOUBT_REGION`` times each box's side about its centre, cut to the
+    picture."""
+    height, width = shape[:2]
+    regions = []
+    for x, y, w, h in boxes:
+        cx, cy, half = x + w / 2, y + h / 2, DOUBT_REGION * max(w, h) / 2
+        regions.append((max(int(cx - half), 0), max(int(cy - half), 0), min(int(np.ceil(cx + half)), width), min(int(np.ceil(cy + half)), height)))
+    return regions
 
 
 def face_quality(face: Face) -> tuple[float, float]:
@@ -493,13 +614,13 @@ class OneEuroFilter:
         return self.value
 
 
-# The detector the tracker uses to look for new faces while it follows others: the tuned detector, searching the
-# frame at half size. On the 640 x 480 frames of benchmarks/video_fps.py (one thread) it takes 24 ms instead of
-# 76 ms and finds the moving face in 27 % of the frames instead of 70 %, enough for a face that stays a while.
-# While no face is followed, the pipeline's own detector searches every frame, so a face is picked up quickly.
-# Looser grouping (minNeighbors 2) found the face in 58 % of the frames but put a second, false face on the
-# astronaut portrait that passed the flip check.
-VIDEO_DETECTOR = {"max_side": 320}
+# The detector the tracker uses to look for new faces while it follows others: the tuned detector (the thorough
+# settings, ``THOROUGH_PARAMS``), searching the frame at half size. On the 640 x 480 frames of
+# benchmarks/video_fps.py (one thread) it takes 24 ms instead of 76 ms and finds the moving face in 27 % of the
+# frames instead of 70 %, enough for a face that stays a while. While no face is followed, the pipeline's thorough
+# detector searches every frame, so a face is picked up quickly. Looser grouping (minNeighbors 2) found the face in
+# 58 % of the frames but put a second, false face on the astronaut portrait that passed the flip check.
+VIDEO_DETECTOR = {**THOROUGH_PARAMS, "max_side": 320}
 
 # How many times a followed face is re-cropped from the keypoints just predicted, after the crop from the previous
 # frame's keypoints: the network under-reacts to a face that has moved within its crop, so one pass lags behind
@@ -526,7 +647,8 @@ class FaceTracker:
     Each frame, every followed face is re-cropped from its last keypoints (the crop the model knows best) and
     predicted again, then re-cropped from the new keypoints ``follow_steps`` times. It is lost when its crop fails
     the flip-error check, when its keypoint box jumps or shrinks implausibly, or when the box has lost all detail
-    (``MIN_FACE_CONTRAST``). While no face is followed, the pipeline's detector searches every frame; while faces
+    (``MIN_FACE_CONTRAST``). While no face is followed, the pipeline's detector with its thorough settings
+    (``THOROUGH_PARAMS``) searches every frame; while faces
     are followed, the cheaper ``detector`` (by default ``VIDEO_DETECTOR``) looks for new ones every
     ``redetect_every`` frames and as soon as a face is lost. A face the detector misses for a while (turned,
     tilted) is still followed. New faces must pass the flip-error check too. Keypoints are smoothed with a One
@@ -591,7 +713,7 @@ class FaceTracker:
     def _detect(self, frame: np.ndarray) -> None:
         """Start following the faces the detector finds that no track covers yet (if they pass the flip check)."""
         self.frames_since_detection = 0
-        detector = self.detector if self.tracks else self.pipeline.detector
+        detector = self.detector if self.tracks else self.pipeline.thorough_detector
         new = [d for d in detector.detect(frame) if all(box_iou(d.box, t.box) < 0.3 for t in self.tracks)]
         if not new:
             return

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from data_load import person_of, read_image, read_keypoints_csv, resolve_data_dir, split_paths, transform_points  # noqa: E402
-from evaluate import nme_interocular  # noqa: E402
+from evaluate import COURSE_CONVENTION, nme_interocular  # noqa: E402
 from pipeline import FaceTracker, KeypointPipeline  # noqa: E402
 
 SIZE = (640, 480)
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     cv2.setNumThreads(args.threads)
     video = Path(args.out) / "tracking_input.mp4"
     truth = build_video(args.data, video, args.frames)
-    pipe = KeypointPipeline.from_pretrained(args.model, threads=args.threads)
+    pipe = KeypointPipeline.from_pretrained(args.model, threads=args.threads, convention=COURSE_CONVENTION)  # the truth's labelling
     tracker = FaceTracker(pipe)
     capture = cv2.VideoCapture(str(video))
     predicted, tracking_seconds, detections, extra_faces = [], 0.0, 0, 0

@@ -2,6 +2,7 @@
 from detector_architectures.haar import (
     BOX_CORRECTIONS,
     DEFAULT_PARAMS,
+    THOROUGH_PARAMS,
     BoxCorrection,
     Detection,
     HaarFaceDetector,
@@ -14,6 +15,7 @@ from detector_architectures.haar import (
 __all__ = [
     "BOX_CORRECTIONS",
     "DEFAULT_PARAMS",
+    "THOROUGH_PARAMS",
     "BoxCorrection",
     "Detection",
     "HaarFaceDetector",

@@ -7,7 +7,7 @@ import pytest
 import skimage.data
 
 from data_load import haar_box_from_keypoints, keypoint_box, read_image, read_keypoints_csv
-from detector_architectures import BOX_CORRECTIONS, DEFAULT_PARAMS, BoxCorrection, Detection, HaarFaceDetector, face_found
+from detector_architectures import BOX_CORRECTIONS, DEFAULT_PARAMS, THOROUGH_PARAMS, BoxCorrection, Detection, HaarFaceDetector, face_found
 from detector_architectures.haar import box_iou, group_windows, match_face, mirror_box, to_gray_uint8, working_scale
 
 # frontalface_default's box on skimage.data.astronaut() (512 x 512): her face spans about x 175-275, y 65-165.
@@ -16,7 +16,8 @@ ASTRONAUT_FACE = np.array([177.0, 66.0, 95.0, 95.0])
 
 @pytest.fixture(scope="module")
 def detector() -> HaarFaceDetector:
-    return HaarFaceDetector()
+    """The tuned settings (the pipeline's thorough search): exactly the faces, nothing else, on these pictures."""
+    return HaarFaceDetector(**THOROUGH_PARAMS)
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,14 @@ def test_finds_exactly_the_astronauts_face(detector, astronaut):
     detections = detector.detect(astronaut)
     assert_astronaut_face(detections)
     assert detections[0].cascade == "frontalface_default"
+
+
+def test_the_fast_default_finds_the_astronauts_face_first(astronaut):
+    fast = HaarFaceDetector()
+    assert fast.params["scale_factor"] > THOROUGH_PARAMS["scale_factor"]
+    detections = fast.detect(astronaut)
+    assert_astronaut_face(detections[:1])
+    assert all(d.score < detections[0].score / 4 for d in detections[1:])  # weak: the pipeline looks again there
 
 
 def test_grayscale_rgba_and_other_dtypes_work(detector, astronaut):

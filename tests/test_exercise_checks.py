@@ -100,7 +100,7 @@ def by_hand(pipe: KeypointPipeline, map_back: bool = True, scale: float = data_l
     def keypoints_by_hand(picture: np.ndarray) -> np.ndarray:
         gray = cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY)
         crops, matrices = [], []
-        for detection in pipe.detector.detect(picture):
+        for detection in pipe.thorough_detector.detect(picture):
             matrix = data_load.crop_matrix(*data_load.crop_square_from_box(detection.box, scale=scale), pipe.input_size)
             crops.append(data_load.warp(gray, matrix, pipe.input_size).astype(np.float32) / 255)
             matrices.append(matrix)

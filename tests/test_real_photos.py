@@ -14,10 +14,10 @@ from PIL import Image
 
 import detect
 from data_300w import Faces300WDataset
-from data_load import apply_exif_orientation, read_image, to_uint8
+from data_load import apply_exif_orientation, read_image, read_keypoints_csv, to_uint8
 from evaluate import nme_interocular
 from detector_architectures import face_found
-from pipeline import KeypointPipeline, WiderSearch, face_roll
+from pipeline import NETWORK_SEARCH_MIN_FACE_SCORE, KeypointPipeline, WiderSearch, face_roll, grid_boxes
 
 SHARED_300W = Path(__file__).resolve().parents[1].parent / "shared" / "300w"
 
@@ -267,8 +267,53 @@ def test_a_close_up_cut_by_the_border_is_found_by_the_padded_search(pipe, astron
 @pytest.mark.skipif(not SHARED_300W.is_dir(), reason="the 300-W crops are not beside the repository")
 def test_held_out_faces_in_the_wild_are_found(pipe):
     validation = Faces300WDataset(SHARED_300W, "validation")
-    samples = [validation[i] for i in range(0, len(validation), 6)]  # 51 faces
-    fast_only = KeypointPipeline(pipe.runner, pipe.detector, wider=WiderSearch(when="never"))
-    found = sum(face_found([f.box for f in pipe.detect(s["image"])], s["keypoints"]) for s in samples)
-    found_fast = sum(face_found([f.box for f in fast_only.detect(s["image"])], s["keypoints"]) for s in samples)
-    assert len(samples) == 51 and found >= 49 and found > found_fast
+    samples = [validation[i] for i in range(len(validation))]
+    found = [face_found([f.box for f in pipe.detect(s["image"])], s["keypoints"]) for s in samples]
+    assert len(samples) == 303 and sum(found) >= 0.99 * len(samples), [s["name"] for s, ok in zip(samples, found) if not ok]
+
+
+@pytest.mark.skipif(not SHARED_300W.is_dir(), reason="the 300-W crops are not beside the repository")
+def test_the_network_search_finds_a_close_up_the_cascades_miss(pipe):
+    validation = Faces300WDataset(SHARED_300W, "validation")
+    (sample,) = [validation[i] for i in range(len(validation)) if validation.names[i] == "afw/4555082379_1"]
+    cascades_only = KeypointPipeline(pipe.runner, pipe.detector, wider=WiderSearch(network=False))
+    assert not face_found([f.box for f in cascades_only.detect(sample["image"])], sample["keypoints"])
+    faces = pipe.detect(sample["image"])
+    assert len(faces) == 1 and face_found([faces[0].box], sample["keypoints"])
+    assert faces[0].face_score >= NETWORK_SEARCH_MIN_FACE_SCORE
+
+
+@pytest.mark.parametrize("shape", [(160, 160), (480, 640), (3024, 4032)])
+def test_grid_boxes_are_squares_inside_the_picture_from_a_third_of_it(shape):
+    boxes = grid_boxes(shape, min_side=40)
+    x, y, w, h = boxes.T
+    assert len(boxes) > 0 and np.allclose(w, h)
+    assert (x >= 0).all() and (y >= 0).all() and (x + w <= shape[1] + 1e-3).all() and (y + h <= shape[0] + 1e-3).all()
+    assert w.min() == pytest.approx(0.35 * min(shape)) and w.max() == pytest.approx(min(shape))
+    assert len(grid_boxes((160, 160), min_side=100)) < len(grid_boxes((160, 160), min_side=40))  # none below min_side
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Speed: the fast pass, and the thorough search where it leaves doubt
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["Ed_Smart_51.jpg"])  # cheek to cheek with a girl, whom the fast pass finds weakly
+def test_faces_the_fast_pass_misses_are_found_by_the_thorough_search_around_its_doubts(real_data_dir, name):
+    course = KeypointPipeline.from_pretrained(threads=1, convention="course")
+    names, truth = read_keypoints_csv(real_data_dir / "test_frames_keypoints.csv")
+    keypoints = truth[list(names).index(name)]
+    picture = read_image(real_data_dir / "test" / name, as_stored=True)
+    assert face_found([f.box for f in course.detect(picture)], keypoints)
+    unchecked = KeypointPipeline(course.runner, course.detector, convention="course", recheck=False, wider=WiderSearch(when="never"))
+    assert not face_found([f.box for f in unchecked.detect(picture)], keypoints)
+
+
+def test_the_benchmark_pictures_of_640_by_480_have_every_face_and_no_false_one(real_data_dir):
+    from benchmarks.pipeline_speed import compose, score, scenes, sources
+
+    faces = sources(str(real_data_dir))
+    pipe = KeypointPipeline.from_pretrained(threads=1)
+    for name, shape, placements in scenes():
+        if shape != (480, 640):
+            continue
+        picture, truths = compose(shape, faces, placements)
+        assert score(pipe.detect(picture), truths) == (len(truths), 0), name

@@ -85,8 +85,8 @@ faces = [data_load.FaceCrop(224)(checks._face_sample(roll_deg=roll)) for roll in
 grays = [cv2.cvtColor(f["image"], cv2.COLOR_RGB2GRAY).astype(np.float32) / 255 for f in faces]
 tiny_batch = {"image": torch.from_numpy(np.stack(grays))[:, None],
               "keypoints": torch.from_numpy(np.stack([(f["keypoints"] - 112) / 112 for f in faces]).astype(np.float32))}
-from detector_architectures import HaarFaceDetector
-namespace.update(tiny_batch=tiny_batch, gray=grays[1], detector=HaarFaceDetector(), group=detect.montage([photo, photo[:, ::-1]], columns=2))
+from detector_architectures import THOROUGH_PARAMS, HaarFaceDetector
+namespace.update(tiny_batch=tiny_batch, gray=grays[1], detector=HaarFaceDetector(**THOROUGH_PARAMS), group=detect.montage([photo, photo[:, ::-1]], columns=2))
 cells, after_todo = {}, {}
 for path in sorted(glob.glob("*.ipynb")):
     notebook = nbformat.read(path, as_version=4).cells
