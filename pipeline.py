@@ -220,6 +220,11 @@ def turning_frame(centre: Sequence[float], angle: float) -> np.ndarray:
     return cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), float(angle), 1.0)
 
 
+def shifting_frame(dx: float, dy: float) -> np.ndarray:
+    """2 x 3 matrix moving picture pixels by (``dx``, ``dy``): the frame of a padded copy or of a cut-out region."""
+    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
+
+
 def aligned_frame(keypoints: np.ndarray, min_roll: float = ALIGN_MIN_ROLL) -> tuple[np.ndarray, np.ndarray]:
     """The face box (Haar convention) and frame (2 x 3, picture pixels -> frame pixels) to re-crop a face from its
     keypoints: upright along its eye line when its roll is at least ``min_roll`` degrees, else the picture's own."""
@@ -233,7 +238,7 @@ def padded_copy(image: np.ndarray, pad: float) -> tuple[np.ndarray, np.ndarray]:
     (2 x 3) from picture pixels to the copy's."""
     margin = int(round(pad * min(image.shape[:2])))
     padded = cv2.copyMakeBorder(image, margin, margin, margin, margin, cv2.BORDER_REPLICATE)
-    return padded, np.array([[1.0, 0.0, margin], [0.0, 1.0, margin]])
+    return padded, shifting_frame(margin, margin)
 
 
 def turned_copy(image: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
@@ -425,8 +430,7 @@ class KeypointPipeline:
         """The faces the thorough upright search finds in the (x0, y0, x1, y1) regions of the picture."""
         found = []
         for x0, y0, x1, y1 in regions:
-            region_frame = np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]])
-            found += [Candidate(d, region_frame) for d in self.thorough_detector.detect(gray[y0:y1, x0:x1])]
+            found += [Candidate(d, shifting_frame(-x0, -y0)) for d in self.thorough_detector.detect(gray[y0:y1, x0:x1])]
         return self._faces(gray, found, search_roll=0.0)
 
     def _wider_faces(self, gray: np.ndarray) -> list[Face]:
