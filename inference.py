@@ -50,13 +50,37 @@ def face_crops(
     ``frames`` (one 2 x 3 matrix per box, picture pixels to the frame's) gives each box in its own frame, e.g. a
     copy of the picture turned so that the face is upright; None: the picture's own pixels.
     """
-    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+    matrices = crop_matrices(boxes, input_size, frames)
+    return cut_crops(image, matrices, input_size), matrices
+
+
+def crop_matrices(
+    boxes: Sequence[Sequence[float]] | np.ndarray, input_size: int, frames: Sequence[np.ndarray] | None = None
+) -> list[np.ndarray]:
+    """The 2 x 3 matrices from picture pixels to the crops (side ``input_size``) of face boxes (x, y, w, h, Haar
+    convention) given in their ``frames`` (see ``face_crops``)."""
     matrices = [crop_matrix(*crop_square_from_box(box), input_size) for box in boxes]
     if frames is not None:
         matrices = [compose_matrices(matrix, frame) for matrix, frame in zip(matrices, frames)]
-    if not matrices:
-        return np.zeros((0, input_size, input_size), np.float32), []
-    return np.stack([warp(gray, matrix, input_size) for matrix in matrices]).astype(np.float32) / 255.0, matrices
+    return matrices
+
+
+def cut_crops(image: np.ndarray, matrices: Sequence[np.ndarray], input_size: int) -> np.ndarray:
+    """Grayscale crops (N, S, S) float32 in [0, 1] of a picture (gray or RGB) through 2 x 3 ``matrices``."""
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+    if not len(matrices):
+        return np.zeros((0, input_size, input_size), np.float32)
+    return np.stack([warp(gray, matrix, input_size) for matrix in matrices]).astype(np.float32) / 255.0
+
+
+def crop_shift(before: np.ndarray, after: np.ndarray, input_size: int) -> float:
+    """How far apart two crops of side ``input_size`` are in the picture: the largest distance between matching
+    corners of their squares (picture pixels, through the inverses of the 2 x 3 matrices ``before`` and ``after``),
+    as a fraction of the first square's side."""
+    corners = np.array([[0.0, 0.0], [input_size, 0.0], [0.0, input_size], [input_size, input_size]])
+    a, b = transform_points(corners, invert_matrix(before)), transform_points(corners, invert_matrix(after))
+    side = np.linalg.norm(a[1] - a[0])
+    return float(np.linalg.norm(a - b, axis=1).max() / max(side, 1e-9))
 
 
 @dataclass

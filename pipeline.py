@@ -17,6 +17,7 @@ upright face.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,6 +28,7 @@ import torch
 
 from data_load import (
     DataError,
+    compose_matrices,
     haar_box_from_keypoints,
     invert_matrix,
     keypoint_box,
@@ -35,8 +37,8 @@ from data_load import (
     transform_points,
 )
 from detector_architectures import THOROUGH_PARAMS, Detection, HaarFaceDetector, box_iou
-from detector_architectures.haar import suppress
-from inference import SHIPPED_MODEL, face_crops, layout_of, predict
+from detector_architectures.haar import smallest_face, suppress
+from inference import SHIPPED_MODEL, crop_matrices, crop_shift, cut_crops, face_crops, layout_of, predict
 from models import ModelError, TorchRunner, make_runner
 
 MAX_PIXELS = 100_000_000  # refuse pictures larger than this (about 10000 x 10000): they are almost surely a mistake
@@ -56,6 +58,10 @@ FLIP_ERROR_NO_FACE = 0.025
 # without re-cropping, then 0.0494 / 0.0459 / 0.0445 / 0.0440 / 0.0437 after 1-5 re-crops. Three keep most of the
 # gain; each costs one more pass per face (two with flip averaging), small beside the detector's time.
 REFINE_STEPS = 3
+
+# A face stops being re-cropped once its next crop would lie within this fraction of the crop's side of its last one
+# (``KeypointPipeline.refine_tolerance``, ``inference.crop_shift``; 0: always ``REFINE_STEPS`` re-crops).
+REFINE_TOLERANCE = 0.0
 
 # A followed face whose keypoint box holds less detail than this (standard deviation of its gray levels) is lost.
 # A flat region, such as a plain wall after the face has left, is symmetric, so the flip check cannot reject it.
@@ -126,6 +132,9 @@ TURNED_MIN_SCORE = 10
 # her side cut his face off).
 SETTLED_MIN_SCORE = 5
 DOUBT_REGION = 3.0
+# ... and it looks there for faces of ``DOUBT_SIZES`` times the doubtful detection's side (its neighbour in a group, or
+# the same face framed better), at the resolution the smallest of them needs, not from the detector's smallest face.
+DOUBT_SIZES = (0.5, 2.0)
 
 # The wider search's network search for close-ups (``grid_boxes``, ``WiderSearch.network``): the model's face score
 # on square boxes whose side is each of these fractions of the picture's shorter side (and at least the smallest face
@@ -141,6 +150,23 @@ NETWORK_SEARCH_CANDIDATES = 8
 # pipeline's flip check instead of the wider search's), and found 100 / 100 / 99.6 / 99.3 / 98.9 % of every 6th
 # 300-W training face. 0.98 is the lowest threshold without a false face.
 NETWORK_SEARCH_MIN_FACE_SCORE = 0.98
+
+# The long side, in pixels, of the picture's copy that the wider search works on (``WiderSearch.max_side``).
+WIDER_MAX_SIDE = 640
+
+# The seconds one ``KeypointPipeline.detect`` call may spend searching (``KeypointPipeline.time_budget``): past it,
+# the searches not yet begun are given up.
+TIME_BUDGET = 0.25
+
+# The fast pass looks for big faces first, those of at least this fraction of the picture's shorter side, on a
+# small working copy (``KeypointPipeline._size_passes``); the second pass looks for the smaller ones, up to
+# ``COARSE_OVERLAP`` times that size (overlapping the first pass's range, since the cascade's scales are steps apart).
+COARSE_FRACTION = 0.2
+COARSE_OVERLAP = 1.25
+
+# Once a face of side S is found, the fast pass searches faces down to S / SIZE_RATIO only
+# (``KeypointPipeline.size_ratio``; None: down to the detector's smallest face whatever it found).
+SIZE_RATIO = 4.0
 
 # Two final faces are one when their keypoint boxes overlap by this IoU (the same face found upright and turned).
 SAME_FACE_IOU = 0.4
@@ -178,7 +204,11 @@ class WiderSearch:
     The upright pass uses the pipeline's detector with ``detector_params`` changed (``WIDER_DETECTOR``: the
     thorough settings and the profile cascade), the turned ones the pipeline's detector with the thorough
     settings (``detector_architectures.THOROUGH_PARAMS``). Its faces must also pass the
-    stricter ``max_flip_error`` (None: the pipeline's own check only).
+    stricter ``max_flip_error`` (None: the pipeline's own check only). Its copies are made of the picture shrunk so
+    that its long side is at most ``max_side`` pixels (``WIDER_MAX_SIDE``; None: full size), so their cost is
+    bounded whatever the picture's size: it then finds faces of at least the detector's smallest face in that
+    copy (40 pixels of a 640-pixel copy: a sixteenth of the long side); the keypoints are still cut from the
+    picture at full resolution.
     """
 
     when: str = "if_unsure"
@@ -188,6 +218,7 @@ class WiderSearch:
     network: bool = True
     max_flip_error: float | None = WIDER_MAX_FLIP_ERROR
     detector_params: dict = field(default_factory=lambda: dict(WIDER_DETECTOR))
+    max_side: int | None = WIDER_MAX_SIDE
 
     def __post_init__(self) -> None:
         if self.when not in ("if_unsure", "always", "never"):
@@ -252,6 +283,54 @@ def turned_copy(image: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray
     return cv2.warpAffine(image, frame, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), frame
 
 
+def scaling_frame(from_shape: tuple[int, ...], to_shape: tuple[int, ...]) -> np.ndarray:
+    """2 x 3 matrix from the pixels of a picture of ``from_shape`` to those of its resized copy of ``to_shape``
+    (pixel centres kept: x' + 0.5 = s (x + 0.5))."""
+    sx, sy = to_shape[1] / from_shape[1], to_shape[0] / from_shape[0]
+    return np.array([[sx, 0.0, 0.5 * (sx - 1)], [0.0, sy, 0.5 * (sy - 1)]])
+
+
+class GrayPyramid:
+    """A gray picture and its halvings (area averaging), each made when first needed, so that every search of a
+    ``detect`` call reads a copy at most twice the size its smallest face needs, not the picture at full size.
+
+    ``level(scale)`` gives the smallest copy at least ``scale`` times the picture's size, and the frame (2 x 3) from
+    picture pixels to that copy's; ``resized(scale)`` the copy resized to exactly that scale."""
+
+    def __init__(self, gray: np.ndarray) -> None:
+        self.levels = [gray]
+
+    @property
+    def picture(self) -> np.ndarray:
+        return self.levels[0]
+
+    def level(self, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        height, width = self.picture.shape[:2]
+        index = 0
+        while (index + 1) < 16 and scale <= 0.5 ** (index + 1) and min(height, width) * 0.5 ** (index + 1) >= 2:
+            index += 1
+            if index == len(self.levels):
+                last = self.levels[-1]
+                self.levels.append(cv2.resize(last, (max(1, last.shape[1] // 2), max(1, last.shape[0] // 2)), interpolation=cv2.INTER_AREA))
+        copy = self.levels[index]
+        return copy, scaling_frame(self.picture.shape, copy.shape)
+
+    def resized(self, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        if scale >= 1.0:
+            return self.picture, np.eye(2, 3)
+        copy, _ = self.level(scale)
+        height, width = self.picture.shape[:2]
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        if (copy.shape[1], copy.shape[0]) != size:
+            copy = cv2.resize(copy, size, interpolation=cv2.INTER_AREA)
+        return copy, scaling_frame(self.picture.shape, copy.shape)
+
+
+def past(deadline: float | None) -> bool:
+    """Whether the ``time.perf_counter`` ``deadline`` has passed (never for None)."""
+    return deadline is not None and time.perf_counter() > deadline
+
+
 def equalized(gray: np.ndarray) -> np.ndarray:
     """Local contrast equalisation (CLAHE, 8 x 8 tiles, clip limit 2: OpenCV's usual setting) of a gray picture."""
     return cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)
@@ -284,6 +363,10 @@ class KeypointPipeline:
     Before that, ``recheck`` searches the picture upright again with the detector's thorough settings
     (``detector_architectures.THOROUGH_PARAMS``) where the fast pass leaves doubt: around its weak detections
     (``SETTLED_MIN_SCORE``) and those that failed the checks, or everywhere when it detected nothing.
+    ``size_ratio``: once a face of side S is found, smaller faces are searched down to S / ``size_ratio`` only
+    (``SIZE_RATIO``; None: down to the detector's smallest face). ``time_budget`` (seconds, None: no limit) bounds one ``detect`` call: the fast pass and the keypoints of its
+    faces always run; past the budget, the thorough searches around doubts and the wider search's steps not yet
+    begun are given up, in the order of ``search_steps`` (the turned copies last).
     """
 
     runner: Any
@@ -291,12 +374,15 @@ class KeypointPipeline:
     flip_average: bool = True
     refine: bool = True
     refine_steps: int = REFINE_STEPS
+    refine_tolerance: float = REFINE_TOLERANCE
     max_flip_error: float | None = FLIP_ERROR_NO_FACE
     convention: str | None = None
     min_face_score: float | None = MIN_FACE_SCORE
     align_min_roll: float = ALIGN_MIN_ROLL
     wider: WiderSearch = field(default_factory=WiderSearch)
     recheck: bool = True
+    time_budget: float | None = TIME_BUDGET
+    size_ratio: float | None = SIZE_RATIO
 
     @classmethod
     def from_pretrained(
@@ -396,24 +482,50 @@ class KeypointPipeline:
 
         The detector searches the picture upright with its fast settings, then again with its thorough ones where
         that leaves doubt (``recheck``); the ``wider`` search follows where it is asked for (by default only when
-        no face passed the stricter check of the wider search)."""
+        no face passed the stricter check of the wider search). Past ``time_budget`` seconds, the searches not yet
+        begun are given up (``search_steps``): the call returns the faces found so far."""
+        deadline = None if self.time_budget is None else time.perf_counter() + self.time_budget
         image = as_rgb_image(image)
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        candidates = [Candidate(d, np.eye(2, 3)) for d in self.detector.detect(gray)]
-        trusted = [c.detection.score > SETTLED_MIN_SCORE or not self.recheck for c in candidates]
-        strong = [c for c, sure in zip(candidates, trusted) if sure]
-        checked = self._checked(gray, strong, search_roll=0.0)
-        faces = [face for face in checked if face is not None]
+        pyramid = GrayPyramid(gray)
+        smallest = smallest_face(min(gray.shape), self.detector.params)
+        coarse = max(smallest, COARSE_FRACTION * min(gray.shape))
+        faces, doubtful, detected = self._fast_pass(pyramid, coarse, None)
+        if faces and self.size_ratio:
+            smallest = max(smallest, max(float(face.box[2]) for face in faces) / self.size_ratio)
+        if smallest < coarse:
+            finer, more_doubtful, finer_detected = self._fast_pass(pyramid, smallest, coarse * COARSE_OVERLAP, secondary=not faces)
+            faces, doubtful, detected = distinct_faces(faces + finer), doubtful + more_doubtful, detected or finer_detected
         if self.recheck:
-            doubtful = [c.detection.box for c, sure in zip(candidates, trusted) if not sure]
-            doubtful += [c.detection.box for c, face in zip(strong, checked) if face is None]
-            regions = doubtful_regions(doubtful, gray.shape) if candidates else [(0, 0, gray.shape[1], gray.shape[0])]
-            faces = distinct_faces(faces + self._rechecked(gray, regions))
+            faces = distinct_faces(faces + self._rechecked(pyramid, doubtful if detected else None, deadline))
         if self.wider.when == "always" or (self.wider.when == "if_unsure" and not any(self._sure(f) for f in faces)):
             # upright faces first, but an unsure one gives way to a sure face of the wider search in its place (an
             # upside-down face read upright, whose turned copy gives the true keypoints)
-            faces = distinct_faces(sorted(faces + self._wider_faces(gray), key=lambda face: not self._sure(face)))
+            faces = distinct_faces(sorted(faces + self._wider_faces(pyramid, deadline), key=lambda face: not self._sure(face)))
         return faces
+
+    def _search_copy(self, pyramid: GrayPyramid, min_face: float) -> tuple[np.ndarray, np.ndarray]:
+        """The pyramid's copy that a search for faces of at least ``min_face`` pixels reads (at most twice the size
+        the detector works at, ``working_face_size`` pixels for that face), and its frame."""
+        return pyramid.level(self.detector.params["working_face_size"] / max(min_face, 1e-6))
+
+    def _fast_pass(
+        self, pyramid: GrayPyramid, low: float, high: float | None, secondary: bool = True
+    ) -> tuple[list[Face], list[np.ndarray], bool]:
+        """One size range of the fast pass (faces of ``low`` to ``high`` pixels; None: no limit; ``secondary``: the
+        detector's other cascades may run, ``HaarFaceDetector.detect``): the faces that pass the checks, the boxes
+        (picture pixels) the thorough search should look around (``SETTLED_MIN_SCORE``, or failed the checks), and
+        whether anything was detected."""
+        copy, frame = self._search_copy(pyramid, low)
+        scale = frame[0, 0]
+        found = self.detector.detect(copy, low * scale, None if high is None else high * scale, secondary)
+        candidates = [Candidate(d, frame) for d in found]
+        trusted = [c.detection.score > SETTLED_MIN_SCORE or not self.recheck for c in candidates]
+        strong = [c for c, sure in zip(candidates, trusted) if sure]
+        checked = self._checked(pyramid.picture, strong, search_roll=0.0)
+        doubtful = [unframed_box(c.detection.box, frame) for c, sure in zip(candidates, trusted) if not sure]
+        doubtful += [unframed_box(c.detection.box, frame) for c, face in zip(strong, checked) if face is None]
+        return [face for face in checked if face is not None], doubtful, bool(candidates)
 
     def is_face(self, flip_error: float, face_score: float) -> bool:
         """The checks a detection passes to be kept as a face (NaN measures pass: they were not computed)."""
@@ -426,27 +538,67 @@ class KeypointPipeline:
         limit = self.wider.max_flip_error
         return limit is None or face.flip_error is None or face.flip_error <= limit
 
-    def _rechecked(self, gray: np.ndarray, regions: Sequence[tuple[int, int, int, int]]) -> list[Face]:
-        """The faces the thorough upright search finds in the (x0, y0, x1, y1) regions of the picture."""
+    def _rechecked(self, pyramid: GrayPyramid, doubtful: Sequence[np.ndarray] | None, deadline: float | None = None) -> list[Face]:
+        """The faces the thorough upright search finds around the ``doubtful`` boxes (x, y, w, h, picture pixels):
+        in each box's ``doubtful_regions``, faces of ``DOUBT_SIZES`` times its side, read from the pyramid's copy
+        those sizes need; None: the whole picture, from the detector's smallest face."""
+        gray = pyramid.picture
+        if doubtful is None:
+            smallest = smallest_face(min(gray.shape), self.detector.params)
+            copy, frame = self._search_copy(pyramid, smallest)
+            found = [Candidate(d, frame) for d in self.thorough_detector.detect(copy, smallest * frame[0, 0])]
+            return self._faces(gray, found, search_roll=0.0)
         found = []
-        for x0, y0, x1, y1 in regions:
-            found += [Candidate(d, shifting_frame(-x0, -y0)) for d in self.thorough_detector.detect(gray[y0:y1, x0:x1])]
+        for box, region in zip(doubtful, doubtful_regions(doubtful, gray.shape)):
+            if past(deadline):
+                break
+            side = float(max(box[2], box[3]))
+            low = max(DOUBT_SIZES[0] * side, self.detector.params["min_face_size"] or 0)
+            copy, frame = self._search_copy(pyramid, low)
+            (x0, y0), (x1, y1) = np.round(transform_points(np.array(region, np.float64).reshape(2, 2) - 0.5, frame) + 0.5).astype(int)
+            cut = shifting_frame(-x0, -y0)
+            scale = frame[0, 0]
+            detections = self.thorough_detector.detect(copy[y0:y1, x0:x1], low * scale, DOUBT_SIZES[1] * side * scale)
+            found += [Candidate(d, compose_matrices(cut, frame)) for d in detections]
         return self._faces(gray, found, search_roll=0.0)
 
-    def _wider_faces(self, gray: np.ndarray) -> list[Face]:
-        """The faces of the ``wider`` search: the padded (and equalised) picture upright, and the (equalised)
-        picture turned by each of ``wider.rolls``. A face found turned must be a strong detection (``TURNED_MIN_SCORE``) and lie along its search (eye line
+    def search_steps(self, pyramid: GrayPyramid) -> list[tuple[str, Any]]:
+        """The ``wider`` search's steps in the order they run, each (name, function of no argument giving its
+        ``Face``s): the padded (and equalised) copy upright, the network's search for close-ups, then the copy
+        turned by each of ``wider.rolls``. All work on the picture shrunk to ``wider.max_side``."""
+        gray = pyramid.picture
+        long = max(gray.shape)
+        small, shrink = pyramid.resized(1.0 if self.wider.max_side is None else self.wider.max_side / long)
+        strict = self.wider.max_flip_error
+        searched = self._searched(small)
+
+        def upright() -> list[Face]:
+            padded, pad_frame = padded_copy(small, self.wider.pad)
+            padded_searched = self._searched(padded)
+            frame = compose_matrices(pad_frame, shrink)
+            return self._faces(gray, [Candidate(d, frame) for d in self.wider_detector.detect(padded_searched)], strict)
+
+        def turned(angle: float) -> list[Face]:
+            copy, frame = turned_copy(searched, angle)
+            frame = compose_matrices(frame, shrink)
+            strong = [Candidate(d, frame) for d in self.thorough_detector.detect(copy) if d.score >= TURNED_MIN_SCORE]
+            return self._faces(gray, strong, strict, search_roll=angle)
+
+        steps: list[tuple[str, Any]] = [("padded upright", upright), ("network", lambda: self._network_faces(gray, strict))]
+        steps += [(f"turned {angle:g}", lambda angle=angle: turned(angle)) for angle in self.wider.rolls]
+        return steps
+
+    def _wider_faces(self, pyramid: GrayPyramid, deadline: float | None = None) -> list[Face]:
+        """The faces of the ``wider`` search (``search_steps``), as many steps as ``deadline`` leaves time for. A
+        face found turned must be a strong detection (``TURNED_MIN_SCORE``) and lie along its search (eye line
         within ``ROLL_AGREEMENT`` degrees of the turn); where several searches find one face, the best one by
         ``face_quality`` wins."""
-        padded, pad_frame = padded_copy(gray, self.wider.pad)
-        strict = self.wider.max_flip_error
-        faces = self._faces(gray, [Candidate(d, pad_frame) for d in self.wider_detector.detect(self._searched(padded))], strict)
-        searched, turned_faces = self._searched(gray), []
-        for angle in self.wider.rolls:
-            turned, frame = turned_copy(searched, angle)
-            strong = [Candidate(d, frame) for d in self.thorough_detector.detect(turned) if d.score >= TURNED_MIN_SCORE]
-            turned_faces += self._faces(gray, strong, strict, search_roll=angle)
-        return distinct_faces(sorted(faces + turned_faces + self._network_faces(gray, strict), key=face_quality))
+        faces: list[Face] = []
+        for _, step in self.search_steps(pyramid):
+            if past(deadline):
+                break
+            faces += step()
+        return distinct_faces(sorted(faces, key=face_quality))
 
     def _network_faces(
         self, gray: np.ndarray, max_flip_error: float | None, min_face_score: float = NETWORK_SEARCH_MIN_FACE_SCORE
@@ -513,31 +665,49 @@ class KeypointPipeline:
     def _predict_in_frames(
         self, gray: np.ndarray, boxes: np.ndarray, frames: Sequence[np.ndarray], steps: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Predict for boxes given in their frames, then re-crop from the keypoints ``steps`` times."""
+        """Predict for boxes given in their frames, then re-crop each face from its keypoints up to ``steps`` times:
+        a face stops once its next crop would lie within ``refine_tolerance`` of its last (``inference.crop_shift``),
+        since the network would see nearly the same crop again."""
         if len(boxes) == 0:
             return np.zeros((0, self.runner.num_keypoints, 2), np.float32), np.zeros(0), np.zeros(0)
-        result = self._predict(gray, boxes, frames)
+        matrices = crop_matrices(boxes, self.input_size, frames)
+        keypoints, flip_errors, face_scores = self._predict(gray, matrices)
+        active = np.arange(len(boxes))
         for _ in range(steps):
-            boxes, frames = zip(*(aligned_frame(k, self.align_min_roll) for k in result[0]))
-            result = self._predict(gray, np.stack(boxes), list(frames))
-        return result
+            boxes, frames = zip(*(aligned_frame(keypoints[i], self.align_min_roll) for i in active))
+            following = crop_matrices(boxes, self.input_size, frames)
+            moving = [j for j, (i, matrix) in enumerate(zip(active, following))
+                      if crop_shift(matrices[i], matrix, self.input_size) >= self.refine_tolerance]
+            if not moving:
+                break
+            active = active[moving]
+            for i, j in zip(active, moving):
+                matrices[i] = following[j]
+            keypoints[active], flip_errors[active], face_scores[active] = self._predict(gray, [matrices[i] for i in active])
+        return keypoints, flip_errors, face_scores
 
-    def _predict(self, gray: np.ndarray, boxes: np.ndarray, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        crops, matrices = face_crops(gray, boxes, self.input_size, frames)
-        result = predict(self.runner, crops, self.convention, self.flip_average)
+    def _predict(self, gray: np.ndarray, matrices: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Keypoints (N, 68, 2) in picture pixels, flip errors and face scores (N,) for crops through ``matrices``."""
+        result = predict(self.runner, cut_crops(gray, matrices, self.input_size), self.convention, self.flip_average)
         keypoints = np.stack([transform_points(p, invert_matrix(m)) for p, m in zip(result.keypoints, matrices)])
         return keypoints, result.flip_error, result.face_score
 
 
 def picture_box(candidate: Candidate, keypoints: np.ndarray) -> np.ndarray:
     """A face's box (x, y, w, h) in picture pixels: the detector's own box when it searched the picture unturned
-    (possibly padded or cut to a region), else the Haar-convention box of the face's keypoints."""
+    (possibly padded, resized or cut to a region), else the Haar-convention box of the face's keypoints."""
     frame = candidate.frame
-    if np.allclose(frame[:, :2], np.eye(2)):
-        box = candidate.detection.box.copy()
-        box[:2] -= frame[:, 2]
-        return box
+    if abs(frame[0, 1]) < 1e-9 and abs(frame[1, 0]) < 1e-9:
+        return unframed_box(candidate.detection.box, frame)
     return haar_box_from_keypoints(keypoints).astype(np.float64)
+
+
+def unframed_box(box: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """A box (x, y, w, h) of an unturned frame (a shifted, resized copy: ``frame`` 2 x 3 without rotation, picture
+    pixels to the copy's) in picture pixels. Box corners are pixel edges, half a pixel from the centres."""
+    x, y, w, h = (float(v) for v in box)
+    left, top = transform_points(np.array([[x - 0.5, y - 0.5]]), invert_matrix(frame))[0] + 0.5
+    return np.array([left, top, w / frame[0, 0], h / frame[1, 1]], np.float64)
 
 
 def grid_boxes(shape: tuple[int, ...], min_side: float = 0.0) -> np.ndarray:

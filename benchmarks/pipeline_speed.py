@@ -42,6 +42,17 @@ class Source:
 
 
 @dataclass
+class Closeup:
+    """A close-up portrait: the picture of source ``source`` scaled and cut so that its face's keypoint box is
+    ``fraction`` of the picture's height, centred at (``cx``, ``cy``) as fractions of the width and height."""
+
+    source: int
+    fraction: float
+    cx: float = 0.5
+    cy: float = 0.55
+
+
+@dataclass
 class Placement:
     """Where a face goes: its source, the centre (x, y) and height (pixels) of its keypoint box on the canvas, its
     roll in degrees (counter-clockwise as seen) and a brightness factor."""
@@ -53,8 +64,30 @@ class Placement:
     brightness: float = 1.0
 
 
-def sources(data_dir: str | None) -> list[Source]:
-    """The astronaut (keypoints from the pipeline on the upright portrait) and up to five course test faces."""
+def held_out_300w(data_300w: str | None, count: int = 3) -> list[Source]:
+    """``count`` held-out 300-W faces (``data_300w.VALIDATION_LIST``, spread over the list), gray as stored, with
+    their keypoints; none without the folder."""
+    from data_300w import VALIDATION_LIST, read_pts, resolve_300w_dirs
+
+    try:
+        folders = resolve_300w_dirs(data_300w)
+    except DataError:
+        return []
+    names = [line.strip() for line in VALIDATION_LIST.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    found = []
+    for name in [names[i] for i in np.linspace(0, len(names) - 1, count).astype(int)]:
+        folder_name, stem = name.split("/")
+        for folder in folders:
+            pts = folder / f"{stem}.pts"
+            if folder.name == folder_name and pts.exists():
+                found.append(Source(read_image(pts.with_suffix(".jpg"), as_stored=True), read_pts(pts)))
+                break
+    return found
+
+
+def sources(data_dir: str | None, data_300w: str | None = None) -> list[Source]:
+    """The astronaut (keypoints from the pipeline on the upright portrait), up to five course test faces and, last,
+    three held-out 300-W faces (the close-ups count them from the end)."""
     from skimage import data
 
     astronaut = data.astronaut()
@@ -64,14 +97,29 @@ def sources(data_dir: str | None) -> list[Source]:
         csv_file, root_dir = split_paths(resolve_data_dir(data_dir, download=False), "test")
         names, truth = read_keypoints_csv(csv_file)
     except DataError:
-        return found
+        return found + held_out_300w(data_300w)
     for i in np.linspace(0, len(names) - 1, 5).astype(int):
         found.append(Source(read_image(root_dir / names[i], as_stored=True), truth[i]))
-    return found
+    return found + held_out_300w(data_300w)
 
 
-def compose(shape: tuple[int, int], faces: list[Source], placements: list[Placement]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """A canvas of ``shape`` (H, W) with each placed face warped in (scaled, turned, darkened), and its keypoints."""
+def portrait(shape: tuple[int, int], faces: list[Source], closeup: Closeup) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A close-up of ``shape`` (H, W): the source picture enlarged (bicubic, replicated border where the picture
+    ends), and its face's keypoints."""
+    source = faces[closeup.source % len(faces)]
+    x0, y0 = source.keypoints.min(axis=0)
+    x1, y1 = source.keypoints.max(axis=0)
+    scale = closeup.fraction * shape[0] / (y1 - y0)
+    matrix = np.array([[scale, 0.0, closeup.cx * shape[1] - scale * (x0 + x1) / 2], [0.0, scale, closeup.cy * shape[0] - scale * (y0 + y1) / 2]])
+    image = cv2.warpAffine(source.image, matrix, (shape[1], shape[0]), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    return image, [source.keypoints @ matrix[:, :2].T + matrix[:, 2]]
+
+
+def compose(shape: tuple[int, int], faces: list[Source], placements: list[Placement] | Closeup) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A canvas of ``shape`` (H, W) with each placed face warped in (scaled, turned, darkened), and its keypoints;
+    for a ``Closeup``, that portrait."""
+    if isinstance(placements, Closeup):
+        return portrait(shape, faces, placements)
     rng = np.random.default_rng(0)
     canvas = np.empty((*shape, 3), np.uint8)
     canvas[:] = (120, 110, 95)
@@ -114,7 +162,21 @@ def scenes() -> list[tuple[str, tuple[int, int], list[Placement]]]:
         ("4032x3024, 6 faces of 100 px", (3024, 4032), [Placement(i, (600 + 1300 * (i % 3), 900 + 1300 * (i // 3)), 100) for i in range(6)]),
         ("4032x3024, 2 faces of 900 px + 1 of 60 px", (3024, 4032),
          [Placement(1, (1000, 1400), 900), Placement(2, (2600, 1500), 900), Placement(0, (3700, 400), 60)]),
-    ]
+    ] + CLOSEUPS
+
+
+# Close-up portraits of phone and camera sizes whose face fills a third to all of the picture (the fraction is the
+# face's keypoint box height over the picture's height): the astronaut, course test faces and held-out 300-W faces.
+CLOSEUPS = [
+    ("close-up 4288x2848, astronaut, face 0.35", (2848, 4288), Closeup(0, 0.35, 0.45, 0.4)),
+    ("close-up 3024x3024, astronaut, face 0.2", (3024, 3024), Closeup(0, 0.2, 0.45, 0.3)),
+    ("close-up 2048x1536, course face 0.33", (1536, 2048), Closeup(1, 0.33)),
+    ("close-up 4032x3024, course face 0.6", (3024, 4032), Closeup(2, 0.6)),
+    ("close-up 3024x4032, course face 0.4", (4032, 3024), Closeup(3, 0.4)),
+    ("close-up 4000x3000, 300-W face 0.5", (3000, 4000), Closeup(-1, 0.5)),
+    ("close-up 3000x4000, 300-W face 0.33", (4000, 3000), Closeup(-2, 0.33)),
+    ("close-up 2448x3264, 300-W face 0.8", (3264, 2448), Closeup(-3, 0.8)),
+]
 
 
 def score(faces: list, truths: list[np.ndarray]) -> tuple[int, int]:
@@ -144,8 +206,10 @@ def median_ms(pipe: KeypointPipeline, image: np.ndarray, repeats: int) -> tuple[
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", help="dataset folder (default: $FKP_DATA or data/; without it, astronaut faces only)")
+    parser.add_argument("--data-300w", help="300-W folder for the close-ups of held-out faces (default: $FKP_300W)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", help="time only the pictures whose name holds this text (e.g. close-up)")
     parser.add_argument("--save", help="also write the benchmark pictures to this folder")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -156,15 +220,19 @@ def main(argv: list[str] | None = None) -> int:
         "upright search only": KeypointPipeline(base.runner, base.detector, wider=WiderSearch(when="never")),
         "wider always": KeypointPipeline(base.runner, base.detector, wider=WiderSearch(when="always")),
     }
-    faces = sources(args.data)
+    faces = sources(args.data, args.data_300w)
     print(f"{len(faces)} face sources, {args.threads} thread(s), median of {args.repeats} runs; "
           "found / true, false faces, CPU ms per picture (wall-clock ms)")
     print(f"{'picture':<42} " + "  ".join(f"{name:>30}" for name in settings))
+    times: dict[str, list[float]] = {name: [] for name in settings}
+    totals: dict[str, list[int]] = {name: [0, 0, 0] for name in settings}
     for name, shape, placements in scenes():
+        if args.only and args.only not in name:
+            continue
         image, truths = compose(shape, faces, placements)
         if args.save:
             Path(args.save).mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(Path(args.save) / f"{name.split(',')[0]}_{len(placements)}_{abs(hash(name)) % 1000}.jpg"), image[..., ::-1])
+            cv2.imwrite(str(Path(args.save) / f"{name.replace(' ', '_').replace(',', '')}.jpg"), image[..., ::-1])
         cells = []
         for setting, pipe in settings.items():
             if setting == "wider always" and image.shape[0] * image.shape[1] > ALWAYS_MAX_PIXELS:
@@ -172,8 +240,16 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             wall, cpu, found_faces = median_ms(pipe, image, args.repeats)
             found, false = score(found_faces, truths)
+            times[setting].append(cpu)
+            totals[setting] = [totals[setting][0] + found, totals[setting][1] + len(truths), totals[setting][2] + false]
             cells.append(f"{found}/{len(truths)}, {false} false, {cpu:6.0f} ms ({wall:.0f})")
         print(f"{name:<42} " + "  ".join(f"{c:>30}" for c in cells), flush=True)
+    summary = []
+    for setting in settings:
+        found, true, false = totals[setting]
+        ms = times[setting]
+        summary.append(f"{found}/{true}, {false} false, {np.median(ms):.0f} / {max(ms):.0f} ms" if ms else "-")
+    print(f"{'all: found, false, median / worst CPU ms':<42} " + "  ".join(f"{c:>30}" for c in summary))
     return 0
 
 

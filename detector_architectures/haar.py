@@ -58,6 +58,7 @@ DEFAULT_PARAMS: dict = {
     "secondary": "if_empty",  # "always": run every cascade; "if_empty": the others only when the first finds nothing
     "equalize": False,  # cv2.equalizeHist on the working image
     "min_face_size": 40,  # smallest face searched, in pixels of the input picture (None: down to the window)
+    "min_face_fraction": 0.0,  # ... and at least this fraction of the picture's shorter side (bounds a big picture's cost)
     "working_face_size": 40,  # the picture is shrunk until that smallest face is this many pixels, never below
     "min_side": 128,  # ... a shorter side of this many pixels; smaller pictures are enlarged to it ...
     "max_upscale": 4.0,  # ... by at most this factor
@@ -345,14 +346,22 @@ class WorkingImage:
     scale: float
     min_face: int
     original_shape: tuple[int, int]
+    max_face: float | None = None
+
+
+def smallest_face(short: int, params: dict) -> float:
+    """The smallest face searched, in pixels, in a picture whose shorter side is ``short`` pixels: ``min_face_size``,
+    or ``min_face_fraction`` of the shorter side where that is larger (0: no face size limit)."""
+    return max(params["min_face_size"] or 0, params["min_face_fraction"] * short)
 
 
 def working_scale(short: int, long: int, params: dict) -> float:
     """The factor from a picture with sides ``short`` <= ``long`` to the detector's working picture (see
     ``HaarFaceDetector.prepare``)."""
     scale = 1.0
-    if params["min_face_size"]:
-        scale = min(scale, params["working_face_size"] / params["min_face_size"])
+    smallest = smallest_face(short, params)
+    if smallest:
+        scale = min(scale, params["working_face_size"] / smallest)
     if short * scale < params["min_side"]:
         scale = min(params["min_side"] / short, params["max_upscale"])
     if params["max_side"]:
@@ -387,16 +396,18 @@ class HaarFaceDetector:
         return self.detect(image)
 
     # -- the steps -------------------------------------------------------------------------------------------
-    def prepare(self, image: np.ndarray) -> WorkingImage | None:
+    def prepare(self, image: np.ndarray, params: dict | None = None) -> WorkingImage | None:
         """The grayscale working image at the working scale (optionally equalised); None if it can't hold a face.
 
-        The picture is shrunk so that a face of ``min_face_size`` pixels becomes ``working_face_size`` pixels (a
+        The picture is shrunk so that its smallest face searched (``smallest_face``: ``min_face_size`` pixels, or
+        ``min_face_fraction`` of the shorter side where that is larger) becomes ``working_face_size`` pixels (a
         little above the cascades' 20-24 pixel window, where they miss many faces), but never below a shorter
         side of ``min_side``; pictures smaller than that are enlarged to it, by at most ``max_upscale``. The time
-        per picture so grows with its area over ``min_face_size`` squared; ``max_side`` caps it. Faces smaller
-        than ``min_face_size`` (and than the cascade's window) are not searched for.
+        per picture so grows with its area over the smallest face's side squared: with ``min_face_fraction`` it is
+        bounded whatever the picture's size, and ``max_side`` caps it too. Smaller faces (and faces smaller than
+        the cascade's window) are not searched for. ``params`` overrides the detector's own (``detect``).
         """
-        p = self.params
+        p = self.params if params is None else params
         if np.asarray(image).size == 0:
             return None
         gray = to_gray_uint8(image)
@@ -413,13 +424,15 @@ class HaarFaceDetector:
             return None
         if p["equalize"]:
             gray = cv2.equalizeHist(gray)
-        min_face = int(round((p["min_face_size"] or 0) * scale))
+        min_face = int(round(smallest_face(short, p) * scale))
         return WorkingImage(gray, scale, min_face, (height, width))
 
     def raw_windows(self, working: WorkingImage, name: str, mirrored: bool = False) -> RawWindows:
-        """Every window that passes the whole cascade (minNeighbors=0), in working-image pixels."""
+        """Every window that passes the whole cascade (minNeighbors=0), in working-image pixels, of at least the
+        working picture's smallest face and at most its ``max_face`` (when set)."""
         min_size = max(self.windows[name], working.min_face)
-        if min_size > min(working.gray.shape):
+        max_size = 0 if working.max_face is None else int(np.ceil(working.max_face))
+        if min_size > min(working.gray.shape) or (max_size and max_size < min_size):
             return np.zeros((0, 4)), np.zeros(0)
         gray = np.ascontiguousarray(working.gray[:, ::-1]) if mirrored else working.gray
         rects, _, weights = self.classifiers[name].detectMultiScale3(
@@ -427,6 +440,7 @@ class HaarFaceDetector:
             scaleFactor=self.params["scale_factor"],
             minNeighbors=0,
             minSize=(min_size, min_size),
+            maxSize=(max_size, max_size),
             outputRejectLevels=True,
         )
         rects = np.asarray(rects, np.float64).reshape(-1, 4)
@@ -466,15 +480,27 @@ class HaarFaceDetector:
         kept = suppress([d for run in runs for d in run], self.params["nms_iou"])
         return sorted(kept, key=lambda d: -d.score)
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        """Faces in an RGB (or grayscale, or RGBA) image, as ``Detection``s in original pixels, surest first."""
-        working = self.prepare(image)
+    def detect(
+        self, image: np.ndarray, min_face_size: float | None = None, max_face_size: float | None = None, secondary: bool = True
+    ) -> list[Detection]:
+        """Faces in an RGB (or grayscale, or RGBA) image, as ``Detection``s in original pixels, surest first.
+
+        ``min_face_size`` and ``max_face_size`` (pixels of ``image``) search only faces of that size range, at the
+        resolution the smallest of them needs (``prepare``): a search around a detection looks for faces of about its
+        size, at a fraction of the cost of a search from the detector's own smallest face. ``secondary=False`` runs
+        the first cascade alone (a search of smaller faces where bigger ones were already found)."""
+        params = self.params
+        if min_face_size is not None:
+            params = {**params, "min_face_size": float(min_face_size), "min_face_fraction": 0.0}
+        working = self.prepare(image, params)
         if working is None:
             return []
+        if max_face_size is not None:
+            working.max_face = max_face_size * working.scale
         runs: list[list[Detection]] = []
         primary = self.params["cascades"][0]
         for name, mirrored in self.sources():
-            if name != primary and self.params["secondary"] == "if_empty" and any(runs):
+            if name != primary and (not secondary or (self.params["secondary"] == "if_empty" and any(runs))):
                 break
             raw = self.raw_windows(working, name, mirrored)
             runs.append(self.detections_of_run(raw, name, mirrored, working.scale))

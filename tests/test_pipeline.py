@@ -162,7 +162,7 @@ def test_detect_drops_detections_that_fail_the_flip_check(pipe, astronaut, monke
     boxes = background_boxes(astronaut, face.box, 8)
     _, flip_errors, face_scores = pipe.predict_boxes(astronaut, boxes)
     assert np.sum(flip_errors > FLIP_ERROR_NO_FACE) >= len(boxes) // 2  # the flip check alone rejects most of them
-    monkeypatch.setattr(pipe.detector, "detect", lambda image: [Detection(face.box, 10)] + [Detection(b, 8) for b in boxes])
+    monkeypatch.setattr(pipe.detector, "detect", lambda image, *_, **__: [Detection(face.box, 10)] + [Detection(b, 8) for b in boxes])
     kept = pipe.detect(astronaut)
     passing = sum(pipe.is_face(e, s) for e, s in zip(flip_errors, face_scores))
     assert len(kept) == 1 + passing < 1 + len(boxes)
@@ -183,7 +183,7 @@ def test_tracker_follows_a_moving_face(pipe, astronaut):
 def test_tracker_keeps_a_face_the_detector_misses(pipe, astronaut, monkeypatch):
     tracker = FaceTracker(pipe, redetect_every=1)
     assert len(tracker.update(astronaut)) == 1
-    monkeypatch.setattr(tracker.detector, "detect", lambda image: [])
+    monkeypatch.setattr(tracker.detector, "detect", lambda image, *_, **__: [])
     for shift in range(4, 24, 4):
         faces = tracker.update(np.roll(astronaut, shift, axis=1))
         assert len(faces) == 1 and tracker.frames_since_detection == 0
@@ -212,8 +212,8 @@ def test_tracker_drops_a_face_whose_keypoints_jump_or_change_size(pipe, astronau
         return centre + scale * (keypoints - centre) + np.array([dx, dy], np.float32) * side, flip_errors, face_scores
 
     monkeypatch.setattr(pipe, "follow", moved)
-    monkeypatch.setattr(tracker.detector, "detect", lambda image: [])
-    monkeypatch.setattr(pipe.thorough_detector, "detect", lambda image: [])
+    monkeypatch.setattr(tracker.detector, "detect", lambda image, *_, **__: [])
+    monkeypatch.setattr(pipe.thorough_detector, "detect", lambda image, *_, **__: [])
     assert len(tracker.update(astronaut)) == int(kept)
 
 
@@ -226,7 +226,7 @@ def test_tracker_drops_a_face_that_is_gone_and_ignores_false_detections(pipe, as
     boxes = background_boxes(astronaut, face.box)
     _, flip_errors = pipe.keypoints_and_flip_errors(astronaut, boxes, refine=True)
     false_box = boxes[int(np.argmax(flip_errors))]
-    monkeypatch.setattr(pipe.thorough_detector, "detect", lambda image: [Detection(false_box, 10)])  # searches while no face
+    monkeypatch.setattr(pipe.thorough_detector, "detect", lambda image, *_, **__: [Detection(false_box, 10)])  # searches while no face
     assert tracker.update(empty) == []
 
 
