@@ -35,11 +35,11 @@ from data_load import (
     split_paths,
     transform_points,
 )
-from data_300w import Faces300WDataset
+from pipeline.data_300w import Faces300WDataset
 from detector_architectures import match_face
-from inference import SHIPPED_MODEL, predict_in_boxes
+from pipeline.inference import SHIPPED_MODEL, predict_in_boxes
 from models import CONVENTIONS, MeanFaceNet, ModelError, make_runner
-from pipeline import REFINE_STEPS, KeypointPipeline
+from pipeline.keypoint_pipeline import REFINE_STEPS, KeypointPipeline
 
 # The course dataset's labels follow the course's own convention (models.CONVENTIONS): every figure on it asks the
 # model for that convention, whatever the model's default.
@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", default="box", choices=["box", "pipeline"],
                         help="box: crop from the keypoints' Haar-convention box (default); pipeline: detect faces first")
     parser.add_argument("--no-flip", dest="flip", action="store_false", help="do not average with the mirrored crop")
-    parser.add_argument("--refine-steps", type=int, help="pipeline mode: re-crops from the keypoints (default: pipeline.REFINE_STEPS)")
+    parser.add_argument("--refine-steps", type=int, help="pipeline mode: re-crops from the keypoints (default: keypoint_pipeline.REFINE_STEPS)")
     parser.add_argument("--json", help="write the metrics (and per-face errors) to this JSON file")
     return parser
 

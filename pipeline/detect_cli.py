@@ -24,7 +24,7 @@ import numpy as np
 from data_load import DataError
 from models import ModelError
 
-REPO_DIR = Path(__file__).resolve().parent
+REPO_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_DIR / "outputs"
 
 
@@ -199,7 +199,7 @@ def run_pictures(
 ) -> tuple[list[dict], int]:
     """Annotate each (label, picture) into its own file in ``out_dir`` (``output_names``); returns the JSON records
     (each naming its output) and how many inputs failed."""
-    from pipeline import as_rgb_image
+    from pipeline.keypoint_pipeline import as_rgb_image
 
     records, failures = [], 0
     labels = [label for label, _ in pictures]
@@ -232,7 +232,7 @@ def open_capture(source: str | int) -> cv2.VideoCapture:
 
 def run_video(pipe, source: str | int, out_dir: Path, filter_name: str | None, show: bool, max_frames: int | None) -> dict:
     """Track faces through a video file or webcam, writing an annotated video; returns timing figures."""
-    from pipeline import FaceTracker
+    from pipeline.keypoint_pipeline import FaceTracker
 
     capture = open_capture(source)
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             from filters import check_filter_name
 
             check_filter_name(args.filter)
-        from pipeline import KeypointPipeline
+        from pipeline.keypoint_pipeline import KeypointPipeline
 
         tic = time.perf_counter()
         pipe = KeypointPipeline.from_pretrained(args.model, min_face_size=args.min_face)

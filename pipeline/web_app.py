@@ -5,8 +5,8 @@
     python app.py --listen               # also reachable from other computers (listens on 0.0.0.0)
     python app.py --host 192.168.1.20    # listen on one address of this computer
 
-The page is a Gradio app built on ``pipeline.KeypointPipeline`` (one per process), ``detect.render`` (the
-keypoints, or a filter of ``filters.FILTERS``) and ``detect.picture_record`` (the JSON schema of ``detect.py
+The page is a Gradio app built on ``keypoint_pipeline.KeypointPipeline`` (one per process), ``detect_cli.render`` (the
+keypoints, or a filter of ``filters.FILTERS``) and ``detect_cli.picture_record`` (the JSON schema of ``detect.py
 --json``). It works without network access: the theme uses the system's fonts, usage statistics are off and no
 public share link is made unless ``--share`` is given (Gradio otherwise makes one on Colab). Uploads, webcam
 shots and results live in one temporary folder that is deleted when the app stops.
@@ -33,13 +33,13 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-import detect
+from pipeline import detect_cli
 from data_load import DataError, read_image
 from filters import FILTERS
 from models import ModelError
-from pipeline import KeypointPipeline, as_rgb_image
+from pipeline.keypoint_pipeline import KeypointPipeline, as_rgb_image
 
-REPO_DIR = Path(__file__).resolve().parent
+REPO_DIR = Path(__file__).resolve().parents[1]
 MODEL_CARD = REPO_DIR / "saved_models" / "README.md"
 # Pictures above this many pixels are refused before they are decoded: 25 megapixels (5000 x 5000) is more than
 # any phone photo, and a decoded RGB copy of it already takes 75 MB of memory per request.
@@ -143,12 +143,12 @@ def annotate_picture(pipe: KeypointPipeline, picture: Picture, drawing: str, out
     PNG and the JSON record (``detect.py --json`` schema: a list with this picture's record) in a new folder
     inside ``out_dir``. A picture without faces gives a warning with the picture itself."""
     filter_name = None if drawing == KEYPOINTS else drawing
-    faces, annotated, milliseconds = detect.annotate(pipe, picture.image, filter_name)
+    faces, annotated, milliseconds = detect_cli.annotate(pipe, picture.image, filter_name)
     folder = Path(tempfile.mkdtemp(dir=out_dir))
-    png = folder / detect.annotated_name(picture.label, filter_name)
-    detect.save_rgb(png, annotated)
+    png = folder / detect_cli.annotated_name(picture.label, filter_name)
+    detect_cli.save_rgb(png, annotated)
     record = folder / f"{Path(png.name).stem}.json"
-    record.write_text(json.dumps([detect.picture_record(picture.label, picture.image, faces)], indent=1))
+    record.write_text(json.dumps([detect_cli.picture_record(picture.label, picture.image, faces)], indent=1))
     if not faces:
         status = (
             f"**No face found** in {milliseconds:.0f} ms: the detector finds frontal, upright faces and misses faces "

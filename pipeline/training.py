@@ -33,10 +33,10 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from data_300w import load_300w_crops, resolve_300w_dirs
+from pipeline.data_300w import load_300w_crops, resolve_300w_dirs
 from data_load import AugmentConfig, CropDataset, DataError, denormalize_keypoints, load_context_crops, mix_crops, person_of
-from evaluate import nme_interocular
-from inference import predict
+from pipeline.evaluation import nme_interocular
+from pipeline.inference import predict
 from models import (
     CHECKPOINT_FORMAT,
     MODEL_NAMES,
@@ -49,9 +49,9 @@ from models import (
     read_checkpoint,
     save_model,
 )
-from no_faces import load_negative_crops
+from pipeline.no_faces import load_negative_crops
 
-REPO_DIR = Path(__file__).resolve().parent
+REPO_DIR = Path(__file__).resolve().parents[1]
 
 
 OPTIMIZERS = ("adamw", "adam")
