@@ -23,7 +23,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from fetch_data import DATA_ENV_VAR, DataError, ensure_dataset
+from resources.download import DATA_ENV_VAR, DataError, ensure_dataset
 
 REPO_DIR = Path(__file__).resolve().parent
 DEFAULT_DATA_DIR = REPO_DIR / "data"
@@ -60,7 +60,7 @@ CROP_SHIFT = 0.16
 
 def seeded_rng() -> np.random.Generator:
     """A new NumPy generator seeded from NumPy's global random state: the random transforms' default, so that
-    ``np.random.seed`` (``train.set_seed``) makes every draw repeat from run to run. An unseeded
+    ``np.random.seed`` (``pipeline.training.set_seed``) makes every draw repeat from run to run. An unseeded
     ``np.random.default_rng()`` would draw differently each time."""
     return np.random.default_rng(np.random.randint(0, 2**31 - 1))
 
@@ -79,7 +79,7 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None, download: bool =
     if not _looks_like_data_dir(DEFAULT_DATA_DIR):
         if not download:
             raise DataError(
-                f"No dataset in {DEFAULT_DATA_DIR}: run `python fetch_data.py` or set {DATA_ENV_VAR} to the data folder."
+                f"No dataset in {DEFAULT_DATA_DIR}: run `python -m resources.download` or set {DATA_ENV_VAR} to the data folder."
             )
         ensure_dataset(DEFAULT_DATA_DIR)
     check_data_dir(DEFAULT_DATA_DIR)
@@ -101,7 +101,7 @@ def check_data_dir(path: Path) -> None:
     ]
     if missing:
         raise DataError(
-            f"Data folder {path} lacks {', '.join(missing)}: point {DATA_ENV_VAR} at the extracted dataset or run `python fetch_data.py`."
+            f"Data folder {path} lacks {', '.join(missing)}: point {DATA_ENV_VAR} at the extracted dataset or run `python -m resources.download`."
         )
 
 

@@ -9,10 +9,10 @@ with pixel centres at integer coordinates (OpenCV's convention). Every function 
   result never depends on where the image ends) and alpha-blended. A similarity keeps the artwork's
   proportions on any face.
 * Masks are RGBA pictures painted on a face with known keypoints; they are warped piecewise-affinely over a
-  Delaunay triangulation of the keypoints (plus forehead points, see ``artwork.with_forehead``) so every
+  Delaunay triangulation of the keypoints (plus forehead points, see ``resources.artwork.with_forehead``) so every
   part of the mask lands on the same part of the face, whatever the face's shape and expression.
 
-The artwork is drawn by ``artwork.py`` and read from ``images/``; a missing file is drawn and saved on first
+The artwork is drawn by ``resources/artwork.py`` and read from ``images/``; a missing file is drawn and saved on first
 use. ``python filters.py OUT_DIR`` writes a preview of every filter on a synthetic face.
 """
 from __future__ import annotations
@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 from scipy.spatial import Delaunay
 
-import artwork
-from artwork import IMAGES_DIR, apply_matrix, with_forehead
+from resources import artwork
+from resources.artwork import IMAGES_DIR, apply_matrix, with_forehead
 
 Filter = Callable[[np.ndarray, np.ndarray], np.ndarray]
 # Below this scale an artwork is first shrunk with area averaging: bilinear warping alone would alias.
@@ -374,7 +374,7 @@ def face_mask(image: np.ndarray, mask_id: str, keypoints: np.ndarray | None = No
 
     With ``keypoints`` the mask goes on that face. Without, faces are found with ``pipeline.detect(image)``
     (objects with ``.box`` (x, y, w, h) and ``.keypoints`` (68, 2)); when no pipeline is given either, the
-    project's ``pipeline.KeypointPipeline.from_pretrained()`` is loaded (imported only then), and every
+    project's ``pipeline.keypoint_pipeline.KeypointPipeline.from_pretrained()`` is loaded (imported only then), and every
     detected face gets the mask. ``crop=True`` returns only the region around the face (the largest one when
     several were detected), forehead included. With no face found the image comes back unchanged.
     """
@@ -384,7 +384,7 @@ def face_mask(image: np.ndarray, mask_id: str, keypoints: np.ndarray | None = No
         faces: list[tuple[np.ndarray, Any]] = [(_check_keypoints(keypoints), None)]
     else:
         if pipeline is None:
-            from pipeline import KeypointPipeline  # heavy (torch, weights): only when detection is needed
+            from pipeline.keypoint_pipeline import KeypointPipeline  # heavy (torch, weights): only when detection is needed
 
             pipeline = KeypointPipeline.from_pretrained()
         faces = [(_check_keypoints(face.keypoints), getattr(face, "box", None)) for face in pipeline.detect(image)]

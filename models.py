@@ -144,7 +144,7 @@ class Net(nn.Module):
 
 class MeanFaceNet(nn.Module):
     """A stand-in that ignores the picture: every crop gets the same keypoints, the mean face as the training
-    crops frame it (``evaluate.mean_face_model`` computes it). It needs no training, so it can stand in for a model
+    crops frame it (``pipeline.evaluation.mean_face_model`` computes it). It needs no training, so it can stand in for a model
     not trained yet; any trained network should beat it.
 
     ``mean_points``: (K, 2) normalised coordinates in [-1, 1] of the crop (``data_load.Normalize``).

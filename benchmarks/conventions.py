@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from data_300w import Faces300WDataset  # noqa: E402
+from pipeline.data_300w import Faces300WDataset  # noqa: E402
 from data_load import LEFT_EYE_OUTER, RIGHT_EYE_OUTER, DataError, haar_box_from_keypoints, read_image  # noqa: E402
-from evaluate import REGIONS, nme_interocular  # noqa: E402
-from inference import SHIPPED_MODEL, predict_in_boxes  # noqa: E402
+from pipeline.evaluation import REGIONS, nme_interocular  # noqa: E402
+from pipeline.inference import SHIPPED_MODEL, predict_in_boxes  # noqa: E402
 from models import ModelError, make_runner  # noqa: E402
 
 

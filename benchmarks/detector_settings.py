@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from data_300w import Faces300WDataset  # noqa: E402
+from pipeline.data_300w import Faces300WDataset  # noqa: E402
 from data_load import DataError, read_image, read_keypoints_csv, resolve_data_dir, split_paths  # noqa: E402
 from detector_architectures import THOROUGH_PARAMS, HaarFaceDetector, face_found  # noqa: E402
-from no_faces import no_face_pictures  # noqa: E402
+from pipeline.no_faces import no_face_pictures  # noqa: E402
 
 
 def found_and_time(detector: HaarFaceDetector, pictures: list[np.ndarray], keypoints: list[np.ndarray]) -> tuple[int, float]:

@@ -3,7 +3,7 @@
     python benchmarks/face_score.py --data ../shared/data --data-300w ../shared/300w [--model saved_models/keypoints_fast.pt]
 
 Faces: the course test faces and the held-out 300-W faces, each framed from its keypoints' Haar-convention box (as
-``evaluate.py`` frames them). No faces: the random boxes on the *measuring* part of the pictures without faces
+``pipeline/evaluation.py`` frames them). No faces: the random boxes on the *measuring* part of the pictures without faces
 (``no_faces.load_negative_crops("measuring")``, never trained on). Every crop goes through ``inference.predict``
 with flip averaging, so the score is the mean of the crop's and its mirror image's logits. The flip error of the
 same crops is printed beside it for comparison.
@@ -21,11 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from data_300w import load_300w_crops  # noqa: E402
+from pipeline.data_300w import load_300w_crops  # noqa: E402
 from data_load import CropDataset, DataError, load_context_crops  # noqa: E402
-from inference import SHIPPED_MODEL, predict  # noqa: E402
+from pipeline.inference import SHIPPED_MODEL, predict  # noqa: E402
 from models import ModelError, make_runner  # noqa: E402
-from no_faces import load_negative_crops  # noqa: E402
+from pipeline.no_faces import load_negative_crops  # noqa: E402
 
 THRESHOLDS = (0.1, 0.3, 0.5, 0.7, 0.9)
 

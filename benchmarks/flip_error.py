@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from benchmarks.tune_detector import no_face_images  # noqa: E402
 from data_load import haar_box_from_keypoints, read_image, read_keypoints_csv, resolve_data_dir, split_paths  # noqa: E402
 from detector_architectures import HaarFaceDetector, box_iou, match_face  # noqa: E402
-from pipeline import FLIP_ERROR_NO_FACE, KeypointPipeline  # noqa: E402
+from pipeline.keypoint_pipeline import FLIP_ERROR_NO_FACE, KeypointPipeline  # noqa: E402
 
 THRESHOLDS = (0.015, 0.02, 0.025, 0.03)
 

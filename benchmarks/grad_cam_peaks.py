@@ -22,8 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import data_load  # noqa: E402
-import explain  # noqa: E402
-import inference  # noqa: E402
+from pipeline import explain  # noqa: E402
+from pipeline import inference  # noqa: E402
 import models  # noqa: E402
 
 KEYPOINTS = {"nose tip (30)": 30, "eye corner (36)": 36, "mouth corner (48)": 48, "chin (8)": 8}

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from data_load import haar_box_from_keypoints, read_image, read_keypoints_csv, resolve_data_dir, split_paths  # noqa: E402
-from pipeline import KeypointPipeline  # noqa: E402
+from pipeline.keypoint_pipeline import KeypointPipeline  # noqa: E402
 
 
 def median_ms(function, inputs: list, repeats: int) -> tuple[float, float]:

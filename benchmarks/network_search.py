@@ -2,7 +2,7 @@
 
     FKP_300W=../shared/300w python benchmarks/network_search.py --data ../shared/data [--backgrounds 600] [--every 6]
 
-Runs the network search alone (``KeypointPipeline._network_faces``: the face score on ``pipeline.grid_boxes``, the
+Runs the network search alone (``KeypointPipeline._network_faces``: the face score on ``pipeline.keypoint_pipeline.grid_boxes``, the
 best boxes refined and checked) with every threshold switched off, on the training part of the pictures without
 faces (``no_faces``: scikit-image pictures and up to ``--backgrounds`` course backgrounds) and on every
 ``--every``-th 300-W training face. For each threshold it prints the false faces kept, under the wider search's
@@ -21,11 +21,11 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import pipeline  # noqa: E402
-from data_300w import Faces300WDataset  # noqa: E402
+from pipeline import keypoint_pipeline  # noqa: E402
+from pipeline.data_300w import Faces300WDataset  # noqa: E402
 from data_load import DataError  # noqa: E402
 from detector_architectures import face_found  # noqa: E402
-from no_faces import no_face_pictures  # noqa: E402
+from pipeline.no_faces import no_face_pictures  # noqa: E402
 
 THRESHOLDS = (0.5, 0.9, 0.95, 0.97, 0.98, 0.99)
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    pipe = pipeline.KeypointPipeline.from_pretrained(threads=1, max_flip_error=None, min_face_score=None)
+    pipe = keypoint_pipeline.KeypointPipeline.from_pretrained(threads=1, max_flip_error=None, min_face_score=None)
     try:
         empty = no_face_pictures("training", args.data, args.backgrounds)
         wild = Faces300WDataset(args.data_300w, split="training")
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         best.append(max([f.face_score for f in faces if face_found([f.box], sample["keypoints"])], default=0.0))
     errors, scores = np.array(false).reshape(-1, 2).T
     best_scores = np.array(best)
-    strict, own = pipeline.WIDER_MAX_FLIP_ERROR, pipeline.FLIP_ERROR_NO_FACE
+    strict, own = keypoint_pipeline.WIDER_MAX_FLIP_ERROR, keypoint_pipeline.FLIP_ERROR_NO_FACE
     print(f"{len(empty)} training pictures without faces, {len(best_scores)} 300-W training faces")
     print(f"{'threshold':>9}  {f'false faces (flip <= {strict})':>28}  {f'false faces (flip <= {own})':>28}  {'faces found':>11}")
     for threshold in THRESHOLDS:

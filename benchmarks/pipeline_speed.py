@@ -26,8 +26,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from data_load import DataError, read_image, read_keypoints_csv, resolve_data_dir, split_paths  # noqa: E402
-from evaluate import nme_interocular  # noqa: E402
-from pipeline import KeypointPipeline, WiderSearch  # noqa: E402
+from pipeline.evaluation import nme_interocular  # noqa: E402
+from pipeline.keypoint_pipeline import KeypointPipeline, WiderSearch  # noqa: E402
 
 MATCH_NME = 0.25  # a pipeline face within this inter-ocular error of a true face is that face
 ALWAYS_MAX_PIXELS = 2_100_000  # "wider always" is timed on pictures up to 1920 x 1080 only (minutes beyond)

@@ -27,7 +27,7 @@ Predictors
              its Haar-convention box: with s = sqrt(keypoint box area), a square of side 1.18 s centred at the
              keypoint box's centre plus (-0.006 s, -0.187 s) (data_load.haar_box_from_keypoints's convention).
 
-Metrics, as in evaluate.py: NME_io is the mean point-to-point error divided by the distance between the true
+Metrics, as in pipeline/evaluation.py: NME_io is the mean point-to-point error divided by the distance between the true
 points 36 and 45 (outer eye corners), over the faces found. FR@0.10 is the share of faces with NME_io > 0.10,
 given twice: over the faces found, and over all images with every face not found counted as a failure (the
 README's column). Times: time.perf_counter around the detector / landmarker calls only (image decoding and
@@ -195,7 +195,7 @@ def best_overlap(boxes: list[np.ndarray], truth: np.ndarray) -> tuple[int, float
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Metrics (the same definitions as evaluate.py)
+# Metrics (the same definitions as pipeline/evaluation.py)
 # ---------------------------------------------------------------------------------------------------------
 def nme_io(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Per-face mean point error over the distance between the true points 36 and 45 (NaN where not found)."""

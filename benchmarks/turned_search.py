@@ -3,7 +3,7 @@
     python benchmarks/turned_search.py --data ../shared/data [--backgrounds 600]
 
 For each picture of the training part of the pictures without faces (``no_faces``) and each turn of
-``pipeline.WIDER_ROLLS``, every detection of the turned copy (the wider search's detector and equalisation) goes
+``pipeline.keypoint_pipeline.WIDER_ROLLS``, every detection of the turned copy (the wider search's detector and equalisation) goes
 through the same checks as in ``KeypointPipeline._wider_faces`` (the face checks, the wider search's flip check,
 the eye line along the turn) but without the minimum number of windows; the faces that pass are false faces. It
 prints how many remain at each minimum (``TURNED_MIN_SCORE`` is the one the pipeline uses).
@@ -21,8 +21,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from data_load import DataError  # noqa: E402
-from no_faces import no_face_pictures  # noqa: E402
-from pipeline import TURNED_MIN_SCORE, Candidate, KeypointPipeline, turned_copy  # noqa: E402
+from pipeline.no_faces import no_face_pictures  # noqa: E402
+from pipeline.keypoint_pipeline import TURNED_MIN_SCORE, Candidate, KeypointPipeline, turned_copy  # noqa: E402
 
 MINIMUMS = (4, 6, 8, 10, 12)
 

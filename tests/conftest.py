@@ -22,7 +22,7 @@ cv2.setNumThreads(1)
 CSV_NAMES = ("training_frames_keypoints.csv", "test_frames_keypoints.csv")
 
 # Mean shape of the real training keypoints, each face scaled to the unit square of its own keypoint box
-# (evaluate.mean_shape on training_frames_keypoints.csv, rounded): 68 points in iBUG order.
+# (pipeline.evaluation.mean_shape on training_frames_keypoints.csv, rounded): 68 points in iBUG order.
 MEAN_SHAPE_68 = np.array(
     [
         (0.007, 0.214), (0.017, 0.348), (0.041, 0.469), (0.070, 0.588), (0.115, 0.717), (0.188, 0.828),
@@ -181,7 +181,7 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def no_dataset_download(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never download: resolve_data_dir falling back to data/ fails fast instead of fetching the dataset."""
     import data_load
-    from fetch_data import DataError
+    from resources.download import DataError
 
     def refuse(target_dir, *args, **kwargs):
         raise DataError(f"tests do not download the dataset (asked for {target_dir}): set FKP_DATA or pass a data folder.")
@@ -213,7 +213,7 @@ def tiny_300w(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def pipe():
     """The shipped model with the Haar detector, on one thread (``KeypointPipeline.from_pretrained``)."""
-    from pipeline import KeypointPipeline
+    from pipeline.keypoint_pipeline import KeypointPipeline
 
     return KeypointPipeline.from_pretrained(threads=1)
 
@@ -221,6 +221,6 @@ def pipe():
 @pytest.fixture(scope="module")
 def astronaut() -> np.ndarray:
     """NASA's public-domain astronaut portrait shipped with scikit-image (512 x 512 RGB)."""
-    import detect
+    from pipeline import detect_cli
 
-    return detect.astronaut()
+    return detect_cli.astronaut()

@@ -16,12 +16,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-import app  # noqa: E402
-import detect  # noqa: E402
+from pipeline import web_app  # noqa: E402
+from pipeline import detect_cli  # noqa: E402
 import filters  # noqa: E402
 import screenshot_app  # noqa: E402
 from data_load import DataError  # noqa: E402
-from pipeline import KeypointPipeline  # noqa: E402
+from pipeline.keypoint_pipeline import KeypointPipeline  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +47,8 @@ def write_bytes(path: Path, content: bytes) -> Path:
 # Pictures with zero, one and several faces
 # ---------------------------------------------------------------------------------------------------------
 def test_one_face_gives_the_annotated_picture_the_json_and_the_count(pipe, tmp_path):
-    photo = detect.astronaut()
-    result = app.annotate_picture(pipe, app.Picture(photo, "astronaut.png"), app.KEYPOINTS, tmp_path)
+    photo = detect_cli.astronaut()
+    result = web_app.annotate_picture(pipe, web_app.Picture(photo, "astronaut.png"), web_app.KEYPOINTS, tmp_path)
     assert not result.warning
     assert re.match(r"\*\*1 face\*\* found in \d+ ms", result.status)
     png, record = result.files
@@ -57,7 +57,7 @@ def test_one_face_gives_the_annotated_picture_the_json_and_the_count(pipe, tmp_p
     assert np.array_equal(saved, result.annotated) and saved.shape == photo.shape
     [entry] = read_json(record)
     faces = pipe.detect(photo)
-    assert entry == json.loads(json.dumps(detect.picture_record("astronaut.png", photo, faces)))  # detect.py --json schema
+    assert entry == json.loads(json.dumps(detect_cli.picture_record("astronaut.png", photo, faces)))  # detect.py --json schema
     keypoints = np.array(entry["faces"][0]["keypoints"])
     x, y, w, h = entry["faces"][0]["box"]
     assert keypoints.shape == (68, 2)
@@ -69,20 +69,20 @@ def test_one_face_gives_the_annotated_picture_the_json_and_the_count(pipe, tmp_p
 
 
 def test_several_faces_are_all_counted_and_saved(pipe, tmp_path):
-    photo = detect.astronaut()
-    group = detect.montage([photo, photo[:, ::-1], cv2.resize(photo, None, fx=0.6, fy=0.6)], cell=260)
-    result = app.annotate_picture(pipe, app.Picture(group, "group.png"), "sunglasses", tmp_path)
+    photo = detect_cli.astronaut()
+    group = detect_cli.montage([photo, photo[:, ::-1], cv2.resize(photo, None, fx=0.6, fy=0.6)], cell=260)
+    result = web_app.annotate_picture(pipe, web_app.Picture(group, "group.png"), "sunglasses", tmp_path)
     assert re.match(r"\*\*3 faces\*\* found", result.status)
     assert Path(result.files[0]).name == "group_sunglasses.png"
     [entry] = read_json(result.files[1])
     assert (entry["width"], entry["height"], len(entry["faces"])) == (group.shape[1], group.shape[0], 3)
-    drawn = app.annotate_picture(pipe, app.Picture(group, "group.png"), app.KEYPOINTS, tmp_path).annotated
+    drawn = web_app.annotate_picture(pipe, web_app.Picture(group, "group.png"), web_app.KEYPOINTS, tmp_path).annotated
     assert not np.array_equal(result.annotated, drawn)  # the filter, not the keypoints
 
 
 def test_a_picture_without_faces_warns_and_still_shows_it(pipe, tmp_path):
     empty = np.full((300, 400, 3), 128, np.uint8)
-    result = app.annotate_picture(pipe, app.Picture(empty, "wall.png"), "hat", tmp_path)
+    result = web_app.annotate_picture(pipe, web_app.Picture(empty, "wall.png"), "hat", tmp_path)
     assert result.warning and result.status.startswith("**No face found**")
     assert np.array_equal(result.annotated, empty)
     assert read_json(result.files[1])[0]["faces"] == []
@@ -93,28 +93,28 @@ def test_status_line_counts_faces_and_shows_face_scores_when_the_model_has_them(
         def __init__(self, face_score):
             self.face_score = face_score
 
-    assert app.status_line([Face(None), Face(None)], 12.4).startswith("**2 faces** found in 12 ms")
-    assert "face scores 0.97, 0.50" in app.status_line([Face(0.971), Face(0.5)], 3)
-    assert app.status_line([], 7).startswith("**0 faces**")
+    assert web_app.status_line([Face(None), Face(None)], 12.4).startswith("**2 faces** found in 12 ms")
+    assert "face scores 0.97, 0.50" in web_app.status_line([Face(0.971), Face(0.5)], 3)
+    assert web_app.status_line([], 7).startswith("**0 faces**")
 
 
 def test_respond_warns_without_a_picture_or_with_an_unknown_drawing(pipe, tmp_path):
-    assert app.respond(pipe, None, app.KEYPOINTS, tmp_path).warning
-    bad = app.respond(pipe, app.Picture(detect.astronaut(), "a.png"), "sunhat", tmp_path)
+    assert web_app.respond(pipe, None, web_app.KEYPOINTS, tmp_path).warning
+    bad = web_app.respond(pipe, web_app.Picture(detect_cli.astronaut(), "a.png"), "sunhat", tmp_path)
     assert bad.warning and "sunglasses" in bad.status and bad.annotated is None
-    assert app.DRAWINGS == (app.KEYPOINTS, *filters.FILTERS)
+    assert web_app.DRAWINGS == (web_app.KEYPOINTS, *filters.FILTERS)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Bad input: one clear line each
 # ---------------------------------------------------------------------------------------------------------
 def test_read_upload_decodes_by_content(tmp_path):
-    rgba = np.dstack([detect.astronaut(), np.full((512, 512), 255, np.uint8)])
+    rgba = np.dstack([detect_cli.astronaut(), np.full((512, 512), 255, np.uint8)])
     path = tmp_path / "looks_like.jpg"  # a PNG named .jpg, like the course data
     assert cv2.imwrite(str(path.with_suffix(".png")), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
     path.with_suffix(".png").rename(path)
-    picture = app.read_upload(path)
-    assert picture.label == "looks_like.jpg" and np.array_equal(picture.image, detect.astronaut())
+    picture = web_app.read_upload(path)
+    assert picture.label == "looks_like.jpg" and np.array_equal(picture.image, detect_cli.astronaut())
 
 
 @pytest.mark.parametrize(
@@ -124,31 +124,31 @@ def test_read_upload_decodes_by_content(tmp_path):
         (lambda folder: write_bytes(folder / "empty.png", b""), "empty.png is empty"),
         (lambda folder: folder / "gone.png", "gone.png did not arrive: upload it again"),
         (lambda folder: write_bytes(folder / "notes.png", b"not a picture"), "notes.png is not a picture"),
-        (lambda folder: write_bytes(folder / "cut.png", cv2.imencode(".png", detect.astronaut())[1].tobytes()[:300]), "cut.png is not a picture"),
+        (lambda folder: write_bytes(folder / "cut.png", cv2.imencode(".png", detect_cli.astronaut())[1].tobytes()[:300]), "cut.png is not a picture"),
         (lambda folder: write_png(folder / "huge.png", np.zeros((5000, 6000), np.uint8)), "6000 x 5000 pixels (30 megapixels); this demo takes up to 25 megapixels: resize it"),
     ],
     ids=["no upload", "empty file", "missing file", "text file", "truncated png", "huge picture"],
 )
 def test_bad_uploads_get_one_clear_line(tmp_path, make, message):
     with pytest.raises(DataError) as error:
-        app.read_upload(make(tmp_path))
+        web_app.read_upload(make(tmp_path))
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
 def test_the_size_limit_is_checked_before_decoding(tmp_path, monkeypatch):
-    path = write_png(tmp_path / "astronaut.png", detect.astronaut())
-    monkeypatch.setattr(app, "MAX_PICTURE_PIXELS", 512 * 512 - 1)
-    monkeypatch.setattr(app, "read_image", lambda path: pytest.fail("decoded a picture above the limit"))
+    path = write_png(tmp_path / "astronaut.png", detect_cli.astronaut())
+    monkeypatch.setattr(web_app, "MAX_PICTURE_PIXELS", 512 * 512 - 1)
+    monkeypatch.setattr(web_app, "read_image", lambda path: pytest.fail("decoded a picture above the limit"))
     with pytest.raises(DataError, match=r"512 x 512 pixels .* up to 0 megapixels: resize it"):
-        app.read_upload(path)
+        web_app.read_upload(path)
 
 
 def test_webcam_shots_become_rgb_pictures():
-    rgba = np.dstack([detect.astronaut(), np.full((512, 512), 255, np.uint8)])
-    picture = app.webcam_picture(rgba)
-    assert picture.label == "webcam" and np.array_equal(picture.image, detect.astronaut())
+    rgba = np.dstack([detect_cli.astronaut(), np.full((512, 512), 255, np.uint8)])
+    picture = web_app.webcam_picture(rgba)
+    assert picture.label == "webcam" and np.array_equal(picture.image, detect_cli.astronaut())
     with pytest.raises(DataError, match="No webcam picture yet"):
-        app.webcam_picture(None)
+        web_app.webcam_picture(None)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -157,11 +157,11 @@ def test_webcam_shots_become_rgb_pictures():
 def test_model_note_quotes_the_model_card(tmp_path):
     card = tmp_path / "README.md"
     card.write_text("# Model card\n\nTrained on the course data.\nSecond line.\n\n## Measured\n\nx\n\n## Limits\n\n- frontal faces only\n\n## Next\n\ny\n")
-    note = app.model_note(card)
+    note = web_app.model_note(card)
     assert note.startswith("Trained on the course data.\nSecond line.\n\n**Limits**\n\n- frontal faces only\n")
     assert "Measured" not in note and "Next" not in note
-    assert "saved_models/README.md" in app.model_note(tmp_path / "missing.md")
-    shipped = app.model_note()
+    assert "saved_models/README.md" in web_app.model_note(tmp_path / "missing.md")
+    shipped = web_app.model_note()
     assert "course dataset" in shipped and "**Limits**" in shipped
 
 
@@ -173,7 +173,7 @@ def test_serving_the_page_contacts_nothing_but_127_0_0_1(pipe, monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", lambda self, address: contacted.append(address[0]) or connect(self, address))
     monkeypatch.setattr(socket, "getaddrinfo", lambda host, *args, **kwargs: contacted.append(host) or getaddrinfo(host, *args, **kwargs))
     monkeypatch.setenv("GRADIO_TEMP_DIR", "unset")  # restored after the test
-    demo = app.launch(pipe, port=screenshot_app.free_port(), block=False)
+    demo = web_app.launch(pipe, port=screenshot_app.free_port(), block=False)
     try:
         with urllib.request.urlopen(demo.local_url, timeout=30) as page:
             html = page.read().decode()
@@ -188,7 +188,7 @@ def test_serving_the_page_contacts_nothing_but_127_0_0_1(pipe, monkeypatch):
 
 
 def test_command_line_listens_on_127_0_0_1_unless_asked():
-    parser = app.build_parser()
+    parser = web_app.build_parser()
     assert parser.parse_args([]).host == "127.0.0.1" and not parser.parse_args([]).share
     assert parser.parse_args(["--listen"]).host == "0.0.0.0"
     assert parser.parse_args(["--host", "192.168.1.20", "--port", "8080"]).host == "192.168.1.20"
@@ -226,9 +226,9 @@ def test_the_page_in_a_real_browser(tmp_path):
 
 
 def test_the_notebooks_install_the_demo_but_not_the_browser_driver():
-    import notebook_helpers
+    from course import notebook_helpers
 
     names = {re.split(r"[<>=!~ ]", line, maxsplit=1)[0].lower() for line in notebook_helpers.runtime_requirements()}
     assert "gradio" in names and "selenium" not in names
-    test_only = (Path(app.REPO_DIR) / "requirements-test.txt").read_text()
+    test_only = (Path(web_app.REPO_DIR) / "requirements-test.txt").read_text()
     assert re.search(r"^selenium\b", test_only, flags=re.M) and "-r requirements.txt" in test_only

@@ -10,11 +10,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-import checks
+from course import checks
 import data_load
 import filters
 import models
-import train
+from pipeline import training
 
 # The solutions, before a test replaces them with a mistake.
 ORIGINAL = {"Rescale": data_load.Rescale.__call__, "Normalize": data_load.Normalize.__call__}
@@ -30,7 +30,7 @@ def test_checks_pass_on_the_solutions(capsys):
     checks.check_net()
     checks.check_train_one_epoch()
     checks.check_placement()
-    checks.check_course_config(train.PRESETS["course"])
+    checks.check_course_config(training.PRESETS["course"])
     from torchvision.transforms import Compose
 
     pipeline = Compose([data_load.Rescale(250), data_load.RandomCrop(224), data_load.Normalize(), data_load.ToTensor()])
@@ -304,14 +304,14 @@ def test_a_training_step_on_the_wrong_target_is_caught():
 
 
 def test_config_with_an_unknown_name_set_after_creation_is_caught():
-    config = dataclasses.replace(train.PRESETS["course"])
+    config = dataclasses.replace(training.PRESETS["course"])
     config.optimizer = "sgd"
     expect_failure(checks.check_course_config, config, match="unknown optimizer 'sgd': choose one of 'adamw', 'adam'")
 
 
 def test_config_for_another_model_is_caught():
-    expect_failure(checks.check_course_config, train.PRESETS["cpu"], match="model='net', not 'fast'")
-    expect_failure(checks.check_course_config, dataclasses.replace(train.PRESETS["course"], lr=3.0), match="far outside")
+    expect_failure(checks.check_course_config, training.PRESETS["cpu"], match="model='net', not 'fast'")
+    expect_failure(checks.check_course_config, dataclasses.replace(training.PRESETS["course"], lr=3.0), match="far outside")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-import data_300w
-from data_300w import Faces300WDataset, photo_of, read_pts, resolve_300w_dirs, scan_folder, validation_photos
+from pipeline import data_300w
+from pipeline.data_300w import Faces300WDataset, photo_of, read_pts, resolve_300w_dirs, scan_folder, validation_photos
 from data_load import DataError
 
 SHARED_300W = Path(__file__).resolve().parents[1].parent / "shared" / "300w"

@@ -88,7 +88,7 @@ def test_flip_permutation_follows_the_300w_markup():
 
 def test_flip_permutation_mirrors_the_canonical_face():
     # artwork.CANONICAL_FACE is symmetric about x = 0 by construction: mirrored and relabelled, it is itself.
-    import artwork
+    from resources import artwork
 
     face = artwork.CANONICAL_FACE
     np.testing.assert_allclose(face[FLIP_PERMUTATION_68] * (-1, 1), face, atol=1e-9)
@@ -713,12 +713,12 @@ def test_resolve_data_dir_default_folder_is_fetched_when_missing(tmp_path, monke
 
 
 def test_random_transforms_repeat_after_the_same_seed_and_differ_after_another():
-    import train
+    from pipeline import training
 
     sample = {"image": np.zeros((300, 260, 3), np.uint8), "keypoints": face_keypoints((40, 60, 180, 200))}
 
     def draws(seed: int) -> list[np.ndarray]:
-        train.set_seed(seed)
+        training.set_seed(seed)
         transforms = [RandomCrop(200), data_load.RandomAffine(), data_load.FaceCrop(96, augment=data_load.AugmentConfig())]
         return [t(sample)["keypoints"] for t in transforms for _ in range(2)]
 

@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-import checks
+from course import checks
 import data_load
-import detect
-import inference
-import train
-from pipeline import KeypointPipeline
+from pipeline import detect_cli
+from pipeline import inference
+from pipeline import training
+from pipeline.keypoint_pipeline import KeypointPipeline
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -32,19 +32,19 @@ def four_faces() -> dict:
 
 
 def test_a_sensible_choice_learns_the_small_batch(four_faces, capsys):
-    config = train.TrainConfig(model="net", lr=1e-3, optimizer="adam", schedule="plateau", loss="smoothl1")
+    config = training.TrainConfig(model="net", lr=1e-3, optimizer="adam", schedule="plateau", loss="smoothl1")
     checks.check_config_learns(config, four_faces)
     assert "learns a small batch" in capsys.readouterr().out
 
 
 def test_a_learning_rate_far_too_small_is_caught_with_the_fix(four_faces):
-    config = train.TrainConfig(model="net", lr=1e-9, optimizer="adam", schedule="plateau", loss="mse")
+    config = training.TrainConfig(model="net", lr=1e-9, optimizer="adam", schedule="plateau", loss="mse")
     with pytest.raises(AssertionError, match="should fall clearly: try another learning rate"):
         checks.check_config_learns(config, four_faces)
 
 
 def test_the_batch_is_resized_to_the_chosen_model(four_faces, capsys):
-    config = train.TrainConfig(model="fast", lr=3e-3, optimizer="adamw", schedule="onecycle", loss="mse")
+    config = training.TrainConfig(model="fast", lr=3e-3, optimizer="adamw", schedule="onecycle", loss="mse")
     checks.check_config_learns(config, four_faces)
     assert "adamw" in capsys.readouterr().out
 
@@ -113,23 +113,23 @@ def by_hand(pipe: KeypointPipeline, map_back: bool = True, scale: float = data_l
 
 
 def test_the_loop_from_detection_to_keypoints_matches_the_pipeline(pipe, capsys):
-    checks.check_keypoints_by_hand(by_hand(pipe), pipe, {"astronaut": detect.astronaut()})
+    checks.check_keypoints_by_hand(by_hand(pipe), pipe, {"astronaut": detect_cli.astronaut()})
     assert "astronaut: 1 face(s), keypoints within" in capsys.readouterr().out
 
 
 def test_keypoints_left_in_crop_pixels_are_named(pipe):
     with pytest.raises(AssertionError, match="still in crop pixels"):
-        checks.check_keypoints_by_hand(by_hand(pipe, map_back=False), pipe, {"astronaut": detect.astronaut()})
+        checks.check_keypoints_by_hand(by_hand(pipe, map_back=False), pipe, {"astronaut": detect_cli.astronaut()})
 
 
 def test_a_crop_framed_unlike_training_is_caught(pipe):
     with pytest.raises(AssertionError, match="px from the pipeline's: cut the crop from"):
-        checks.check_keypoints_by_hand(by_hand(pipe, scale=1.2), pipe, {"astronaut": detect.astronaut()})
+        checks.check_keypoints_by_hand(by_hand(pipe, scale=1.2), pipe, {"astronaut": detect_cli.astronaut()})
 
 
 def test_one_array_per_face_is_asked_for(pipe):
     with pytest.raises(AssertionError, match=r"should return shape \(1, 68, 2\)"):
-        checks.check_keypoints_by_hand(lambda picture: by_hand(pipe)(picture)[0], pipe, {"astronaut": detect.astronaut()})
+        checks.check_keypoints_by_hand(lambda picture: by_hand(pipe)(picture)[0], pipe, {"astronaut": detect_cli.astronaut()})
 
 
 def test_a_stub_says_what_to_fill_in(pipe):
@@ -137,5 +137,5 @@ def test_a_stub_says_what_to_fill_in(pipe):
         raise NotImplementedError("write keypoints_by_hand: see the TODO above")
 
     with pytest.raises(AssertionError, match="keypoints_by_hand is not implemented yet: fill in the TODO in the cell above"):
-        checks.check_keypoints_by_hand(stub, dataclasses.replace(pipe), {"astronaut": detect.astronaut()})
+        checks.check_keypoints_by_hand(stub, dataclasses.replace(pipe), {"astronaut": detect_cli.astronaut()})
 

@@ -7,8 +7,8 @@ import torch
 import torch.nn as nn
 
 import data_load
-import inference
-import explain
+from pipeline import inference
+from pipeline import explain
 import models
 
 

@@ -1,4 +1,4 @@
-"""Tests for fetch_data: downloads of a small fake dataset from a loopback HTTP server."""
+"""Tests for resources.download: downloads of a small fake dataset from a loopback HTTP server."""
 from __future__ import annotations
 
 import base64
@@ -19,8 +19,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import fetch_data  # noqa: E402
-from fetch_data import CSV_SHA256, DataError, ensure_dataset  # noqa: E402
+from resources import download  # noqa: E402
+from resources.download import CSV_SHA256, DataError, ensure_dataset  # noqa: E402
 
 # A valid 1x1 PNG: the downloader never decodes images, but the fake dataset should look real.
 TINY_PNG = base64.b64decode(
@@ -227,7 +227,7 @@ def test_cli_failure_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     dest = tmp_path / "data"
     dest.mkdir()
     (dest / "notes.txt").write_text("not a dataset")
-    assert fetch_data.main(["--dest", str(dest)]) == 1
+    assert download.main(["--dest", str(dest)]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
@@ -236,8 +236,8 @@ def test_cli_failure_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 def test_cli_download_failure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     unreachable = functools.partial(ensure_dataset, urls=[closed_port_url()], checksums=FAKE_CHECKSUMS, progress=False)
-    monkeypatch.setattr(fetch_data, "ensure_dataset", unreachable)
-    assert fetch_data.main(["--dest", str(tmp_path / "data")]) == 1
+    monkeypatch.setattr(download, "ensure_dataset", unreachable)
+    assert download.main(["--dest", str(tmp_path / "data")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: Could not download the dataset") and err.count("\n") == 1
     assert not (tmp_path / "data").exists()
@@ -248,8 +248,8 @@ def test_cli_success_prints_the_folder(
 ) -> None:
     url = server.add("/train-test-data.zip", make_zip(tmp_path / "flat.zip"))
     served = functools.partial(ensure_dataset, urls=[url], checksums=FAKE_CHECKSUMS, progress=False)
-    monkeypatch.setattr(fetch_data, "ensure_dataset", served)
-    assert fetch_data.main(["--dest", str(tmp_path / "data")]) == 0
+    monkeypatch.setattr(download, "ensure_dataset", served)
+    assert download.main(["--dest", str(tmp_path / "data")]) == 0
     assert capsys.readouterr().out == f"Dataset ready in {tmp_path / 'data'}\n"
 
 

@@ -11,9 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import artwork  # noqa: E402
+from resources import artwork  # noqa: E402
 import filters  # noqa: E402
-from artwork import face_keypoints, with_forehead  # noqa: E402
+from resources.artwork import face_keypoints, with_forehead  # noqa: E402
 
 ROLLS = [-30, -15, 0, 12, 30]
 WIDTHS = [90, 180, 320]

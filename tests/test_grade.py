@@ -1,4 +1,4 @@
-"""Tests for grade.py: a release with the solutions pasted in earns every point, the bare release none for its
+"""Tests for course.grade: a release with the solutions pasted in earns every point, the bare release none for its
 unsolved checks, and a broken or endless submission cannot stop the others.
 
 The grading run is the expensive part (it runs the four notebooks of two submissions in quick mode), so it runs
@@ -15,11 +15,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-import grade
-import make_release
+from course import grade
+import course.release
 
 REPO_DIR = Path(__file__).resolve().parents[1]
-STUDENT_MODULES = ("data_load.py", "models.py", "train.py", "filters.py")
+STUDENT_MODULES = ("data_load.py", "models.py", "pipeline/training.py", "filters.py")
 
 
 def paste_solutions(release: Path, target: Path) -> None:
@@ -47,14 +47,14 @@ def read_table(path: Path) -> dict[str, dict[str, str]]:
 def graded(tmp_path_factory) -> tuple[Path, list[grade.Check]]:
     root = tmp_path_factory.mktemp("grading")
     release = root / "release"
-    make_release.make_release(release, repo_url="https://github.com/acme/keypoints-course")
+    course.release.make_release(release, repo_url="https://github.com/acme/keypoints-course")
     submissions = root / "submissions"
     submissions.mkdir()
     paste_solutions(release, submissions / "solved")
     shutil.copytree(release, submissions / "bare")
     out = root / "grades.csv"
-    done = subprocess.run([sys.executable, str(REPO_DIR / "grade.py"), str(submissions), "--out", str(out), "--jobs", "2",
-                           "--timeout", "900", "--cell-timeout", "600"], capture_output=True, text=True, timeout=1000)
+    done = subprocess.run([sys.executable, "-m", "course.grade", str(submissions), "--out", str(out), "--jobs", "2",
+                           "--timeout", "900", "--cell-timeout", "600"], cwd=REPO_DIR, capture_output=True, text=True, timeout=1000)
     assert done.returncode == 0, done.stderr[-3000:]
     return out, grade.course_checks()
 
@@ -90,10 +90,11 @@ def test_edited_checks_are_replaced_and_deleted_ones_score_zero(tmp_path):
             cell.source = "pass  # edited by the student"
     notebook.cells = [c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") != second.grade_id]
     nbformat.write(notebook, submission / first.notebook)
-    (submission / "checks.py").write_text("def check_course_transforms(*args):\n    pass\n")
+    (submission / "course").mkdir()
+    (submission / "course" / "checks.py").write_text("def check_course_transforms(*args):\n    pass\n")
     work = tmp_path / "work"
     missing = grade.prepare_copy(submission, work, checks)
-    assert (work / "checks.py").read_text() == (REPO_DIR / "checks.py").read_text()
+    assert (work / "course" / "checks.py").read_text() == (REPO_DIR / "course" / "checks.py").read_text()
     sources = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in nbformat.read(work / first.notebook, as_version=4).cells}
     assert sources[first.grade_id] == first.source
     assert missing[second.grade_id] == "missing: the check cell was deleted"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import no_faces
+from pipeline import no_faces
 
 
 def test_parts_share_no_picture_and_hold_no_person():

@@ -16,7 +16,7 @@ from torchvision.transforms import Compose  # noqa: E402
 
 import data_load  # noqa: E402
 import models  # noqa: E402
-import notebook_helpers as nh  # noqa: E402
+from course import notebook_helpers as nh  # noqa: E402
 from conftest import MEAN_SHAPE_68, draw_face, face_keypoints  # noqa: E402
 
 
@@ -276,7 +276,7 @@ def test_draw_boxes_and_crop_square():
 
 
 def test_predict_with_crop_matches_the_pipeline_crop():
-    import inference
+    from pipeline import inference
 
     model = models.build_model("fast", input_size=32, widths=(4, 8), depths=(1,), head_channels=4, hidden=8).eval()
     sample = synthetic_sample()
@@ -311,7 +311,7 @@ def run_cells(*sources: str) -> list[list[dict]]:
 
 def test_a_todo_not_done_shows_as_one_line_that_names_it_and_the_cell_still_fails():
     outputs = run_cells(
-        "import notebook_helpers as nh\nprint(nh.short_todo_errors())",
+        "from course import notebook_helpers as nh\nprint(nh.short_todo_errors())",
         "import data_load\ndef stub(sample):\n    raise NotImplementedError('Normalize.__call__ in data_load.py is not written yet: fill in its TODO (notebook 1)')\nstub({})",
         'nh.needs(globals(), "data_transform", "*Your turn: the transform pipeline* above")',
         "print(model)",
@@ -329,7 +329,7 @@ def test_a_todo_not_done_shows_as_one_line_that_names_it_and_the_cell_still_fail
 
 def test_a_name_error_inside_a_module_keeps_its_traceback():
     outputs = run_cells(
-        "import notebook_helpers as nh\nnh.short_todo_errors()\nimport types\n"
+        "from course import notebook_helpers as nh\nnh.short_todo_errors()\nimport types\n"
         "module = types.ModuleType('student')\nexec(compile('def f():\\n    return undefined_name', '/tmp/student_module.py', 'exec'), module.__dict__)",
         "module.f()",
     )

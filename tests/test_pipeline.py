@@ -8,15 +8,15 @@ import cv2
 import numpy as np
 import pytest
 
-import detect
+from pipeline import detect_cli
 from data_load import DataError, haar_box_from_keypoints, read_image, read_keypoints_csv
-from evaluate import nme_interocular
+from pipeline.evaluation import nme_interocular
 from detector_architectures import Detection, HaarFaceDetector, box_iou
-from pipeline import FLIP_ERROR_NO_FACE, Face, FaceTracker, KeypointPipeline, WiderSearch
+from pipeline.keypoint_pipeline import FLIP_ERROR_NO_FACE, Face, FaceTracker, KeypointPipeline, WiderSearch
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = detect.main(list(args))
+    code = detect_cli.main(list(args))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -76,7 +76,7 @@ def test_other_array_formats_are_converted(pipe, astronaut, kind):
 
 
 def test_all_faces_of_a_picture_go_through_the_network_in_one_batch(pipe, astronaut, monkeypatch):
-    group = detect.montage([astronaut, astronaut[:, ::-1], astronaut], columns=3, cell=300)
+    group = detect_cli.montage([astronaut, astronaut[:, ::-1], astronaut], columns=3, cell=300)
     calls = []
     original = pipe.runner.__call__
 
@@ -307,14 +307,14 @@ def test_cli_bad_model_file(capsys, tmp_path):
 @pytest.mark.parametrize("count, grid", [(1, (1, 1)), (3, (1, 3)), (4, (2, 2)), (5, (2, 3)), (6, (2, 3)), (7, (3, 3))])
 def test_a_montage_leaves_as_few_empty_cells_as_its_rows_allow(count, grid):
     pictures = [np.full((30, 20, 3), 50 + i, np.uint8) for i in range(count)]
-    group = detect.montage(pictures, columns=3, cell=30, gap=0)
+    group = detect_cli.montage(pictures, columns=3, cell=30, gap=0)
     assert group.shape[:2] == (grid[0] * 30, grid[1] * 30)
 
 
 def test_the_face_check_does_not_depend_on_the_convention_asked_for(pipe, real_data_dir):
     # The flip error is measured on the model's default convention: asking for the course convention once lost this
     # test face (its course-head flip error, 0.028, is above FLIP_ERROR_NO_FACE; the 300-W head's is 0.017).
-    from inference import face_crops, layout_of, predict
+    from pipeline.inference import face_crops, layout_of, predict
 
     image = read_image(real_data_dir / "test" / "Chris_Cirino_30.jpg")
     crops, _ = face_crops(image, [[29.0, 41.9, 66.4, 66.4]], pipe.input_size)

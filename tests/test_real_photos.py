@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import detect
-from data_300w import Faces300WDataset
+from pipeline import detect_cli
+from pipeline.data_300w import Faces300WDataset
 from data_load import apply_exif_orientation, read_image, read_keypoints_csv, to_uint8
-from evaluate import nme_interocular
+from pipeline.evaluation import nme_interocular
 from detector_architectures import face_found
-from pipeline import NETWORK_SEARCH_MIN_FACE_SCORE, KeypointPipeline, WiderSearch, face_roll, grid_boxes
+from pipeline.keypoint_pipeline import NETWORK_SEARCH_MIN_FACE_SCORE, KeypointPipeline, WiderSearch, face_roll, grid_boxes
 
 SHARED_300W = Path(__file__).resolve().parents[1].parent / "shared" / "300w"
 
@@ -82,7 +82,7 @@ def test_every_exif_orientation_turns_the_picture_as_pillow_does(orientation):
 def test_the_phone_photo_has_its_face_in_the_pipeline_and_the_json(pipe, tmp_path, astronaut, capsys):
     write_phone_photo(tmp_path / "phone.jpg", astronaut)
     assert len(pipe.detect(tmp_path / "phone.jpg")) == 1
-    assert detect.main([str(tmp_path / "phone.jpg"), "--out", str(tmp_path / "out"), "--json", str(tmp_path / "f.json")]) == 0
+    assert detect_cli.main([str(tmp_path / "phone.jpg"), "--out", str(tmp_path / "out"), "--json", str(tmp_path / "f.json")]) == 0
     (record,) = json.loads((tmp_path / "f.json").read_text())
     assert (record["width"], record["height"]) == (300, 440) and len(record["faces"]) == 1
     face = record["faces"][0]
@@ -97,7 +97,7 @@ def test_pictures_of_the_same_name_in_two_folders_keep_both_results(tmp_path, as
         (tmp_path / folder).mkdir()
         cv2.imwrite(str(tmp_path / folder / "photo.png"), cv2.cvtColor(np.ascontiguousarray(picture), cv2.COLOR_RGB2BGR))
     inputs = [str(tmp_path / "one" / "photo.png"), str(tmp_path / "two" / "photo.png"), str(tmp_path / "one" / "photo.png")]
-    assert detect.main([*inputs, "--out", str(tmp_path / "out"), "--json", str(tmp_path / "f.json")]) == 0
+    assert detect_cli.main([*inputs, "--out", str(tmp_path / "out"), "--json", str(tmp_path / "f.json")]) == 0
     records = json.loads((tmp_path / "f.json").read_text())
     outputs = [r["output"] for r in records]
     assert len(set(outputs)) == 3 and len(list((tmp_path / "out").glob("*.png"))) == 3
@@ -108,7 +108,7 @@ def test_pictures_of_the_same_name_in_two_folders_keep_both_results(tmp_path, as
 
 
 def test_output_names_are_unique_and_keep_the_plain_name_where_it_is(tmp_path):
-    names = detect.output_names(["a/x.jpg", "b/x.png", "c/y.jpg", "a/x.jpg", "X.jpg"], None)
+    names = detect_cli.output_names(["a/x.jpg", "b/x.png", "c/y.jpg", "a/x.jpg", "X.jpg"], None)
     assert len({n.lower() for n in names}) == 5
     assert names[2] == "y_keypoints.png" and names[0] == "a_x_keypoints.png" and names[1] == "b_x_keypoints.png"
 
@@ -147,7 +147,7 @@ def test_max_frames_below_one_is_an_argument_error(tmp_path, astronaut, value, c
     writer.write(cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
     writer.release()
     with pytest.raises(SystemExit) as stopped:
-        detect.main(["--video", str(video), "--max-frames", value, "--out", str(tmp_path)])
+        detect_cli.main(["--video", str(video), "--max-frames", value, "--out", str(tmp_path)])
     assert stopped.value.code == 2
     assert "at least 1" in capsys.readouterr().err
 
@@ -193,7 +193,7 @@ def test_six_small_faces_in_a_twelve_megapixel_photo_are_found(pipe, astronaut):
 
 def test_the_smallest_face_is_an_option_of_the_api_and_the_command_line(tmp_path, astronaut, capsys):
     assert KeypointPipeline.from_pretrained(min_face_size=120).detector.params["min_face_size"] == 120
-    assert detect.build_parser().parse_args(["--min-face", "60"]).min_face == 60
+    assert detect_cli.build_parser().parse_args(["--min-face", "60"]).min_face == 60
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -248,7 +248,7 @@ def test_the_wider_search_can_be_switched_off_or_always_run(astronaut, upright):
     ],
 )
 def test_a_face_must_pass_the_face_score_and_the_flip_check(pipe, flip_error, face_score, kept):
-    from pipeline import FLIP_ERROR_NO_FACE, MIN_FACE_SCORE, FaceTracker
+    from pipeline.keypoint_pipeline import FLIP_ERROR_NO_FACE, MIN_FACE_SCORE, FaceTracker
 
     assert MIN_FACE_SCORE == 0.5 and FLIP_ERROR_NO_FACE == 0.025
     assert pipe.is_face(flip_error, face_score) is kept

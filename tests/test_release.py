@@ -1,4 +1,4 @@
-"""Tests for make_release: the student release keeps no solution, its checks fail on the stubs with a helpful
+"""Tests for course.release: the student release keeps no solution, its checks fail on the stubs with a helpful
 message, and the same checks pass on the solutions.
 
 The release is built once into a temporary folder. Its code runs in a subprocess started in that folder (the
@@ -19,24 +19,24 @@ from pathlib import Path
 import nbformat
 import pytest
 
-import make_release
-from make_release import MARKER, ReleaseError
+import course.release
+from course.release import MARKER, ReleaseError
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.name for p in REPO_DIR.glob("*.ipynb"))
 # What the students write in the modules, as the stubs name it.
 MODULE_STUBS = {
     "Rescale.__call__ in data_load.py", "RandomCrop.__call__ in data_load.py", "Normalize.__call__ in data_load.py",
-    "Net.__init__ in models.py", "Net.forward in models.py", "train_one_epoch in train.py",
+    "Net.__init__ in models.py", "Net.forward in models.py", "train_one_epoch in pipeline/training.py",
     "Artwork.target_points in filters.py", "placement_transform in filters.py",
 }
 # The notebook that asks for each module's TODOs, as the TODO comments name it.
-MODULE_NOTEBOOKS = {"data_load.py": "notebook 1", "models.py": "notebook 2", "train.py": "notebook 2", "filters.py": "notebook 4"}
+MODULE_NOTEBOOKS = {"data_load.py": "notebook 1", "models.py": "notebook 2", "pipeline/training.py": "notebook 2", "filters.py": "notebook 4"}
 # Check cells of module TODOs: they need no notebook state, so they run here on both versions.
 MODULE_CHECK_CELLS = {"check-course-transforms": "data_load.py", "check-net": "models.py",
-                      "check-train-step": "train.py", "check-placement": "filters.py"}
+                      "check-train-step": "pipeline/training.py", "check-placement": "filters.py"}
 CHECK_HELPERS = {"check_course_transforms": "data_load.py", "check_net": "models.py",
-                 "check_train_one_epoch": "train.py", "check_placement": "filters.py"}
+                 "check_train_one_epoch": "pipeline/training.py", "check_placement": "filters.py"}
 
 # Run in the course folder (source or release): calls the stubbed code, the check helpers and every check cell,
 # and prints each outcome as [exception type or "pass", message].
@@ -45,7 +45,10 @@ import glob, json, sys
 sys.path.insert(0, ".")
 import numpy as np, torch, nbformat
 torch.set_num_threads(1)
-import artwork, checks, data_load, detect, evaluate, explain, filters, models, notebook_helpers, pipeline, train
+import data_load, filters, models
+from course import checks, notebook_helpers
+from pipeline import detect_cli, evaluation, explain, keypoint_pipeline, training
+from resources import artwork
 
 def outcome(function):
     try:
@@ -64,18 +67,19 @@ calls = {
     "Normalize": lambda: data_load.Normalize()(sample),
     "Net.__init__": lambda: models.Net(),
     "Net.forward": lambda: models.Net.forward(None, torch.zeros(1)),
-    "train_one_epoch": lambda: train.train_one_epoch(tiny, [batch], torch.nn.MSELoss(), torch.optim.SGD(tiny.parameters(), 0.1), None, "cpu", False),
+    "train_one_epoch": lambda: training.train_one_epoch(tiny, [batch], torch.nn.MSELoss(), torch.optim.SGD(tiny.parameters(), 0.1), None, "cpu", False),
     "Artwork.target_points": lambda: filters.load_artwork("sunglasses").target_points(face),
     "placement_transform": lambda: filters.placement_transform("sunglasses", face),
 }
 from torchvision.transforms import Compose
 from data_load import Normalize, RandomCrop, Rescale, ToTensor
-namespace = dict(checks=checks, data_load=data_load, models=models, train=train, filters=filters, np=np, torch=torch, sample=sample,
+namespace = dict(checks=checks, data_load=data_load, models=models, training=training, filters=filters, np=np, torch=torch, sample=sample,
                  Compose=Compose, Rescale=Rescale, RandomCrop=RandomCrop, Normalize=Normalize, ToTensor=ToTensor)
 # What the notebooks' own TODO cells use from the cells above them (notebooks 3 and 4: the astronaut and her crop).
-import cv2, dataclasses, inference
-pipe = pipeline.KeypointPipeline.from_pretrained(threads=1)
-photo = detect.astronaut()
+import cv2, dataclasses
+from pipeline import inference
+pipe = keypoint_pipeline.KeypointPipeline.from_pretrained(threads=1)
+photo = detect_cli.astronaut()
 box = pipe.detector.detect(photo)[0].box
 crops, matrices = inference.face_crops(photo, np.array([box]), pipe.input_size)
 namespace.update(cv2=cv2, dataclasses=dataclasses, inference=inference, pipe=pipe, photo=photo, box=box, crops=crops, matrices=matrices,
@@ -86,7 +90,7 @@ grays = [cv2.cvtColor(f["image"], cv2.COLOR_RGB2GRAY).astype(np.float32) / 255 f
 tiny_batch = {"image": torch.from_numpy(np.stack(grays))[:, None],
               "keypoints": torch.from_numpy(np.stack([(f["keypoints"] - 112) / 112 for f in faces]).astype(np.float32))}
 from detector_architectures import THOROUGH_PARAMS, HaarFaceDetector
-namespace.update(tiny_batch=tiny_batch, gray=grays[1], detector=HaarFaceDetector(**THOROUGH_PARAMS), group=detect.montage([photo, photo[:, ::-1]], columns=2))
+namespace.update(tiny_batch=tiny_batch, gray=grays[1], detector=HaarFaceDetector(**THOROUGH_PARAMS), group=detect_cli.montage([photo, photo[:, ::-1]], columns=2))
 cells, after_todo = {}, {}
 for path in sorted(glob.glob("*.ipynb")):
     notebook = nbformat.read(path, as_version=4).cells
@@ -118,9 +122,9 @@ def run_probe(folder: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory) -> tuple[Path, make_release.Report]:
+def release(tmp_path_factory) -> tuple[Path, course.release.Report]:
     out = tmp_path_factory.mktemp("course") / "release"
-    return out, make_release.make_release(out)
+    return out, course.release.make_release(out)
 
 
 @pytest.fixture(scope="module")
@@ -173,15 +177,15 @@ def solution_lines(path: Path) -> set[str]:
 def test_release_holds_the_course_and_nothing_ignored_or_for_instructors(release):
     out, report = release
     files = set(report.files)
-    for needed in [*NOTEBOOKS, "checks.py", "data_load.py", "explain.py", "filters.py", "models.py", "notebook_helpers.py",
-                   "pipeline.py", "train.py", "README.md", "requirements.txt", "images/sunglasses.png",
+    for needed in [*NOTEBOOKS, "course/checks.py", "data_load.py", "pipeline/explain.py", "filters.py", "models.py", "course/notebook_helpers.py",
+                   "pipeline/keypoint_pipeline.py", "pipeline/training.py", "detect.py", "train.py", "README.md", "requirements.txt", "images/sunglasses.png",
                    "saved_models/keypoints_fast.pt", "detector_architectures/haar.py"]:
         assert needed in files, f"{needed} is missing from the release"
-    for left_out in ("make_release.py", "grade.py", "pytest.ini", "requirements-test.txt", "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh"):
+    for left_out in ("course/release.py", "course/grade.py", "pytest.ini", "requirements-test.txt", "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh"):
         assert left_out not in files
     assert not [f for f in files if f.split("/")[0] in {"tests", ".ci", "data", ".cache", "outputs", "runs", "release", ".git"}]
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc") or f.startswith("saved_models/student_")]
-    assert json.loads((out / make_release.MANIFEST).read_text())["files"] == report.files
+    assert json.loads((out / course.release.MANIFEST).read_text())["files"] == report.files
 
 
 def test_release_copies_what_git_keeps_and_nothing_git_ignores(release):
@@ -192,7 +196,7 @@ def test_release_copies_what_git_keeps_and_nothing_git_ignores(release):
     ignored = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=REPO_DIR, input=listed, capture_output=True, text=True)
     assert ignored.stdout.split() == [], f"the release holds files git ignores: {ignored.stdout.split()[:5]}"
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO_DIR, capture_output=True, text=True, check=True).stdout.split()
-    instructors = ("tests/", ".ci/", "make_release.py", "grade.py", "pytest.ini", "requirements-test.txt", "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh")
+    instructors = ("tests/", ".ci/", "course/release.py", "course/grade.py", "pytest.ini", "requirements-test.txt", "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh")
     expected = {f for f in tracked if (REPO_DIR / f).is_file() and not f.startswith(instructors)}
     assert expected <= set(report.files), f"tracked files missing from the release: {sorted(expected - set(report.files))[:5]}"
 
@@ -207,12 +211,12 @@ def test_files_other_than_code_notebooks_and_readme_are_copied_unchanged(release
 def test_readme_leaves_out_the_instructors_section(release):
     out, _ = release
     source, released = (REPO_DIR / "README.md").read_text(), (out / "README.md").read_text()
-    assert "<!-- BEGIN INSTRUCTORS -->" in source and "make_release.py" in source
-    assert "INSTRUCTORS" not in released and "make_release.py" not in released
+    assert "<!-- BEGIN INSTRUCTORS -->" in source and "course.release" in source
+    assert "INSTRUCTORS" not in released and "course.release" not in released
     assert released.splitlines()[0] == source.splitlines()[0]
 
 
-INSTRUCTOR_PATHS = ("tests/", ".ci/", "pytest.ini", "make_release", "grade.py", "instructors only")
+INSTRUCTOR_PATHS = ("tests/", ".ci/", "pytest.ini", "course.release", "course/release.py", "course.grade", "course/grade.py", "instructors only")
 
 
 def test_no_released_file_mentions_what_only_instructors_have(release):
@@ -230,30 +234,30 @@ def colab_addresses(folder: Path) -> list[str]:
     """Every GitHub address in the notebooks' badges and setup cells, and the README's badge."""
     found = []
     for name in [*NOTEBOOKS, "README.md"]:
-        text = make_release.INSTRUCTORS.sub("", "\n".join(text_lines(folder / name)))  # the release's text
+        text = course.release.INSTRUCTORS.sub("", "\n".join(text_lines(folder / name)))  # the release's text
         found += re.findall(r"https://(?:colab\.research\.google\.com/github/|github\.com/)([^/\s\"')]+/[^/\s\"')]+)", text)
     return found
 
 
 def test_the_repository_address_is_in_one_place_and_stamped_into_the_release(tmp_path):
-    import notebook_helpers
+    from course import notebook_helpers
 
     placeholder = notebook_helpers.REPO_URL.removeprefix("https://github.com/")
     source = colab_addresses(REPO_DIR)
-    assert len(source) >= 9 and set(source) == {placeholder}, "badges and setup cells must all use notebook_helpers.REPO_URL"
+    assert len(source) >= 9 and set(source) == {placeholder}, "badges and setup cells must all use course.notebook_helpers.REPO_URL"
     for name in NOTEBOOKS:
         cells = nbformat.read(REPO_DIR / name, as_version=4).cells
         assert f"/{placeholder}/blob/main/{name})" in cells[0].source, f"{name}: the badge must open this notebook"
     out = tmp_path / "release"
-    make_release.make_release(out, repo_url="https://github.com/acme/keypoints-course")
+    course.release.make_release(out, repo_url="https://github.com/acme/keypoints-course")
     assert set(colab_addresses(out)) == {"acme/keypoints-course"}
-    stamped = [f for f in make_release.release_files(out) if "COURSE-OWNER" in (out / f).read_text(errors="ignore")]
+    stamped = [f for f in course.release.release_files(out) if "COURSE-OWNER" in (out / f).read_text(errors="ignore")]
     assert not stamped, f"the placeholder is left in {stamped}"
 
 
 @pytest.mark.parametrize("url", ["https://gitlab.com/a/b", "github.com/a/b", "https://github.com/a", "https://github.com/COURSE-OWNER/COURSE-REPOSITORY"])
 def test_a_repository_address_that_colab_cannot_open_is_refused_in_one_line(tmp_path, capsys, url):
-    assert make_release.main(["--out", str(tmp_path / "out"), "--repo-url", url]) == 1
+    assert course.release.main(["--out", str(tmp_path / "out"), "--repo-url", url]) == 1
     printed = capsys.readouterr().err
     assert printed.startswith("error: --repo-url") and printed.count("\n") == 1
     assert not (tmp_path / "out").exists()
@@ -431,7 +435,7 @@ def fake_course(root: Path, module: str) -> Path:
 def test_unbalanced_markers_give_a_one_line_error_and_no_release(tmp_path, capsys, module, expected):
     source = fake_course(tmp_path / "course", module)
     out = tmp_path / "out"
-    assert make_release.main(["--source", str(source), "--out", str(out)]) == 1
+    assert course.release.main(["--source", str(source), "--out", str(out)]) == 1
     printed = capsys.readouterr()
     assert printed.out == "" and printed.err == expected + "\n"
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["course"], "a failed run must leave nothing behind"
@@ -439,8 +443,8 @@ def test_unbalanced_markers_give_a_one_line_error_and_no_release(tmp_path, capsy
 
 def test_command_line_writes_the_release_and_says_what_it_did(tmp_path):
     source = fake_course(tmp_path / "course", 'def f(x):\n    """Twice x."""\n    # TODO: return twice x\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n')
-    done = subprocess.run([sys.executable, str(REPO_DIR / "make_release.py"), "--source", str(source), "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", "course.release", "--source", str(source), "--out", str(tmp_path / "out")],
+                          cwd=REPO_DIR, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "1 solutions stubbed" in done.stdout
     assert (tmp_path / "out" / "mod.py").read_text() == (
@@ -452,18 +456,18 @@ def test_command_line_writes_the_release_and_says_what_it_did(tmp_path):
 def test_a_new_release_replaces_the_old_one_but_never_another_folder(tmp_path):
     source = fake_course(tmp_path / "course", "x = 1\n")
     out = tmp_path / "out"
-    make_release.make_release(out, source)
+    course.release.make_release(out, source)
     (out / "stale.txt").write_text("from an earlier release")
-    make_release.make_release(out, source)
-    assert sorted(p.name for p in out.iterdir()) == [make_release.MANIFEST, "mod.py"]
+    course.release.make_release(out, source)
+    assert sorted(p.name for p in out.iterdir()) == [course.release.MANIFEST, "mod.py"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["course", "out"], "no temporary folder is left"
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    with pytest.raises(ReleaseError, match="is not a release made by make_release.py"):
-        make_release.make_release(tmp_path / "mine", source)
+    with pytest.raises(ReleaseError, match="is not a release made by course/release.py"):
+        course.release.make_release(tmp_path / "mine", source)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     with pytest.raises(ReleaseError, match="would overwrite the course itself"):
-        make_release.make_release(tmp_path, source)
+        course.release.make_release(tmp_path, source)
 
 
 def notebook(*cells) -> nbformat.NotebookNode:
@@ -488,7 +492,7 @@ def test_release_notebook_follows_nbgrader():
     plain = nbformat.v4.new_markdown_cell("Some prose")
     nb = notebook(code, whole, answer, test, plain)
     nb.metadata["widgets"] = {}
-    stubs = make_release.release_notebook(nb, "n.ipynb")
+    stubs = course.release.release_notebook(nb, "n.ipynb")
     assert code.source == 'x = 1\n# YOUR CODE HERE\nraise NotImplementedError("write y: see the TODO above")\nprint(y)'
     assert code.outputs == [] and code.execution_count is None and "ExecuteTime" not in code.metadata
     assert whole.source == '# YOUR CODE HERE\nraise NotImplementedError("write z: see the TODO above")'
@@ -506,14 +510,14 @@ def test_release_notebook_follows_nbgrader():
 def test_marked_lines_of_a_written_answer_become_the_answer_stub():
     answer = nbformat.v4.new_markdown_cell("**Answer:**\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION\nSee above.",
                                            metadata=nbgrader("why", solution=True, grade=True, points=1))
-    stubs = make_release.release_notebook(notebook(answer), "n.ipynb")
+    stubs = course.release.release_notebook(notebook(answer), "n.ipynb")
     assert answer.source == "**Answer:**\nYOUR ANSWER HERE\nSee above."
     assert [(s.path, s.line, s.name, s.cell, s.kind) for s in stubs] == [("n.ipynb", 2, "answer", 1, "answer")]
 
 
 def test_a_locked_cell_that_is_not_graded_is_made_read_only():
     locked = nbformat.v4.new_code_cell("setup = 1", metadata=nbgrader("setup"))
-    make_release.release_notebook(notebook(locked), "n.ipynb")
+    course.release.release_notebook(notebook(locked), "n.ipynb")
     assert locked.metadata["editable"] is False and locked.metadata["deletable"] is False
 
 
@@ -532,17 +536,17 @@ def test_a_locked_cell_that_is_not_graded_is_made_read_only():
 )
 def test_release_notebook_rejects_what_nbgrader_would(cell, message):
     with pytest.raises(ReleaseError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        make_release.release_notebook(notebook(cell), "n.ipynb")
+        course.release.release_notebook(notebook(cell), "n.ipynb")
 
 
 def test_duplicate_grade_ids_are_rejected():
     cells = [nbformat.v4.new_code_cell("assert True", metadata=nbgrader("same", grade=True, points=1)) for _ in range(2)]
     with pytest.raises(ReleaseError, match="n.ipynb cell 2: grade_id 'same' is also used by cell 1"):
-        make_release.release_notebook(notebook(*cells), "n.ipynb")
+        course.release.release_notebook(notebook(*cells), "n.ipynb")
 
 
 def test_gitignore_pattern_rules():
-    ignored = make_release.is_ignored
+    ignored = course.release.is_ignored
     assert ignored("data", True, ["data/"]) and not ignored("data", False, ["data/"])  # "name/": folders only
     assert ignored("release", True, ["/release"]) and not ignored("a/release", True, ["/release"])  # "/name": from the top
     assert ignored("a/b/notes.tmp", False, ["*.tmp"]) and ignored("a/b/__pycache__", True, ["__pycache__/"])  # anywhere
@@ -553,7 +557,7 @@ def test_gitignore_pattern_rules():
 def test_the_git_link_file_of_a_worktree_is_not_released(tmp_path):
     (tmp_path / "course.py").write_text("x = 1\n")
     (tmp_path / ".git").write_text("gitdir: /somewhere/.git/worktrees/course\n")  # a worktree's or submodule's .git
-    assert make_release.release_files(tmp_path) == ["course.py"]
+    assert course.release.release_files(tmp_path) == ["course.py"]
 
 
 @pytest.mark.parametrize(
@@ -563,4 +567,4 @@ def test_the_git_link_file_of_a_worktree_is_not_released(tmp_path):
      ("models.pyc", False, True), ("a/b/__pycache__", True, True), ("x.tmp", False, True), ("data_load.py", False, False)],
 )
 def test_gitignore_patterns(path, is_dir, ignored):
-    assert make_release.is_ignored(path, is_dir, make_release.ignore_patterns(REPO_DIR)) is ignored
+    assert course.release.is_ignored(path, is_dir, course.release.ignore_patterns(REPO_DIR)) is ignored

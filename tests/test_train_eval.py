@@ -11,12 +11,12 @@ import torch
 import torch.nn as nn
 
 import data_load
-import evaluate
-import inference
-import train
+from pipeline import evaluation
+from pipeline import inference
+from pipeline import training
 from conftest import MEAN_SHAPE_68, TINY_TEST, face_keypoints
 from data_load import keypoint_box
-from evaluate import (
+from pipeline.evaluation import (
     auc,
     cumulative_error_curve,
     failure_rate,
@@ -28,7 +28,7 @@ from evaluate import (
     summarize,
 )
 from models import MODEL_NAMES, ModelError, build_model, load_model
-from train import TrainConfig, WingLoss, split_by_person
+from pipeline.training import TrainConfig, WingLoss, split_by_person
 
 
 def assert_one_line(message: str, *must_contain: str) -> None:
@@ -155,7 +155,7 @@ def test_mean_shape_and_place_in_boxes():
 
 def test_mean_baseline_on_real_data(real_data_dir, tmp_path, capsys):
     out = tmp_path / "out" / "baseline.json"
-    assert evaluate.main(["--data", str(real_data_dir), "--baseline", "mean", "--json", str(out)]) == 0
+    assert evaluation.main(["--data", str(real_data_dir), "--baseline", "mean", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     for key in ("n", "nme_io", "nme_io_median", "fr10", "auc08"):
         assert key in result
@@ -169,13 +169,13 @@ def test_mean_baseline_on_real_data(real_data_dir, tmp_path, capsys):
 def test_mean_baseline_with_fkp_data(real_data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("FKP_DATA", str(real_data_dir))
     out = tmp_path / "baseline.json"
-    assert evaluate.main(["--baseline", "mean", "--json", str(out)]) == 0
+    assert evaluation.main(["--baseline", "mean", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["nme_io"] == pytest.approx(0.1969, abs=5e-4)  # measured, see above
 
 
 def test_mean_baseline_on_the_tiny_dataset(tiny_dataset, tmp_path):
     out = tmp_path / "baseline.json"
-    assert evaluate.main(["--data", str(tiny_dataset), "--baseline", "mean", "--json", str(out)]) == 0
+    assert evaluation.main(["--data", str(tiny_dataset), "--baseline", "mean", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["n"] == sum(TINY_TEST.values())
     assert {"n", "nme_io", "nme_io_median", "fr10", "auc08", "per_face"} <= set(result)
@@ -184,11 +184,11 @@ def test_mean_baseline_on_the_tiny_dataset(tiny_dataset, tmp_path):
 
 def test_evaluate_main_reports_bad_paths_in_one_line(tmp_path, tiny_dataset, capsys):
     missing = tmp_path / "no_data"
-    assert evaluate.main(["--data", str(missing), "--baseline", "mean"]) == 1
+    assert evaluation.main(["--data", str(missing), "--baseline", "mean"]) == 1
     err = capsys.readouterr().err
     assert_one_line(err, str(missing))
     missing_model = tmp_path / "no_model.pt"
-    assert evaluate.main(["--data", str(tiny_dataset), "--model", str(missing_model)]) == 1
+    assert evaluation.main(["--data", str(tiny_dataset), "--model", str(missing_model)]) == 1
     assert_one_line(capsys.readouterr().err, missing_model.name)
 
 
@@ -295,31 +295,31 @@ def test_wing_loss():
 
 
 def test_make_loss():
-    assert isinstance(train.make_loss("wing", 96), WingLoss)
-    assert isinstance(train.make_loss("mse", 96), nn.MSELoss)
-    assert isinstance(train.make_loss("smoothl1", 96), nn.SmoothL1Loss)
+    assert isinstance(training.make_loss("wing", 96), WingLoss)
+    assert isinstance(training.make_loss("mse", 96), nn.MSELoss)
+    assert isinstance(training.make_loss("smoothl1", 96), nn.SmoothL1Loss)
     with pytest.raises(ValueError):
-        train.make_loss("l7", 96)
+        training.make_loss("l7", 96)
 
 
-@pytest.mark.parametrize("name", sorted(train.PRESETS))
+@pytest.mark.parametrize("name", sorted(training.PRESETS))
 def test_every_preset_builds_its_optimizer_schedule_and_loss(name):
-    config = train.PRESETS[name]
+    config = training.PRESETS[name]
     assert config.model in MODEL_NAMES and config.input_size > 0
     model = nn.Linear(4, 2)
-    optimizer = train.make_optimizer(config, model)
+    optimizer = training.make_optimizer(config, model)
     assert type(optimizer).__name__.lower() == config.optimizer and optimizer.defaults["lr"] == config.lr
-    schedule = train.make_schedule(config, optimizer, steps_per_epoch=5)
+    schedule = training.make_schedule(config, optimizer, steps_per_epoch=5)
     kinds = {"onecycle": "OneCycleLR", "cosine": "CosineAnnealingLR", "plateau": "ReduceLROnPlateau"}
     assert type(schedule).__name__ == kinds[config.schedule]
-    assert float(train.make_loss(config.loss, config.input_size)(torch.zeros(2, 4), torch.ones(2, 4))) > 0
+    assert float(training.make_loss(config.loss, config.input_size)(torch.zeros(2, 4), torch.ones(2, 4))) > 0
     assert dataclasses.asdict(config) == dataclasses.asdict(TrainConfig(**dataclasses.asdict(config)))
 
 
 @pytest.mark.parametrize("field_name, value", [("model", "resnet99"), ("optimizer", "sgd"), ("schedule", "step"), ("loss", "l7")])
 def test_a_config_with_an_unknown_name_is_refused_in_one_line(field_name, value):
     with pytest.raises(ValueError) as info:
-        dataclasses.replace(train.PRESETS["cpu"], **{field_name: value})
+        dataclasses.replace(training.PRESETS["cpu"], **{field_name: value})
     assert_one_line(str(info.value), f"Unknown {field_name} {value!r}: choose one of")
 
 
@@ -365,17 +365,17 @@ def test_two_epochs_lower_the_loss_and_write_last_pt(tiny_data, tmp_path, isolat
     run_dir = tmp_path / "run"
     crops = data_load.load_context_crops("training", 32, tiny_data.path, cache_dir=tmp_path / "c")
     train_idx, val_idx = split_by_person(crops["names"].tolist(), config.val_fraction, config.seed)
-    loss_fn = train.make_loss(config.loss, 32)
+    loss_fn = training.make_loss(config.loss, 32)
     torch.manual_seed(config.seed)
     untrained = build_model("fast", **SMALL_FAST)
-    loss_before, _ = train.validate(untrained, crops, train_idx, 32, loss_fn, "cpu")
+    loss_before, _ = training.validate(untrained, crops, train_idx, 32, loss_fn, "cpu")
 
     log: list[str] = []
-    model, history = train.train(config, str(tiny_data.path), run_dir, progress=False, log=log.append)
+    model, history = training.train(config, str(tiny_data.path), run_dir, progress=False, log=log.append)
     assert history["epoch"] == [1, 2]
     assert history["train_loss"][1] < history["train_loss"][0]
     assert all(np.isfinite(history["val_loss"])) and all(0 < v < 1 for v in history["val_nme_io"])
-    loss_after, _ = train.validate(model, crops, train_idx, 32, loss_fn, "cpu")
+    loss_after, _ = training.validate(model, crops, train_idx, 32, loss_fn, "cpu")
     assert loss_after < 0.9 * loss_before
     assert not model.training
     assert any(line.startswith(f"faces: {len(train_idx)} training, {len(val_idx)} validation") for line in log)
@@ -396,15 +396,15 @@ def test_two_epochs_lower_the_loss_and_write_last_pt(tiny_data, tmp_path, isolat
 
 
 def test_training_is_reproducible_with_the_seed(tiny_dataset, tmp_path, isolated_cache):
-    _, first = train.train(small_config(), str(tiny_dataset), tmp_path / "a", progress=False, log=quiet)
-    _, second = train.train(small_config(), str(tiny_dataset), tmp_path / "b", progress=False, log=quiet)
+    _, first = training.train(small_config(), str(tiny_dataset), tmp_path / "a", progress=False, log=quiet)
+    _, second = training.train(small_config(), str(tiny_dataset), tmp_path / "b", progress=False, log=quiet)
     assert first["train_loss"] == second["train_loss"] and first["val_loss"] == second["val_loss"]
 
 
 def test_limit_restricts_the_training_faces(tiny_dataset, tmp_path, isolated_cache):
     log: list[str] = []
     config = small_config(epochs=1, limit=3, val_fraction=0.0, augment={})
-    _, history = train.train(config, str(tiny_dataset), None, progress=False, log=log.append)
+    _, history = training.train(config, str(tiny_dataset), None, progress=False, log=log.append)
     assert any(line.startswith("faces: 3 training, 0 validation") for line in log)
     assert history["epoch"] == [1] and np.isnan(history["val_loss"][0])
 
@@ -413,7 +413,7 @@ class Interrupt(Exception):
     pass
 
 
-ORIGINAL_TRAIN_ONE_EPOCH = train.train_one_epoch
+ORIGINAL_TRAIN_ONE_EPOCH = training.train_one_epoch
 
 
 def interrupt_on_call(monkeypatch, call: int) -> dict:
@@ -427,7 +427,7 @@ def interrupt_on_call(monkeypatch, call: int) -> dict:
             raise Interrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(train, "train_one_epoch", wrapper)
+    monkeypatch.setattr(training, "train_one_epoch", wrapper)
     return calls
 
 
@@ -436,14 +436,14 @@ def test_resume_continues_an_interrupted_run(tiny_dataset, tmp_path, isolated_ca
     run_dir = tmp_path / "run"
     interrupt_on_call(monkeypatch, 2)
     with pytest.raises(Interrupt):
-        train.train(config, str(tiny_dataset), run_dir, progress=False, log=quiet)
+        training.train(config, str(tiny_dataset), run_dir, progress=False, log=quiet)
     state = torch.load(run_dir / "last.pt", weights_only=True)
     assert state["epoch"] == 1
     first_loss = state["history"]["train_loss"][0]
 
     calls = interrupt_on_call(monkeypatch, 0)  # count only
     log: list[str] = []
-    _, history = train.train(config, str(tiny_dataset), run_dir, resume=True, progress=False, log=log.append)
+    _, history = training.train(config, str(tiny_dataset), run_dir, resume=True, progress=False, log=log.append)
     assert calls["n"] == 2  # epochs 2 and 3 only
     assert history["epoch"] == [1, 2, 3]
     assert history["train_loss"][0] == first_loss
@@ -468,7 +468,7 @@ def test_an_interrupted_checkpoint_write_leaves_the_previous_last_pt_whole(tiny_
     monkeypatch.setattr(torch, "save", torn_save)
     run_dir = tmp_path / "run"
     with pytest.raises(Interrupt):
-        train.train(small_config(epochs=3), str(tiny_dataset), run_dir, progress=False, log=quiet)
+        training.train(small_config(epochs=3), str(tiny_dataset), run_dir, progress=False, log=quiet)
     assert calls["n"] == 2
     monkeypatch.setattr(torch, "save", real_save)
     assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] == 1
@@ -478,13 +478,13 @@ def test_an_interrupted_checkpoint_write_leaves_the_previous_last_pt_whole(tiny_
 def test_resume_of_a_finished_run_returns_its_history(tiny_dataset, tmp_path, isolated_cache, monkeypatch):
     config = small_config()
     run_dir = tmp_path / "run"
-    model, history = train.train(config, str(tiny_dataset), run_dir, progress=False, log=quiet)
+    model, history = training.train(config, str(tiny_dataset), run_dir, progress=False, log=quiet)
 
     def must_not_train(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(train, "train_one_epoch", must_not_train)
-    resumed, resumed_history = train.train(config, str(tiny_dataset), run_dir, resume=True, progress=False, log=quiet)
+    monkeypatch.setattr(training, "train_one_epoch", must_not_train)
+    resumed, resumed_history = training.train(config, str(tiny_dataset), run_dir, resume=True, progress=False, log=quiet)
     assert resumed_history == history
     x = torch.rand(2, 1, 32, 32)
     with torch.no_grad():
@@ -493,29 +493,29 @@ def test_resume_of_a_finished_run_returns_its_history(tiny_dataset, tmp_path, is
 
 def test_resume_refuses_a_missing_or_different_run(tiny_dataset, tmp_path, isolated_cache):
     with pytest.raises(ModelError) as info:
-        train.train(small_config(), str(tiny_dataset), tmp_path / "empty_run", resume=True, progress=False, log=quiet)
+        training.train(small_config(), str(tiny_dataset), tmp_path / "empty_run", resume=True, progress=False, log=quiet)
     assert_one_line(str(info.value), "last.pt")
     run_dir = tmp_path / "run"
-    train.train(small_config(epochs=1), str(tiny_dataset), run_dir, progress=False, log=quiet)
+    training.train(small_config(epochs=1), str(tiny_dataset), run_dir, progress=False, log=quiet)
     with pytest.raises(ModelError) as info:
-        train.train(small_config(epochs=1, lr=5e-3), str(tiny_dataset), run_dir, resume=True, progress=False, log=quiet)
+        training.train(small_config(epochs=1, lr=5e-3), str(tiny_dataset), run_dir, resume=True, progress=False, log=quiet)
     assert_one_line(str(info.value), "last.pt")
 
 
 def test_resumed_run_matches_the_uninterrupted_run(tiny_dataset, tmp_path, isolated_cache, monkeypatch):
     config = small_config(epochs=2)
-    _, straight = train.train(config, str(tiny_dataset), tmp_path / "straight", progress=False, log=quiet)
+    _, straight = training.train(config, str(tiny_dataset), tmp_path / "straight", progress=False, log=quiet)
     interrupt_on_call(monkeypatch, 2)
     with pytest.raises(Interrupt):
-        train.train(config, str(tiny_dataset), tmp_path / "broken", progress=False, log=quiet)
-    monkeypatch.setattr(train, "train_one_epoch", ORIGINAL_TRAIN_ONE_EPOCH)  # (undo() would also drop isolated_cache)
-    _, resumed = train.train(config, str(tiny_dataset), tmp_path / "broken", resume=True, progress=False, log=quiet)
+        training.train(config, str(tiny_dataset), tmp_path / "broken", progress=False, log=quiet)
+    monkeypatch.setattr(training, "train_one_epoch", ORIGINAL_TRAIN_ONE_EPOCH)  # (undo() would also drop isolated_cache)
+    _, resumed = training.train(config, str(tiny_dataset), tmp_path / "broken", resume=True, progress=False, log=quiet)
     np.testing.assert_allclose(resumed["train_loss"], straight["train_loss"], rtol=1e-5)
 
 
 def test_main_with_a_missing_data_folder(tmp_path, capsys):
     missing = tmp_path / "no_such_data"
-    code = train.main(["--data", str(missing), "--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "m.pt"), "--no-progress"])
+    code = training.main(["--data", str(missing), "--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "m.pt"), "--no-progress"])
     assert code == 1
     err = capsys.readouterr().err
     assert_one_line(err, str(missing))
@@ -527,22 +527,22 @@ def test_main_trains_saves_and_evaluates(tiny_dataset, tmp_path, isolated_cache,
     out, run_dir = tmp_path / "models" / "student.pt", tmp_path / "run"
     argv = ["--data", str(tiny_dataset), "--out", str(out), "--run-dir", str(run_dir), "--epochs", "1",
             "--batch-size", "4", "--limit", "8", "--no-progress"]
-    assert train.main(argv) == 0
+    assert training.main(argv) == 0
     model, meta = load_model(out)
     assert meta["preset"] == "cpu" and meta["config"]["epochs"] == 1 and meta["config"]["limit"] == 8
     assert "val_nme_io_held_out_people" in meta
     assert json.loads((run_dir / "history.json").read_text())["epoch"] == [1]
     assert "saved" in capsys.readouterr().out
     report = tmp_path / "eval.json"
-    assert evaluate.main(["--data", str(tiny_dataset), "--model", str(out), "--json", str(report)]) == 0
+    assert evaluation.main(["--data", str(tiny_dataset), "--model", str(out), "--json", str(report)]) == 0
     result = json.loads(report.read_text())
     assert result["n"] == sum(TINY_TEST.values()) and np.isfinite(result["nme_io"])
 
 
 def test_the_mean_face_stands_in_for_an_untrained_model(tiny_dataset):
-    from pipeline import KeypointPipeline
+    from pipeline.keypoint_pipeline import KeypointPipeline
 
-    model = evaluate.mean_face_model(tiny_dataset, input_size=64)
+    model = evaluation.mean_face_model(tiny_dataset, input_size=64)
     crops = np.random.default_rng(0).uniform(0, 1, (3, 64, 64)).astype(np.float32)
     points = inference.predict_crops(model, crops)
     assert points.shape == (3, 68, 2) and np.allclose(points[0], points[1]) and np.allclose(points[0], points[2])

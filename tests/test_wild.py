@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-import data_300w
+from pipeline import data_300w
 import data_load
-import evaluate
-import no_faces
-import train
+from pipeline import evaluation
+from pipeline import no_faces
+from pipeline import training
 from data_load import AugmentConfig, CropDataset, mix_crops, photo_effects
 from models import OutputLayout, build_model
 
@@ -117,12 +117,12 @@ def test_mix_crops_labels_every_crop():
 # The loss
 # ---------------------------------------------------------------------------------------------------------
 def packed(keypoints: torch.Tensor, convention: list[int], face: list[float]) -> torch.Tensor:
-    return train.training_target({"keypoints": keypoints, "convention": torch.tensor(convention), "face": torch.tensor(face)})
+    return training.training_target({"keypoints": keypoints, "convention": torch.tensor(convention), "face": torch.tensor(face)})
 
 
 def test_layout_loss_compares_each_face_with_its_own_convention():
     layout = OutputLayout(68, ("300w", "course"), face_score=False)
-    loss = train.LayoutLoss(torch.nn.L1Loss(), layout)
+    loss = training.LayoutLoss(torch.nn.L1Loss(), layout)
     truth = torch.rand(2, 68, 2) * 2 - 1
     # face 0 is labelled in 300w (head 0), face 1 in course (head 1); the other head holds garbage
     output = torch.stack([torch.cat([truth[0].flatten(), torch.full((136,), 5.0)]), torch.cat([torch.full((136,), 5.0), truth[1].flatten()])])
@@ -134,7 +134,7 @@ def test_layout_loss_compares_each_face_with_its_own_convention():
 
 def test_layout_loss_teaches_the_face_score_and_ignores_the_keypoints_of_negatives():
     layout = OutputLayout(68, ("300w", "course"), face_score=True)
-    loss = train.LayoutLoss(torch.nn.L1Loss(), layout, face_weight=2.0)
+    loss = training.LayoutLoss(torch.nn.L1Loss(), layout, face_weight=2.0)
     truth = torch.zeros(2, 68, 2)
     output = torch.zeros(2, layout.width)
     output[1, :272] = 7.0  # the negative's keypoints are far off: they must not count
@@ -151,7 +151,7 @@ def test_layout_loss_teaches_the_face_score_and_ignores_the_keypoints_of_negativ
 
 def test_training_target_of_a_course_batch_is_its_flat_keypoints():
     keypoints = torch.rand(3, 68, 2)
-    torch.testing.assert_close(train.training_target({"keypoints": keypoints}), keypoints.flatten(1))
+    torch.testing.assert_close(training.training_target({"keypoints": keypoints}), keypoints.flatten(1))
     assert packed(keypoints, [1, 0, 1], [1, 0, 1]).shape == (3, 138)
 
 
@@ -160,24 +160,24 @@ def test_training_target_of_a_course_batch_is_its_flat_keypoints():
 # ---------------------------------------------------------------------------------------------------------
 def test_wild_presets_default_to_300w_with_a_course_head_and_a_face_score():
     for name in ("wild", "wild-cpu"):
-        config = train.PRESETS[name]
+        config = training.PRESETS[name]
         assert config.conventions[0] == "300w" and "course" in config.conventions and config.face_score and config.wild_repeat > 0
-        assert config.init == train.COURSE_MODEL
-    assert (train.REPO_DIR / train.COURSE_MODEL).is_file()
-    photo = AugmentConfig(**train.PHOTO_AUGMENT)
-    assert photo.rotation > AugmentConfig(**train.FAST_AUGMENT).rotation and photo.blur and photo.occlusion
+        assert config.init == training.COURSE_MODEL
+    assert (training.REPO_DIR / training.COURSE_MODEL).is_file()
+    photo = AugmentConfig(**training.PHOTO_AUGMENT)
+    assert photo.rotation > AugmentConfig(**training.FAST_AUGMENT).rotation and photo.blur and photo.occlusion
     for name in ("course", "cpu", "full"):
-        config = train.PRESETS[name]
+        config = training.PRESETS[name]
         assert config.conventions == ["course"] and not config.face_score and config.wild_repeat == 0
 
 
 def test_wild_training_learns_both_heads_and_the_face_score(tiny_dataset, tiny_300w, tmp_path, isolated_cache, monkeypatch):
     monkeypatch.setattr(no_faces, "BOXES_PER_SKIMAGE_PICTURE", 1)
     config = dataclasses.replace(
-        train.PRESETS["wild-cpu"], model_kwargs={**train.FAST_MODEL, "input_size": 32}, epochs=3, batch_size=8, lr=3e-3, limit=8,
-        augment=train.PHOTO_AUGMENT, init=None,
+        training.PRESETS["wild-cpu"], model_kwargs={**training.FAST_MODEL, "input_size": 32}, epochs=3, batch_size=8, lr=3e-3, limit=8,
+        augment=training.PHOTO_AUGMENT, init=None,
     )
-    model, history = train.train(config, str(tiny_dataset), tmp_path / "run", progress=False, log=lambda _: None, data_300w=str(tiny_300w))
+    model, history = training.train(config, str(tiny_dataset), tmp_path / "run", progress=False, log=lambda _: None, data_300w=str(tiny_300w))
     assert model.conventions == ("300w", "course") and model.face_score
     assert history["epoch"] == [1, 2, 3] and len(history["val_300w_nme_io"]) == 3
     assert history["train_loss"][-1] < history["train_loss"][0]
@@ -187,7 +187,7 @@ def test_wild_training_learns_both_heads_and_the_face_score(tiny_dataset, tiny_3
 
 def test_a_wild_preset_without_300w_data_says_what_to_do(tiny_dataset, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("FKP_300W", raising=False)
-    code = train.main(["--preset", "wild-cpu", "--data", str(tiny_dataset), "--out", str(tmp_path / "m.pt"), "--run-dir", str(tmp_path / "r"), "--no-progress"])
+    code = training.main(["--preset", "wild-cpu", "--data", str(tiny_dataset), "--out", str(tmp_path / "m.pt"), "--run-dir", str(tmp_path / "r"), "--no-progress"])
     assert code == 1
     assert_one_line(capsys.readouterr().err, "--data-300w", "FKP_300W")
     assert not (tmp_path / "m.pt").exists()
@@ -199,12 +199,12 @@ def test_a_wild_preset_without_300w_data_says_what_to_do(tiny_dataset, tmp_path,
 def test_region_errors_measure_each_region_alone():
     rng = np.random.default_rng(0)
     truth = np.stack([data_load.transform_points(np.asarray(rng.uniform(0, 100, (68, 2)), np.float32), np.eye(2, 3)) for _ in range(3)])
-    io = evaluate.interocular_distance(truth)
+    io = evaluation.interocular_distance(truth)
     predicted = truth.copy()
     predicted[:, 27:36, 1] += 0.1 * io[:, None]  # the nose 0.1 inter-ocular distances too low, all else perfect
-    regions = evaluate.region_errors(predicted, truth)
+    regions = evaluation.region_errors(predicted, truth)
     assert regions["nose"] == pytest.approx(0.1) and all(regions[r] == 0 for r in ("jaw", "brows", "eyes", "mouth"))
-    assert sum(len(p) for p in evaluate.REGIONS.values()) == 68
+    assert sum(len(p) for p in evaluation.REGIONS.values()) == 68
 
 
 class Oracle(torch.nn.Module):
@@ -222,8 +222,8 @@ class Oracle(torch.nn.Module):
 
 
 def test_evaluate_300w_asks_for_the_300w_convention(tiny_300w, tmp_path):
-    metrics, per_face, names = evaluate.evaluate_300w(Oracle(), tiny_300w)
-    course, _, _ = evaluate.evaluate_300w(Oracle(), tiny_300w, convention="course")
+    metrics, per_face, names = evaluation.evaluate_300w(Oracle(), tiny_300w)
+    course, _, _ = evaluation.evaluate_300w(Oracle(), tiny_300w, convention="course")
     assert metrics["n"] == len(per_face) == len(names) == 1
     assert set(metrics["regions"]) == {"jaw", "brows", "nose", "eyes", "mouth"}
     assert metrics["nme_io"] != course["nme_io"]  # the two heads answer differently
@@ -235,7 +235,7 @@ def test_evaluate_main_on_300w_writes_the_figures(tiny_300w, tmp_path, capsys):
 
     save_model(model, tmp_path / "m.pt")
     out = tmp_path / "e.json"
-    assert evaluate.main(["--dataset", "300w", "--data", str(tiny_300w), "--model", str(tmp_path / "m.pt"), "--json", str(out)]) == 0
+    assert evaluation.main(["--dataset", "300w", "--data", str(tiny_300w), "--model", str(tmp_path / "m.pt"), "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     for key in ("n", "nme_io", "nme_io_median", "fr10", "auc08", "regions"):
         assert key in result
@@ -247,9 +247,9 @@ def test_evaluate_300w_of_a_course_only_model_says_which_conventions_it_has(tiny
     from models import save_model
 
     save_model(build_model("fast", input_size=32), tmp_path / "old.pt")
-    assert evaluate.main(["--dataset", "300w", "--data", str(tiny_300w), "--model", str(tmp_path / "old.pt")]) == 1
+    assert evaluation.main(["--dataset", "300w", "--data", str(tiny_300w), "--model", str(tmp_path / "old.pt")]) == 1
     assert_one_line(capsys.readouterr().err, "course", "300w")
-    assert evaluate.main(["--dataset", "300w", "--data", str(tiny_300w), "--model", str(tmp_path / "old.pt"), "--convention", "course"]) == 0
+    assert evaluation.main(["--dataset", "300w", "--data", str(tiny_300w), "--model", str(tmp_path / "old.pt"), "--convention", "course"]) == 0
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -263,7 +263,7 @@ def test_initialize_from_a_course_model_spreads_its_head_over_both_conventions(t
     save_model(old, tmp_path / "course.pt")
     new = build_model("fast", conventions=("300w", "course"), face_score=True, input_size=32)
     fresh_face_row = new.head[-1].weight[-1].detach().clone()
-    copied = train.initialize_from(new, tmp_path / "course.pt")
+    copied = training.initialize_from(new, tmp_path / "course.pt")
     assert "head.3.weight" in copied and len(copied) == len(old.state_dict())
     x = torch.rand(2, 1, 32, 32)
     old.eval(), new.eval()
@@ -279,24 +279,24 @@ def test_initialize_from_another_design_says_so(tmp_path):
 
     save_model(build_model("naimishnet"), tmp_path / "other.pt")
     with pytest.raises(ModelError, match="shares no weights"):
-        train.initialize_from(build_model("fast", input_size=32), tmp_path / "other.pt")
+        training.initialize_from(build_model("fast", input_size=32), tmp_path / "other.pt")
     with pytest.raises(ModelError, match="does not exist"):
-        train.initialize_from(build_model("fast", input_size=32), tmp_path / "missing.pt")
+        training.initialize_from(build_model("fast", input_size=32), tmp_path / "missing.pt")
 
 
 def test_augment_option_changes_only_the_named_strengths(capsys):
-    args = train.build_parser().parse_args(["--preset", "wild", "--augment", "blur=0,rotation=12.5"])
-    config = train.config_from_args(args)
-    assert config.augment == {**train.FAST_AUGMENT, "blur": 0.0, "rotation": 12.5}
+    args = training.build_parser().parse_args(["--preset", "wild", "--augment", "blur=0,rotation=12.5"])
+    config = training.config_from_args(args)
+    assert config.augment == {**training.FAST_AUGMENT, "blur": 0.0, "rotation": 12.5}
     with pytest.raises(SystemExit):
-        train.build_parser().parse_args(["--augment", "sharpness=1"])
+        training.build_parser().parse_args(["--augment", "sharpness=1"])
     assert "--augment" in capsys.readouterr().err
 
 
 def test_reference_landmarkers_read_the_held_out_300w_faces(tiny_300w, tmp_path, monkeypatch):
     import sys
 
-    sys.path.insert(0, str(train.REPO_DIR / "benchmarks"))
+    sys.path.insert(0, str(training.REPO_DIR / "benchmarks"))
     import reference_landmarkers
 
     held_out = data_300w.Faces300WDataset(tiny_300w.parent, "validation")

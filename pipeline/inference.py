@@ -1,6 +1,6 @@
 """Running a keypoint network on face crops: the one place where pictures meet the model.
 
-Both the pipeline (``pipeline.py``) and evaluation (``evaluate.py``) predict through these functions, so a face is
+Both the pipeline (``pipeline/keypoint_pipeline.py``) and evaluation (``pipeline/evaluation.py``) predict through these functions, so a face is
 cut, normalised and read back the same way everywhere:
 
     crops, matrices = face_crops(picture, boxes, runner.input_size)     # (N, S, S) grayscale in [0, 1]
@@ -23,7 +23,7 @@ import torch
 from data_load import compose_matrices, crop_matrix, crop_square_from_box, denormalize_keypoints, flip_permutation, invert_matrix, transform_points, warp
 from models import OutputLayout, TorchRunner
 
-REPO_DIR = Path(__file__).resolve().parent
+REPO_DIR = Path(__file__).resolve().parents[1]
 SHIPPED_MODEL = REPO_DIR / "saved_models" / "keypoints_fast.pt"
 
 

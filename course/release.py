@@ -1,8 +1,8 @@
 """Make the student release of the course: the same files, with every solution replaced by a stub.
 
-    python make_release.py               # writes release/ (ignored by git)
-    python make_release.py --out DIR     # writes DIR instead
-    python make_release.py --repo-url https://github.com/OWNER/NAME   # where the students' repository will live
+    python -m course.release               # writes release/ (ignored by git)
+    python -m course.release --out DIR     # writes DIR instead
+    python -m course.release --repo-url https://github.com/OWNER/NAME   # where the students' repository will live
 
 One source holds the solutions, marked the way nbgrader marks them, and the student version is generated from
 it, so the two never drift apart:
@@ -17,10 +17,10 @@ it, so the two never drift apart:
 * Notebook outputs and execution counts are cleared; check cells (nbgrader ``grade: true``) are made read-only
   and undeletable, solution cells undeletable, as nbgrader's generate_assignment does.
 * Everything else is copied unchanged, except what git ignores (``.gitignore``: data, caches, outputs, earlier
-  releases, ...) and what only instructors use: the tests, CI, this script, the grading command (``grade.py``),
+  releases, ...) and what only instructors use: the tests, CI, this script, the grading command (``course/grade.py``),
   and the README's instructors' sections (between ``<!-- BEGIN INSTRUCTORS -->`` and ``<!-- END INSTRUCTORS -->``)
   and lines marked ``<!-- instructors only -->``.
-* The repository's public address, ``notebook_helpers.REPO_URL`` (a placeholder in the source), is replaced in
+* The repository's public address, ``course.notebook_helpers.REPO_URL`` (a placeholder in the source), is replaced in
   every file by ``--repo-url``: the notebooks' Colab badges and setup cells use it. Without ``--repo-url`` the
   release keeps the placeholder and the command warns; the setup cell then tells students to ask for the address.
 
@@ -44,9 +44,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from notebook_helpers import REPO_URL
+from course.notebook_helpers import REPO_URL
 
-REPO_DIR = Path(__file__).resolve().parent
+REPO_DIR = Path(__file__).resolve().parents[1]
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 CODE_STUB = "# YOUR CODE HERE"
 TEXT_STUB = "YOUR ANSWER HERE"
@@ -56,7 +56,7 @@ INSTRUCTORS = re.compile(r"\n?<!-- BEGIN INSTRUCTORS -->.*?<!-- END INSTRUCTORS 
 # Only instructors need these; they stay out of the release (paths relative to the course folder).
 # ``.git`` is a folder in a clone and a file in a worktree or submodule; setup.cfg, requirements-dev.txt and
 # mutation.sh are the mutation testing of the tests.
-INSTRUCTOR_ONLY = ("make_release.py", "grade.py", "tests/", ".ci/", "pytest.ini", "requirements-test.txt", ".git/", ".git", "setup.cfg",
+INSTRUCTOR_ONLY = ("course/release.py", "course/grade.py", "tests/", ".ci/", "pytest.ini", "requirements-test.txt", ".git/", ".git", "setup.cfg",
                    "requirements-dev.txt", "benchmarks/mutation.sh")
 # A README line only instructors need (a table row, a command), left out of the release.
 INSTRUCTORS_LINE = re.compile(r"^.*<!-- instructors only -->.*\n?", re.MULTILINE)
@@ -209,7 +209,7 @@ def release_python(text: str, where: str) -> tuple[str, list[Stub]]:
         tree = ast.parse(text)
     except SyntaxError as error:
         raise ReleaseError(f"{where}:{error.lineno}: not valid Python ({error.msg})") from None
-    name = Path(where).name
+    name = where  # the file's path in the course (pipeline/training.py), so the message says where to look
     stubs: list[Stub] = []
 
     def stub(indent: str, region: list[str], line: int) -> list[str]:
@@ -410,7 +410,7 @@ def write_release(source: Path, target: Path, repo_url: str | None = None) -> Re
     leftovers = [f for f in report.files if f.endswith((".py", ".ipynb")) and any(MARKER.match(line) for line in (target / f).read_text(encoding="utf-8").splitlines())]
     if leftovers:  # cannot happen unless a marker hides in JSON strings the notebook reader does not see
         raise ReleaseError(f"{leftovers[0]}: a solution marker is left in the release")
-    manifest = {"made_by": "make_release.py", "files": report.files, "stubs": [asdict(s) for s in report.stubs]}
+    manifest = {"made_by": "course/release.py", "files": report.files, "stubs": [asdict(s) for s in report.stubs]}
     (target / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return report
 
@@ -425,7 +425,7 @@ def make_release(out: str | os.PathLike = REPO_DIR / "release", source: str | os
     if out == source or source.is_relative_to(out):
         raise ReleaseError(f"--out {out} would overwrite the course itself: choose another folder")
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
-        raise ReleaseError(f"{out} exists and is not a release made by make_release.py (no {MANIFEST}): remove it or choose another --out")
+        raise ReleaseError(f"{out} exists and is not a release made by course/release.py (no {MANIFEST}): remove it or choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:

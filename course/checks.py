@@ -44,7 +44,7 @@ def _face_sample(width: int = 150, height: int = 170, roll_deg: float = 8.0) -> 
     """A cartoon face (RGB uint8) with its 68 keypoints: the checks' own sample when none is given."""
     import cv2
 
-    import artwork
+    from resources import artwork
 
     keypoints = artwork.face_keypoints((width * 0.5, height * 0.45), 0.55 * width, roll_deg).astype(np.float32)
     image = np.full((height, width, 3), 90, np.uint8)
@@ -59,7 +59,7 @@ def _face_sample(width: int = 150, height: int = 170, roll_deg: float = 8.0) -> 
 # Notebook 1: the course transforms (data_load.py) and the transform pipeline
 # ---------------------------------------------------------------------------------------------------------
 def _marker(transform: Callable[[dict], dict], sample: dict, index: int = 30) -> float:
-    import notebook_helpers as nh
+    from course import notebook_helpers as nh
 
     return nh.marker_offset(transform, sample, index=index)
 
@@ -223,7 +223,7 @@ def check_transform_pipeline(transform: Callable[[dict], dict], sample: dict | N
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Notebook 2: the network (models.py), the training step (train.py) and the configuration
+# Notebook 2: the network (models.py), the training step (pipeline/training.py) and the configuration
 # ---------------------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _flatten_hint() -> Iterator[None]:
@@ -310,16 +310,16 @@ def _check_call_order(calls: list[str]) -> None:
 
 
 def check_train_one_epoch(train_one_epoch: Callable[..., float] | None = None) -> None:
-    """The core of ``train_one_epoch`` in train.py: one step per batch (zero the gradients, loss of the model's
+    """The core of ``train_one_epoch`` in pipeline/training.py: one step per batch (zero the gradients, loss of the model's
     output against the flattened targets, backpropagate, step), the mean loss returned, and a loss that falls on a
     tiny batch."""
     import torch
     import torch.nn as nn
 
-    import train
+    from pipeline import training
 
-    train_one_epoch = train_one_epoch or train.train_one_epoch
-    where = "train.py (train_one_epoch)"
+    train_one_epoch = train_one_epoch or training.train_one_epoch
+    where = "pipeline/training.py (train_one_epoch)"
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 136))
     batch = {"image": torch.rand(4, 1, 8, 8), "keypoints": torch.rand(4, 68, 2) * 2 - 1}
@@ -364,14 +364,14 @@ def check_train_one_epoch(train_one_epoch: Callable[..., float] | None = None) -
 
 def check_course_config(config: Any) -> None:
     """The training configuration of notebook 2: the course's ``Net`` with sensible settings."""
-    import train
+    from pipeline import training
 
-    assert isinstance(config, train.TrainConfig), f"config should be a train.TrainConfig, got {type(config).__name__}"
+    assert isinstance(config, training.TrainConfig), f"config should be a training.TrainConfig, got {type(config).__name__}"
     assert config.model == "net", f"the course trains its own Net: model='net', not {config.model!r}"
     assert config.epochs >= 1 and config.batch_size >= 1, "epochs and batch_size must be at least 1"
     assert 0 < config.lr <= 0.1, f"a learning rate of {config.lr} is far outside the usual range (about 1e-4 to 1e-2)"
-    for kind, value, known in (("optimizer", config.optimizer, train.OPTIMIZERS), ("loss", config.loss, train.LOSSES),
-                               ("schedule", config.schedule, train.SCHEDULES)):
+    for kind, value, known in (("optimizer", config.optimizer, training.OPTIMIZERS), ("loss", config.loss, training.LOSSES),
+                               ("schedule", config.schedule, training.SCHEDULES)):
         assert value in known, f"unknown {kind} {value!r}: choose one of {', '.join(map(repr, known))}"
     passed(f"{config.model}, {config.epochs} epochs of batches of {config.batch_size}, {config.optimizer} at {config.lr:g}, "
            f"{config.schedule} schedule, {config.loss} loss")
@@ -379,14 +379,14 @@ def check_course_config(config: Any) -> None:
 
 def check_config_learns(config: Any, batch: dict, steps: int = 15) -> None:
     """The loss and optimizer chosen in ``config`` can learn: a fresh ``config.model`` trained with them for
-    ``steps`` steps of ``train.train_one_epoch`` on one small ``batch`` (images N x 1 x S x S, keypoints N x K x 2 in
+    ``steps`` steps of ``training.train_one_epoch`` on one small ``batch`` (images N x 1 x S x S, keypoints N x K x 2 in
     [-1, 1]) must bring that batch's loss down: the mean of the last three steps' losses below 90 % of the first
     (memorising a batch is the easiest thing a network can do; dropout makes single steps noisy)."""
     import torch
     import torch.nn.functional as F
 
     import models
-    import train
+    from pipeline import training
 
     torch.manual_seed(0)
     model = models.build_model(config.model)
@@ -394,10 +394,10 @@ def check_config_learns(config: Any, batch: dict, steps: int = 15) -> None:
     if images.shape[-1] != model.input_size:  # the batch at the model's input size
         images = F.interpolate(images, size=(model.input_size, model.input_size), mode="bilinear", align_corners=False)
     small = {"image": images, "keypoints": batch["keypoints"]}
-    loss_fn = train.make_loss(config.loss, model.input_size)
-    optimizer = train.make_optimizer(config, model)
-    with implemented("train_one_epoch", "train.py (train_one_epoch)"):
-        losses = [train.train_one_epoch(model, [small], loss_fn, optimizer, None, "cpu", False) for _ in range(steps)]
+    loss_fn = training.make_loss(config.loss, model.input_size)
+    optimizer = training.make_optimizer(config, model)
+    with implemented("train_one_epoch", "pipeline/training.py (train_one_epoch)"):
+        losses = [training.train_one_epoch(model, [small], loss_fn, optimizer, None, "cpu", False) for _ in range(steps)]
     assert all(math.isfinite(value) for value in losses), (
         f"the loss became NaN or infinite with {config.optimizer} at lr {config.lr:g}: the steps are too large, lower the learning rate")
     last = float(np.mean(losses[-3:]))
@@ -485,7 +485,7 @@ def check_keypoints_by_hand(keypoints_by_hand: Callable[[np.ndarray], Any], pipe
 def check_placement() -> None:
     """``Artwork.target_points`` and ``placement_transform`` in filters.py: each anchor of the sunglasses, the
     moustache and the hat lands on its keypoints, on upright and rolled faces, with a similarity transform."""
-    import artwork
+    from resources import artwork
     import filters
 
     where = "filters.py"
@@ -520,7 +520,7 @@ def check_clown_nose(clown_nose: Callable[[np.ndarray, np.ndarray], np.ndarray])
     """The clown's nose of notebook 4 on an upright and a rolled cartoon face: a red disk centred on the nose tip
     (30), 1.5 times as wide as the nostrils (31 to 35), turned with the face (its highlight stays at its upper left
     as the face sees it), and nothing else of the picture changed."""
-    import artwork
+    from resources import artwork
 
     for roll in (0.0, 25.0):
         keypoints = artwork.face_keypoints((200, 180), 220, roll)

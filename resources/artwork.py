@@ -8,7 +8,7 @@ anchors that place it on a real face are just the canonical keypoints mapped int
 Shapes are rasterised ``SUPERSAMPLE`` times larger with OpenCV's anti-aliased fills and strokes, composited
 with premultiplied alpha and reduced with area averaging, which gives smooth edges and clean alpha.
 
-Run ``python artwork.py`` to (re)write every PNG and JSON file under ``images/``; ``filters.py`` also writes
+Run ``python -m resources.artwork`` to (re)write every PNG and JSON file under ``images/``; ``filters.py`` also writes
 a missing file on first use, so a fresh clone needs no generated files.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-IMAGES_DIR = Path(__file__).resolve().parent / "images"
+IMAGES_DIR = Path(__file__).resolve().parents[1] / "images"
 SUPERSAMPLE = 3
 Color = tuple[float, float, float]
 

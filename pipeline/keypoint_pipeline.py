@@ -38,7 +38,7 @@ from data_load import (
 )
 from detector_architectures import THOROUGH_PARAMS, Detection, HaarFaceDetector, box_iou
 from detector_architectures.haar import smallest_face, suppress
-from inference import SHIPPED_MODEL, crop_matrices, crop_shift, cut_crops, face_crops, layout_of, predict
+from pipeline.inference import SHIPPED_MODEL, crop_matrices, crop_shift, cut_crops, face_crops, layout_of, predict
 from models import ModelError, TorchRunner, make_runner
 
 MAX_PIXELS = 100_000_000  # refuse pictures larger than this (about 10000 x 10000): they are almost surely a mistake

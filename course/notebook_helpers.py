@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # for type hints only: nothing heavy is imported when the mod
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-REPO_DIR = Path(__file__).resolve().parent
+REPO_DIR = Path(__file__).resolve().parents[1]
 # The course's public repository on GitHub: the notebooks' Colab badges and setup cells hold the same address.
 # In the instructors' source it is a placeholder, replaced when the students' release is made.
 REPO_URL = "https://github.com/COURSE-OWNER/COURSE-REPOSITORY"
@@ -283,7 +283,7 @@ def label_offsets(points: np.ndarray, distance: float = 7.0) -> np.ndarray:
 def plot_keypoint_map(keypoints: np.ndarray, ax: "Axes | None" = None, fontsize: float = 7) -> "Axes":
     """The 68 points numbered (0-based, iBUG order) and coloured by face part, with outlines and a legend.
 
-    ``keypoints`` is any (68, 2) shape in image coordinates (y down), e.g. ``evaluate.mean_shape(...)``.
+    ``keypoints`` is any (68, 2) shape in image coordinates (y down), e.g. ``pipeline.evaluation.mean_shape(...)``.
     """
     import matplotlib.pyplot as plt
 
@@ -464,16 +464,16 @@ def show_heatmap(ax: "Axes", image: Any, heatmap: np.ndarray, point: np.ndarray 
 
 
 def loss_curves(input_size: int = 224, max_error_px: float = 25.0, steps: int = 201) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Value and gradient of each training loss (``train.make_loss``) for one coordinate's error, by error in
+    """Value and gradient of each training loss (``training.make_loss``) for one coordinate's error, by error in
     input pixels: {name: (errors_px, values, gradients per pixel)}."""
     import torch
 
-    import train
+    from pipeline import training
 
     errors = np.linspace(0.0, max_error_px, steps)
     curves = {}
     for name in ("mse", "smoothl1", "wing"):
-        loss_fn = train.make_loss(name, input_size)
+        loss_fn = training.make_loss(name, input_size)
         values, gradients = np.empty(steps), np.empty(steps)
         for i, error in enumerate(errors):
             predicted = torch.tensor([error / (input_size / 2)], dtype=torch.float64, requires_grad=True)
@@ -507,7 +507,7 @@ def plot_loss_curves(input_size: int = 224, max_error_px: float = 25.0, referenc
 
 
 def plot_history(history: dict) -> "Figure":
-    """Training and validation loss by epoch (left) and the validation NME_io (right), from ``train.train``."""
+    """Training and validation loss by epoch (left) and the validation NME_io (right), from ``pipeline.training.train``."""
     import matplotlib.pyplot as plt
 
     epochs = history["epoch"]
@@ -596,7 +596,7 @@ def predict_with_crop(model: Any, images: Sequence[np.ndarray], boxes: Sequence[
     import cv2
 
     import data_load
-    import inference
+    from pipeline import inference
 
     size = model.input_size
     crops, matrices = [], []

@@ -1,15 +1,15 @@
 """Grade a folder of submissions with the instructors' own checks: one command, a CSV of points.
 
-    python grade.py SUBMISSIONS                      # writes grades.csv and grades.details.csv
-    python grade.py SUBMISSIONS --out marks.csv --timeout 1800 --jobs 2 --full
+    python -m course.grade SUBMISSIONS                      # writes grades.csv and grades.details.csv
+    python -m course.grade SUBMISSIONS --out marks.csv --timeout 1800 --jobs 2 --full
 
 ``SUBMISSIONS`` holds one folder per student, each the student's copy of the course (the four notebooks and the
 modules, as the release gave them). For each student, in turn or ``--jobs`` at a time:
 
 1. the folder is copied (without data, caches and outputs) into a fresh temporary folder;
-2. the copy's ``checks.py`` is replaced by this course's, and every check cell of its notebooks (nbgrader
+2. the copy's ``course/checks.py`` is replaced by this course's, and every check cell of its notebooks (nbgrader
    ``grade: true`` without ``solution``) by this course's cell of the same ``grade_id``: a student who edited or
-   deleted a check cell or ``checks.py`` gets the instructors' version back (a deleted cell scores 0);
+   deleted a check cell or ``course/checks.py`` gets the instructors' version back (a deleted cell scores 0);
 3. the four notebooks run from the top, in order, in their own process with a time limit (``--timeout`` for the
    whole submission, ``--cell-timeout`` per cell), each in a new kernel started in the copy, errors allowed, in
    quick mode unless ``--full``, on the dataset named by ``FKP_DATA`` or ``--data`` (the copies leave ``data/`` out);
@@ -42,7 +42,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_DIR = Path(__file__).resolve().parent
+REPO_DIR = Path(__file__).resolve().parents[1]
 NOTEBOOKS = (
     "1_Load_and_Visualize.ipynb",
     "2_Define_Train_Network.ipynb",
@@ -85,7 +85,7 @@ def course_checks(course: Path = REPO_DIR, notebooks: tuple[str, ...] = NOTEBOOK
 # Preparing a submission
 # ---------------------------------------------------------------------------------------------------------
 def prepare_copy(submission: Path, work: Path, checks: list[Check], course: Path = REPO_DIR) -> dict[str, str]:
-    """Copy ``submission`` into ``work`` with the course's ``checks.py`` and check cells.
+    """Copy ``submission`` into ``work`` with the course's ``course/checks.py`` and check cells.
 
     Returns the outcome so far of each check whose cell is missing from the submission ("missing": the notebook
     or the cell was deleted); the others are decided by running the notebooks.
@@ -93,7 +93,8 @@ def prepare_copy(submission: Path, work: Path, checks: list[Check], course: Path
     import nbformat
 
     shutil.copytree(submission, work, ignore=shutil.ignore_patterns(*NOT_COPIED), symlinks=False)
-    shutil.copy2(course / "checks.py", work / "checks.py")
+    (work / "course").mkdir(exist_ok=True)
+    shutil.copy2(course / "course" / "checks.py", work / "course" / "checks.py")
     missing: dict[str, str] = {}
     by_id = {check.grade_id: check for check in checks}
     for name in sorted({check.notebook for check in checks}):
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if not args.submissions:
-            raise GradeError("give the folder of submissions: python grade.py SUBMISSIONS")
+            raise GradeError("give the folder of submissions: python -m course.grade SUBMISSIONS")
         if args.jobs < 1 or args.timeout <= 0:
             raise GradeError("--jobs and --timeout must be positive")
         students = submissions_in(Path(args.submissions))

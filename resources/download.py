@@ -8,7 +8,7 @@ either holds the verified dataset or does not exist: an interrupted or corrupt d
 a half-written dataset behind. Every failure the user can fix is a ``DataError`` whose message is one
 sentence saying what to do.
 
-Command line: ``python fetch_data.py [--dest DIR]`` (default: ``data/`` beside this file).
+Command line: ``python -m resources.download [--dest DIR]`` (default: ``data/`` at the repository's root).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import pooch
 import requests
 
-DEFAULT_DEST = Path(__file__).resolve().parent / "data"
+DEFAULT_DEST = Path(__file__).resolve().parents[1] / "data"
 DATA_ENV_VAR = "FKP_DATA"
 
 # Tried in order: the course's archive (files at its top level), then the course repository as a zip
@@ -120,14 +120,14 @@ def _check_existing(folder: Path, checksums: Mapping[str, str]) -> None:
     missing = _missing_entries(folder, checksums)
     if missing:
         raise DataError(
-            f"{folder} exists but lacks {', '.join(missing)}: move it away and run `python fetch_data.py` again, "
+            f"{folder} exists but lacks {', '.join(missing)}: move it away and run `python -m resources.download` again, "
             f"or set {DATA_ENV_VAR} to a folder that holds the dataset."
         )
     mismatched = _mismatched_files(folder, checksums)
     if mismatched:
         raise DataError(
             f"{', '.join(mismatched)} in {folder} failed its SHA-256 check: restore the original file, "
-            "or move the folder away and run `python fetch_data.py` again."
+            "or move the folder away and run `python -m resources.download` again."
         )
 
 
