@@ -52,16 +52,20 @@ MAX_PIXELS = 100_000_000  # refuse pictures larger than this (about 10000 x 1000
 # of faces).
 FLIP_ERROR_NO_FACE = 0.025
 
-# How many times ``refine`` re-crops a face from its keypoints and predicts again. The network, trained on crops
-# framed from true keypoints, under-reacts to a badly framed crop, so each re-crop moves it closer. Measured on the
-# 770 test pictures (``python evaluate.py --mode pipeline --refine-steps N``, flip averaging on): NME_io 0.0598
-# without re-cropping, then 0.0494 / 0.0459 / 0.0445 / 0.0440 / 0.0437 after 1-5 re-crops. Three keep most of the
-# gain; each costs one more pass per face (two with flip averaging), small beside the detector's time.
-REFINE_STEPS = 3
+# How many times at most ``refine`` re-crops a face from its keypoints and predicts again, and when it stops sooner.
+# The network, trained on crops framed from true keypoints, under-reacts to a badly framed crop, so each re-crop
+# moves it closer; a face stops once its next crop would lie within ``REFINE_TOLERANCE`` of the crop's side of its
+# last one (``inference.crop_shift``: the network would see nearly the same crop). Measured by
+# ``python benchmarks/keypoint_passes.py`` on the detector's boxes of the course test faces / held-out 300-W faces
+# (flip averaging on, NME_io, network passes per face): 0 re-crops 0.0607 / 0.0587; 1, 2, 3 re-crops 0.0499 / 0.0492,
+# 0.0464 / 0.0459, 0.0450 / 0.0439 (4 passes); 3 with a tolerance of 0.01 0.0451 / 0.0440 (3.2 passes), 0.02 0.0455 /
+# 0.0445 (2.7), 0.04 0.0489 / 0.0468 (2.0); 5 with 0.01 0.0439 / 0.0423 (3.4 passes), 6 with 0.01 0.0437 / 0.0423
+# (3.5). Five at most, stopping at 0.01: more accurate than three every time, in fewer passes.
+REFINE_STEPS = 5
 
 # A face stops being re-cropped once its next crop would lie within this fraction of the crop's side of its last one
 # (``KeypointPipeline.refine_tolerance``, ``inference.crop_shift``; 0: always ``REFINE_STEPS`` re-crops).
-REFINE_TOLERANCE = 0.0
+REFINE_TOLERANCE = 0.01
 
 # A followed face whose keypoint box holds less detail than this (standard deviation of its gray levels) is lost.
 # A flat region, such as a plain wall after the face has left, is symmetric, so the flip check cannot reject it.

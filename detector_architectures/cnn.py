@@ -1,0 +1,359 @@
+"""A small learned face detector: one fully convolutional pass over a downscaled grayscale picture.
+
+The method is CenterNet's (Zhou, Wang and Krähenbühl, "Objects as Points", arXiv:1904.07850, 2019): every face is
+a point, the centre of its box. The network gives, on a grid of stride ``STRIDE`` (4) over its input,
+
+* a face-centre heatmap (one logit per cell; its sigmoid peaks at 1 on the cell holding a face's centre),
+* the box size at that cell, as ``log(side / SIZE_UNIT)`` with the side in input pixels (the box is a square),
+* the sub-cell offset of the centre, in cells (0-1 right / down of the cell's top-left corner).
+
+Faces are the local maxima of the heatmap (a 3 x 3 max-pool keeps a cell only where it equals its neighbourhood's
+maximum, CenterNet's NMS), then overlapping boxes are suppressed. The backbone follows the small mobile detectors
+(BlazeFace: Bazarevsky et al., "BlazeFace: Sub-millisecond Neural Face Detection on Mobile GPUs",
+arXiv:1907.05047, 2019; YuNet: Wu, Peng and Yu, "YuNet: A Tiny Millisecond-level Face Detector", 2023):
+depthwise-separable convolutions (MobileNet: Howard et al., arXiv:1704.04861) down to stride 32, and a
+feature-pyramid top-down path (Lin et al., "Feature Pyramid Networks for Object Detection", CVPR 2017) back to
+stride 4, where the three outputs are read.
+
+Boxes are in the Haar convention of this project: the square ``data_load.haar_box_from_keypoints`` gives for a
+face's 68 keypoints (the box ``haarcascade_frontalface_default`` draws), so the keypoint network's crops are framed
+as in training. ``pipeline/detector_training.py`` trains the network on synthesised pictures; see its docstring.
+
+Coordinates: pixel centres at integer coordinates (the centre of the top-left pixel is (0, 0)), as the keypoints.
+A box (x, y, w, h) spans x .. x + w. The working picture is the input resized by ``scale`` (working / input);
+a working coordinate u is the input coordinate (u + 0.5) / scale - 0.5.
+
+    detector = CNNFaceDetector()                 # saved_models/face_detector.onnx, ONNX Runtime, 1 thread
+    faces = detector.detect(rgb_or_gray_array)   # [Detection(box=(x, y, w, h), score=0.81, cascade="cnn"), ...]
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from detector_architectures.haar import BoxCorrection, Detection, box_iou, to_gray_uint8
+
+REPO_DIR = Path(__file__).resolve().parents[1]
+DEFAULT_ONNX = REPO_DIR / "saved_models" / "face_detector.onnx"
+DEFAULT_WEIGHTS = REPO_DIR / "saved_models" / "face_detector.pt"
+
+STRIDE = 4  # output cells per input pixel: one cell is 4 x 4 working pixels
+SIZE_UNIT = 16.0  # the size output is log(side / SIZE_UNIT), side in working pixels
+PAD_TO = 32  # the working picture is padded (border replicated) to a multiple of the deepest stride
+# The network's sizes: the smallest face it finds reliably and the largest it was trained on, in working pixels.
+NET_MIN_FACE = 20.0
+NET_MAX_FACE = 200.0
+# A picture whose working short side exceeds COARSE_TRIGGER could hold a face bigger than NET_MAX_FACE there: it is
+# searched a second time at a short side of COARSE_SIDE (a few per cent of the first pass's cost) for the big faces.
+COARSE_SIDE = 160
+COARSE_TRIGGER = 200
+# Backbone widths: the stem (stride 2), then stages at strides 4, 8, 16, 32; FPN_WIDTH in the top-down path.
+WIDTHS = (16, 24, 48, 64, 96)
+DEPTHS = (1, 2, 3, 3)  # depthwise-separable blocks per stage (the first strided)
+FPN_WIDTH = 32
+HEAT_PRIOR_BIAS = -2.19  # CenterNet's initial heatmap bias: sigmoid = 0.1
+DETECTOR_NAME = "cnn"  # the Detection.cascade label
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "min_face_size": 40,  # smallest face searched, input pixels: the picture is resized so it becomes NET_MIN_FACE
+    "max_side": 640,  # the working picture's long side is at most this (bounded cost; smaller faces are then lost)
+    "min_side": 160,  # ... and its short side at least this, when that takes no more than max_upscale
+    "max_upscale": 2.0,  # the picture is never enlarged by more than this
+    "score_threshold": 0.3,  # peaks below this probability are not faces
+    "nms_iou": 0.3,  # a box overlapping a surer one by this IoU is dropped
+    "max_faces": 100,  # at most this many detections (the surest)
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The network (PyTorch; imported only when training or without ONNX Runtime)
+# ---------------------------------------------------------------------------------------------------------
+def build_network(widths: Sequence[int] = WIDTHS, depths: Sequence[int] = DEPTHS, fpn_width: int = FPN_WIDTH):
+    """The detector network as a ``torch.nn.Module``.
+
+    Input: (N, 1, H, W) float grayscale on the 0-255 scale, H and W multiples of 32. Output: (N, 4, H/4, W/4):
+    channel 0 the heatmap logit, 1 the log size (``log(side / SIZE_UNIT)``, side in input pixels), 2-3 the centre's
+    offset (x, y) within its cell, in cells. Every convolution is followed by BatchNorm and ReLU except the last.
+    """
+    import torch
+    from torch import nn
+
+    def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+        )
+
+    class SeparableBlock(nn.Module):
+        """Depthwise k x k then pointwise 1 x 1 (MobileNet); residual when the shape is kept."""
+
+        def __init__(self, cin: int, cout: int, stride: int, kernel: int) -> None:
+            super().__init__()
+            self.body = nn.Sequential(conv_bn(cin, cin, kernel, stride, groups=cin), conv_bn(cin, cout, 1))
+            self.residual = stride == 1 and cin == cout
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.body(x)
+            return x + y if self.residual else y
+
+    class FaceCenterNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = conv_bn(1, widths[0], 3, 2)
+            stages = []
+            for i, depth in enumerate(depths):
+                kernel = 3 if i < 2 else 5  # wider receptive field where the map is coarse
+                blocks = [SeparableBlock(widths[i], widths[i + 1], 2, kernel)]
+                blocks += [SeparableBlock(widths[i + 1], widths[i + 1], 1, kernel) for _ in range(depth - 1)]
+                stages.append(nn.Sequential(*blocks))
+            self.stages = nn.ModuleList(stages)
+            self.lateral = nn.ModuleList([conv_bn(w, fpn_width, 1) for w in widths[1:]])
+            self.smooth = nn.ModuleList([SeparableBlock(fpn_width, fpn_width, 1, 3) for _ in widths[1:-1]])
+            self.head = nn.Sequential(SeparableBlock(fpn_width, fpn_width, 1, 3), nn.Conv2d(fpn_width, 4, 1))
+            with torch.no_grad():
+                self.head[-1].bias.zero_()
+                self.head[-1].bias[0] = HEAT_PRIOR_BIAS
+                self.head[-1].bias[1] = float(np.log(48.0 / SIZE_UNIT))
+                self.head[-1].bias[2:] = 0.5
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.stem((x - 127.5) / 64.0)
+            features = []
+            for stage in self.stages:
+                x = stage(x)
+                features.append(x)
+            top = self.lateral[-1](features[-1])
+            for i in range(len(features) - 2, -1, -1):
+                top = nn.functional.interpolate(top, scale_factor=2.0, mode="nearest") + self.lateral[i](features[i])
+                top = self.smooth[i](top)
+            return self.head(top)
+
+    return FaceCenterNet()
+
+
+def weights_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file (the ONNX export records the .pt it came from in the .pt's metadata)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------------------------------------
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
+
+
+def decode(output: np.ndarray, score_threshold: float, max_faces: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """Peaks of one output map (4, h, w) as (boxes (M, 4) x, y, side, side in working pixels; scores (M,)),
+    surest first. A cell is a peak when its probability is the maximum of its 3 x 3 neighbourhood (CenterNet's
+    max-pool NMS) and at least ``score_threshold``."""
+    heat = sigmoid(output[0].astype(np.float32))
+    pooled = cv2.dilate(heat, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0.0)
+    ys, xs = np.nonzero((heat >= pooled) & (heat >= score_threshold))
+    scores = heat[ys, xs]
+    order = np.argsort(-scores, kind="stable")[:max_faces]
+    ys, xs, scores = ys[order], xs[order], scores[order]
+    side = SIZE_UNIT * np.exp(np.clip(output[1, ys, xs], -4, 6))
+    cx = (xs + output[2, ys, xs]) * STRIDE
+    cy = (ys + output[3, ys, xs]) * STRIDE
+    boxes = np.stack([cx - side / 2, cy - side / 2, side, side], axis=1) if len(scores) else np.zeros((0, 4))
+    return boxes.astype(np.float64), scores.astype(np.float64)
+
+
+def suppress_boxes(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
+    """Greedy non-maximum suppression: indices kept, surest first (boxes (M, 4) x, y, w, h)."""
+    kept: list[int] = []
+    for i in np.argsort(-scores, kind="stable"):
+        if all(box_iou(boxes[i], boxes[j]) < iou for j in kept):
+            kept.append(int(i))
+    return kept
+
+
+def working_scale(height: int, width: int, params: dict) -> float:
+    """Working / input scale: a face of ``min_face_size`` input pixels becomes ``NET_MIN_FACE`` working pixels, but
+    the short side is kept at ``min_side`` or more (small pictures keep their detail), the long side at
+    ``max_side`` or less, and the picture is enlarged by at most ``max_upscale``."""
+    short, long = min(height, width), max(height, width)
+    scale = NET_MIN_FACE / max(float(params["min_face_size"] or NET_MIN_FACE), 1.0)
+    scale = max(scale, params["min_side"] / short)
+    scale = min(scale, params["max_side"] / long, params["max_upscale"])
+    return float(scale)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The detector
+# ---------------------------------------------------------------------------------------------------------
+class CNNFaceDetector:
+    """Finds faces with the learned detector; ``detect(image)`` gives ``Detection``s, surest first.
+
+    Args:
+        model: an ``.onnx`` file (run with ONNX Runtime) or a ``.pt`` file (PyTorch: a dict with ``state_dict`` and
+            ``metadata``); default ``saved_models/face_detector.onnx``, else ``face_detector.pt`` when ONNX Runtime
+            is missing.
+        threads: intra-op threads of the runtime (1 for measuring). With PyTorch it sets ``torch.set_num_threads``,
+            which is process-wide.
+        min_face_size: smallest face searched, in input pixels (default 40). The picture is resized so that this
+            size becomes ``NET_MIN_FACE`` (20) working pixels; smaller sizes cost more (quadratically).
+        max_side: cap on the working picture's long side (default 640): the cost of any picture is at most that of a
+            640 x 480 one, and on a picture of long side L faces below ``NET_MIN_FACE * L / max_side`` input pixels
+            are missed (for 4032 x 3024: 126 px). Raise it to find small faces in big group photos. Where the
+            working picture's short side exceeds COARSE_TRIGGER (200), a second pass at a short side of
+            COARSE_SIDE (160) finds the faces too big for the first (close-ups), at a few per cent of its cost.
+        min_side, max_upscale: small pictures are enlarged to a short side of ``min_side`` by at most ``max_upscale``.
+        score_threshold: smallest peak probability kept, in [0, 1] (default 0.3).
+        nms_iou: boxes overlapping a surer box by this IoU are dropped. max_faces: at most this many faces.
+
+    The model file's ``box_correction`` (scale, dx, dy; ``haar.BoxCorrection``), fitted on training pictures by
+    ``pipeline/detector_training.py``, maps the network's boxes onto the Haar convention (the network draws them about a
+    tenth too small); it is applied after the suppression.
+
+    Not thread-safe: use one detector per thread.
+    """
+
+    def __init__(self, model: str | os.PathLike | None = None, threads: int = 1, **params: Any) -> None:
+        unknown = set(params) - set(DEFAULT_PARAMS)
+        if unknown:
+            raise TypeError(f"Unknown detector parameter(s): {', '.join(sorted(unknown))}.")
+        self.params = {**DEFAULT_PARAMS, **params}
+        if not 0.0 <= float(self.params["score_threshold"]) <= 1.0:
+            raise ValueError("score_threshold must lie in [0, 1].")
+        if self.params["max_side"] < PAD_TO:
+            raise ValueError(f"max_side must be at least {PAD_TO}.")
+        self.threads = int(threads)
+        self._session = None
+        self._torch_net = None
+        path = Path(model) if model is not None else None
+        if path is None:
+            path = DEFAULT_ONNX if DEFAULT_ONNX.is_file() and _has_onnxruntime() else DEFAULT_WEIGHTS
+        if not path.is_file():
+            raise FileNotFoundError(f"No face detector model at {path}: train one with `python -m pipeline.detector_training`.")
+        self.model_path = path
+        if path.suffix == ".onnx":
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self._input_name = self._session.get_inputs()[0].name
+            correction = self._session.get_modelmeta().custom_metadata_map.get("box_correction")
+            self.box_correction = BoxCorrection(*json.loads(correction)) if correction else BoxCorrection()
+            self.backend = "onnxruntime"
+        else:
+            import torch
+
+            if self.threads > 0:
+                torch.set_num_threads(self.threads)
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            meta = checkpoint.get("metadata", {})
+            net = build_network(tuple(meta.get("widths", WIDTHS)), tuple(meta.get("depths", DEPTHS)), int(meta.get("fpn_width", FPN_WIDTH)))
+            net.load_state_dict(checkpoint["state_dict"])
+            self._torch_net = net.eval()
+            self.box_correction = BoxCorrection(*meta.get("box_correction", (1.0, 0.0, 0.0)))
+            self.backend = "torch"
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self.params.items() if DEFAULT_PARAMS.get(k) != v}
+        args = [f"model={str(self.model_path)!r}"] + [f"{k}={v!r}" for k, v in changed.items()]
+        return f"CNNFaceDetector({', '.join(args)})"
+
+    def __call__(self, image: np.ndarray) -> list[Detection]:
+        return self.detect(image)
+
+    # -- the steps -------------------------------------------------------------------------------------------
+    def prepare(self, image: np.ndarray, scale: float | None = None) -> tuple[np.ndarray, float] | None:
+        """(working picture: H' x W' uint8 gray, padded to multiples of 32 by replicating its border; scale =
+        working / input), or None for an empty picture. ``scale`` defaults to ``working_scale``."""
+        image = np.asarray(image)
+        if image.size == 0 or image.ndim < 2 or min(image.shape[:2]) == 0:
+            return None
+        gray = to_gray_uint8(image)
+        return self._resize(gray, working_scale(*gray.shape, self.params) if scale is None else scale)
+
+    @staticmethod
+    def _resize(gray: np.ndarray, scale: float) -> tuple[np.ndarray, float]:
+        """The picture resized by ``scale`` and padded; (working picture, exact scale). Big reductions go through
+        exact halvings first (2 x 2 means, OpenCV's fast path: 12 MP in about 4 ms instead of 14), then one area
+        resize; an odd last row or column is dropped before a halving, which keeps the coordinate mapping."""
+        height, width = gray.shape
+        target = (max(1, round(width * scale)), max(1, round(height * scale)))
+        covered = np.array([width, height], np.float64)  # input pixels the current picture spans
+        factor = 1
+        while gray.shape[1] >= 4 * target[0] and gray.shape[0] >= 4 * target[1]:
+            h2, w2 = gray.shape[0] // 2 * 2, gray.shape[1] // 2 * 2
+            gray = cv2.resize(gray[:h2, :w2], (w2 // 2, h2 // 2), interpolation=cv2.INTER_AREA)
+            factor *= 2
+            covered = np.array([gray.shape[1], gray.shape[0]], np.float64) * factor
+        if target != (gray.shape[1], gray.shape[0]):
+            gray = cv2.resize(gray, target, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        scale_x, scale_y = target[0] / covered[0], target[1] / covered[1]
+        size = target
+        pad_h, pad_w = -size[1] % PAD_TO, -size[0] % PAD_TO
+        if pad_h or pad_w:
+            gray = cv2.copyMakeBorder(gray, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
+        return gray, float(np.sqrt(scale_x * scale_y))
+
+    def levels(self, height: int, width: int) -> list[tuple[float, float, float]]:
+        """The passes over a picture of height x width: (scale, smallest and largest face side kept in working
+        pixels).
+        The first pass is at ``working_scale``; where its short side exceeds COARSE_TRIGGER, a second pass at a
+        short side of COARSE_SIDE finds the faces too big for the first (the first keeps faces up to NET_MAX_FACE)."""
+        scale = working_scale(height, width, self.params)
+        short = min(height, width)
+        if short * scale <= COARSE_TRIGGER:
+            return [(scale, 0.0, np.inf)]
+        return [(scale, 0.0, NET_MAX_FACE), (COARSE_SIDE / short, NET_MIN_FACE * 0.8, np.inf)]
+
+    def run_network(self, working: np.ndarray) -> np.ndarray:
+        """The network's raw output (4, H'/4, W'/4) for a working picture (H' x W' uint8)."""
+        batch = working.astype(np.float32)[None, None]
+        if self._session is not None:
+            return self._session.run(None, {self._input_name: batch})[0][0]
+        import torch
+
+        with torch.inference_mode():
+            return self._torch_net(torch.from_numpy(batch)).numpy()[0]
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces in an RGB, grayscale or RGBA picture (H x W [x C], uint8, uint16 or float) as ``Detection``s:
+        ``box`` (x, y, w, h) float input pixels in the Haar convention (a square), ``score`` the heatmap peak's
+        probability in [0, 1], surest first. An empty picture gives []; a picture of another shape (H x W x 2)
+        raises ValueError."""
+        image = np.asarray(image)
+        if image.size == 0 or image.ndim < 2 or min(image.shape[:2]) == 0:
+            return []
+        gray = to_gray_uint8(image)
+        p = self.params
+        all_boxes, all_scores = [], []
+        source, source_scale = gray, 1.0  # each pass resizes the previous pass's (smaller) picture
+        for scale, smallest, largest in self.levels(*gray.shape):
+            working, relative = self._resize(source, scale / source_scale)
+            scale = source_scale * relative
+            source, source_scale = working[: round(source.shape[0] * relative), : round(source.shape[1] * relative)], scale
+            boxes, scores = decode(self.run_network(working), float(p["score_threshold"]), int(p["max_faces"]) * 4)
+            keep = (boxes[:, 2] >= smallest) & (boxes[:, 2] <= largest)
+            boxes, scores = boxes[keep], scores[keep]
+            # working -> input pixels: centres through (u + 0.5) / scale - 0.5, sides / scale
+            centres = (boxes[:, :2] + boxes[:, 2:] / 2 + 0.5) / scale - 0.5
+            sides = boxes[:, 2:3] / scale
+            all_boxes.append(np.hstack([centres - sides / 2, sides, sides]))
+            all_scores.append(scores)
+        boxes, scores = np.concatenate(all_boxes), np.concatenate(all_scores)
+        if not len(scores):
+            return []
+        keep = suppress_boxes(boxes, scores, float(p["nms_iou"]))[: int(p["max_faces"])]
+        return [Detection(self.box_correction.apply(boxes[i]), float(scores[i]), DETECTOR_NAME) for i in keep]
+
+
+def _has_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True

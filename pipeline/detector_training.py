@@ -1,0 +1,468 @@
+"""Train the learned face detector (``detector_architectures/cnn.py``) and export it to ONNX beside its weights.
+
+    python -m pipeline.detector_training --data ../shared/data --data-300w ../shared/300w --out saved_models/face_detector.pt
+
+Training pictures are synthesised, a new set every epoch from a fixed seed (``--seed``; sample i of epoch e is drawn
+from ``default_rng([seed, e, i])``), as square grayscale canvases of ``--canvas`` pixels:
+
+* a **background**: a random part of a picture without faces, from the *training* part of ``no_faces.py`` only
+  (the scikit-image pictures without people and the background strips of the course training pictures; never the
+  measuring part), sometimes a plain, gradient or noise field; or, a quarter of the time, a course training picture
+  itself, framed around its face at a random scale (a real photo with its own background);
+* **faces** pasted onto it at random scales (a Haar-convention box side log-uniform from 12 pixels to 1.25 times
+  the canvas, so close-ups are cut by the border), positions, rolls (normal, 15 degrees; one in ten uniform in
+  +-90 degrees), mirrored half the time, each with its own blur, brightness, contrast, gamma and noise: the course
+  training pictures (their one face known from the keypoints) and the 300-W crops of the *training* photos only
+  (``data_300w.validation_photos`` are held out and never read here). A 300-W crop is pasted through a feathered
+  ellipse or as its whole square, a course picture as its whole rectangle; squares of background are pasted as
+  well, so a pasted edge is no sign of a face. A third of the canvases are group photos (2-8 faces of 12-60
+  pixels), one in eight holds no face at all;
+* then blur, noise, contrast and a low-resolution round trip over the whole canvas.
+
+Targets (CenterNet, Zhou et al. 2019, "Objects as Points"): each face's box is ``haar_box_from_keypoints`` of its
+transformed keypoints. A face is a positive when its centre lies in the canvas, at least 55 % of its box does
+(or the box is bigger than 0.7 of the canvas: a close-up) and later pastes cover at most half of it; its centre
+cell gets 1 on the heatmap under a Gaussian of sigma ``max(0.6, side / 4 / 8)`` cells, and the size
+(``log(side / 16)``) and sub-cell offset are regressed there. Other visible faces (mostly cut or covered) are
+ignored: the heatmap loss is masked over the middle of their box. Loss: the penalty-reduced focal loss on the
+heatmap (alpha 2, beta 4) plus L1 on size and offset at the centres, normalised by the number of faces.
+
+Decoded sources are cached in ``.cache/detector_sources_v1.pkl`` (git-ignored), so later runs start at once.
+The ``.pt`` holds ``{"state_dict", "metadata"}`` (loadable with ``torch.load(weights_only=True)``); the ONNX export
+(opset 17, dynamic height and width) is written beside it. Both are written to a temporary file and moved into place.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pickle
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from pipeline.data_300w import resolve_300w_dirs, scan_folder, validation_photos
+from data_load import REPO_DIR, haar_box_from_keypoints, read_image, read_keypoints_csv, resolve_data_dir, split_paths
+from detector_architectures.cnn import DEPTHS, FPN_WIDTH, SIZE_UNIT, STRIDE, WIDTHS, build_network, weights_digest
+from pipeline.no_faces import no_face_pictures
+
+CACHE_FILE = REPO_DIR / ".cache" / "detector_sources_v1.pkl"
+MIN_FACE = 12.0  # smallest pasted face (box side, canvas pixels)
+MAX_FACE_OF_CANVAS = 1.25  # largest pasted face, as a share of the canvas side
+POSITIVE_VISIBLE = 0.55  # share of the box inside the canvas for a positive
+CLOSE_UP = 0.7  # a box bigger than this share of the canvas is a positive when its centre is inside
+MAX_COVERED = 0.5  # a face covered more than this by later pastes is ignored
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sources
+# ---------------------------------------------------------------------------------------------------------
+def gray(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+
+
+def load_sources(data_dir: str | None, data_300w: str | None, log=print) -> dict:
+    """{"course": [(gray, keypoints)], "wild": [(gray, keypoints)], "backgrounds": [gray]}: the course training
+    pictures, the 300-W training crops (held-out photos excluded) and the training part of the pictures without
+    faces; cached in .cache/."""
+    data_dir = resolve_data_dir(data_dir, download=False)
+    folders = resolve_300w_dirs(data_300w)
+    key = (str(data_dir.resolve()), tuple(str(f.resolve()) for f in folders))
+    if CACHE_FILE.is_file():
+        with open(CACHE_FILE, "rb") as handle:
+            cached = pickle.load(handle)
+        if cached.get("key") == key:
+            return cached
+    tic = time.time()
+    csv_file, root = split_paths(data_dir, "training")
+    names, keypoints = read_keypoints_csv(csv_file)
+    course = [(gray(read_image(root / name, as_stored=True)), points) for name, points in zip(names, keypoints)]
+    faces = [face for folder in folders for face in scan_folder(folder)]
+    held_out = validation_photos(faces)
+    wild = [(gray(read_image(f.picture, as_stored=True)), f.keypoints) for f in faces if (f.folder, f.photo) not in held_out]
+    backgrounds = [gray(picture) for _, picture in no_face_pictures("training", data_dir)]
+    sources = {"key": key, "course": course, "wild": wild, "backgrounds": backgrounds,
+               "held_out_faces": sum((f.folder, f.photo) in held_out for f in faces)}
+    CACHE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    tmp = CACHE_FILE.with_suffix(".tmp")
+    with open(tmp, "wb") as handle:
+        pickle.dump(sources, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, CACHE_FILE)
+    log(f"sources decoded in {time.time() - tic:.0f} s")
+    return sources
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Synthesis
+# ---------------------------------------------------------------------------------------------------------
+def photometric(image: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
+    """Float image (0-255) with random gamma, contrast, brightness, blur and noise."""
+    out = image.astype(np.float32)
+    if rng.random() < 0.5 * strength:
+        gamma = float(np.exp(rng.normal(0, 0.35)))
+        out = 255.0 * (np.clip(out, 0, 255) / 255.0) ** gamma
+    if rng.random() < 0.7 * strength:
+        mean = float(out.mean())
+        out = (out - mean) * float(np.exp(rng.normal(0, 0.3))) + mean + float(rng.normal(0, 25))
+    if rng.random() < 0.3 * strength:
+        out = cv2.GaussianBlur(out, (0, 0), float(rng.uniform(0.5, 2.0)))
+    if rng.random() < 0.3 * strength:
+        out = out + rng.normal(0, rng.uniform(2, 12), out.shape).astype(np.float32)
+    return out
+
+
+def background(sources: dict, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A size x size float canvas without faces."""
+    kind = rng.random()
+    if kind < 0.08:
+        return np.full((size, size), rng.uniform(0, 255), np.float32)
+    if kind < 0.14:
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+        a, b, c = rng.uniform(-150, 150, 3)
+        return np.clip(a * xx + b * yy + c + 128, 0, 255).astype(np.float32)
+    if kind < 0.18:
+        noise = rng.normal(128, 60, (size // 8 + 1, size // 8 + 1)).astype(np.float32)
+        return cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
+    picture = sources["backgrounds"][rng.integers(len(sources["backgrounds"]))]
+    h, w = picture.shape
+    side = min(h, w) * float(np.exp(rng.uniform(np.log(0.3), 0)))
+    x0, y0 = rng.uniform(0, w - side), rng.uniform(0, h - side)
+    matrix = np.array([[size / side, 0, -x0 * size / side], [0, size / side, -y0 * size / side]], np.float32)
+    if rng.random() < 0.5:
+        matrix = np.array([[-1, 0, size - 1], [0, 1, 0]], np.float32) @ np.vstack([matrix, [0, 0, 1]])
+    out = cv2.warpAffine(picture, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return photometric(out, rng, 0.6)
+
+
+def face_matrix(points: np.ndarray, target_side: float, centre: tuple[float, float], angle: float, mirror: bool) -> np.ndarray:
+    """2 x 3 affine matrix taking source pixels so the face's Haar box gets side ``target_side`` (before the roll)
+    centred at ``centre``, rolled by ``angle`` degrees, mirrored if asked."""
+    box = haar_box_from_keypoints(points)
+    cx, cy, side = box[0] + box[2] / 2, box[1] + box[3] / 2, box[2]
+    s = target_side / side
+    a = math.radians(angle)
+    rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]) * s
+    if mirror:
+        rot = rot @ np.diag([-1.0, 1.0])
+    offset = np.array(centre) - rot @ np.array([cx, cy])
+    return np.hstack([rot, offset[:, None]]).astype(np.float32)
+
+
+def roll_angle(rng: np.random.Generator) -> float:
+    if rng.random() < 0.1:
+        return float(rng.uniform(-90, 90))
+    if rng.random() < 0.02:
+        return float(180 + rng.normal(0, 15))
+    return float(np.clip(rng.normal(0, 15), -35, 35))
+
+
+class Paster:
+    """Builds one canvas: faces pasted in order, their alpha masks kept to tell which are covered later."""
+
+    def __init__(self, canvas: np.ndarray) -> None:
+        self.canvas = canvas
+        self.size = canvas.shape[0]
+        self.faces: list[tuple[np.ndarray, np.ndarray]] = []  # (box x, y, side, side, alpha mask at paste time index)
+        self.masks: list[np.ndarray] = []
+
+    def paste(self, picture: np.ndarray, matrix: np.ndarray, rng: np.random.Generator, feather: str, points: np.ndarray | None) -> None:
+        size = self.size
+        warped = cv2.warpAffine(photometric(picture, rng), matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        h, w = picture.shape
+        if feather == "ellipse" and points is not None:
+            box = haar_box_from_keypoints(points)
+            cx, cy, side = box[0] + box[2] / 2, box[1] + box[3] / 2 + 0.12 * box[2], box[2]
+            src = np.zeros((h, w), np.float32)
+            axes = (max(1, int(side * rng.uniform(0.75, 1.1))), max(1, int(side * rng.uniform(0.9, 1.3))))
+            cv2.ellipse(src, (int(cx), int(cy)), axes, 0, 0, 360, 1.0, -1)
+        else:
+            src = np.ones((h, w), np.float32)
+        alpha = cv2.warpAffine(src, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+        soften = scale * (0.08 * min(h, w) if feather == "ellipse" else rng.uniform(0, 2))
+        if soften > 0.4:
+            alpha = cv2.GaussianBlur(alpha, (0, 0), soften)
+        self.canvas = self.canvas * (1 - alpha) + warped * alpha
+        self.masks.append(alpha)
+        if points is not None:
+            moved = points @ matrix[:, :2].T + matrix[:, 2]
+            self.faces.append((haar_box_from_keypoints(moved).astype(np.float64), len(self.masks) - 1))
+
+
+def synthesise(sources: dict, size: int, rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray], list[bool]]:
+    """One canvas: (size x size uint8, face boxes (x, y, side, side), positive or ignored for each)."""
+    course, wild = sources["course"], sources["wild"]
+    layout = rng.random()
+    if layout < 0.25:  # a course picture as the scene
+        picture, points = course[rng.integers(len(course))]
+        side = float(np.exp(rng.uniform(np.log(MIN_FACE * 1.5), np.log(size * MAX_FACE_OF_CANVAS))))
+        centre = (rng.uniform(0.1, 0.9) * size, rng.uniform(0.1, 0.9) * size)
+        canvas = background(sources, size, rng)
+        paster = Paster(canvas)
+        paster.paste(picture, face_matrix(points, side, centre, roll_angle(rng), rng.random() < 0.5), rng, "rect", points)
+        extra = rng.integers(0, 2)
+    else:
+        paster = Paster(background(sources, size, rng))
+        extra = -1
+    group = layout >= 0.25 and layout < 0.58
+    empty = layout >= 0.58 and layout < 0.70
+    count = 0 if empty else (int(rng.integers(2, 9)) if group else (1 if extra < 0 else int(extra)))
+    # squares of background pasted like faces, so a pasted edge means nothing
+    for _ in range(int(rng.integers(0, 3)) + (2 if empty else 0)):
+        patch = sources["backgrounds"][rng.integers(len(sources["backgrounds"]))]
+        s = float(np.exp(rng.uniform(np.log(12), np.log(size))))
+        ph, pw = patch.shape
+        fake = np.array([[pw * 0.3, ph * 0.3], [pw * 0.7, ph * 0.7]], np.float32)
+        matrix = face_matrix(fake, s, (rng.uniform(0, size), rng.uniform(0, size)), float(rng.uniform(-30, 30)), False)
+        paster.paste(patch, matrix, rng, "ellipse" if rng.random() < 0.5 else "rect", None)
+        paster.masks[-1] = paster.masks[-1]
+    for _ in range(count):
+        picture, points = wild[rng.integers(len(wild))] if rng.random() < 0.65 else course[rng.integers(len(course))]
+        if group:
+            side = float(np.exp(rng.uniform(np.log(MIN_FACE), np.log(60))))
+        else:
+            side = float(np.exp(rng.uniform(np.log(MIN_FACE), np.log(size * MAX_FACE_OF_CANVAS))))
+        centre = (rng.uniform(-0.1, 1.1) * size, rng.uniform(-0.1, 1.1) * size)
+        feather = "ellipse" if rng.random() < 0.5 else "rect"
+        paster.paste(picture, face_matrix(points, side, centre, roll_angle(rng), rng.random() < 0.5), rng, feather, points)
+    canvas = paster.canvas
+    if rng.random() < 0.2:  # low resolution round trip
+        small = max(16, int(size / rng.uniform(1.5, 3)))
+        canvas = cv2.resize(cv2.resize(canvas, (small, small), interpolation=cv2.INTER_AREA), (size, size), interpolation=cv2.INTER_LINEAR)
+    canvas = photometric(canvas, rng, 0.5)
+    canvas = np.clip(canvas, 0, 255).astype(np.uint8)
+    boxes, positive = [], []
+    for box, mask_index in paster.faces:
+        x, y, side, _ = box
+        cx, cy = x + side / 2, y + side / 2
+        ix0, iy0 = max(0, int(x)), max(0, int(y))
+        ix1, iy1 = min(size, int(math.ceil(x + side))), min(size, int(math.ceil(y + side)))
+        if ix1 <= ix0 or iy1 <= iy0:
+            continue  # not in the canvas at all
+        visible = (ix1 - ix0) * (iy1 - iy0) / max(side * side, 1.0)
+        covered = 0.0
+        later = paster.masks[mask_index + 1 :]
+        if later:
+            cover = np.maximum.reduce([m[iy0:iy1, ix0:ix1] for m in later])
+            covered = float(cover.mean())
+        inside = 0 <= cx < size and 0 <= cy < size
+        ok = inside and (visible >= POSITIVE_VISIBLE or side >= CLOSE_UP * size) and covered <= MAX_COVERED and side >= MIN_FACE * 0.9
+        boxes.append(box)
+        positive.append(bool(ok))
+    return canvas, boxes, positive
+
+
+def targets(boxes: list[np.ndarray], positive: list[bool], size: int) -> dict[str, np.ndarray]:
+    """Heatmap (h, w), ignore mask (h, w: 1 where the heatmap loss counts), centre cells, sizes and offsets."""
+    cells = size // STRIDE
+    heat = np.zeros((cells, cells), np.float32)
+    weight = np.ones((cells, cells), np.float32)
+    yy, xx = np.mgrid[0:cells, 0:cells].astype(np.float32)
+    centres, regress = [], []
+    for box, ok in zip(boxes, positive):
+        x, y, side, _ = box
+        u, v = (x + side / 2) / STRIDE, (y + side / 2) / STRIDE
+        if not ok:
+            r = side / STRIDE * 0.35
+            weight[(np.abs(xx + 0.5 - u) <= r) & (np.abs(yy + 0.5 - v) <= r)] = 0.0
+            continue
+        i, j = int(v), int(u)
+        sigma = max(0.6, side / STRIDE / 8)
+        heat = np.maximum(heat, np.exp(-((xx - j) ** 2 + (yy - i) ** 2) / (2 * sigma**2)))
+        centres.append((i, j))
+        regress.append((math.log(side / SIZE_UNIT), u - j, v - i))
+    for i, j in centres:
+        heat[i, j] = 1.0
+        weight[i, j] = 1.0
+    return {"heat": heat, "weight": weight, "centres": np.array(centres, np.int64).reshape(-1, 2), "regress": np.array(regress, np.float32).reshape(-1, 3)}
+
+
+class SyntheticFaces(Dataset):
+    """``length`` canvases of epoch ``epoch``: sample i comes from default_rng([seed, epoch, i])."""
+
+    def __init__(self, sources: dict, size: int, length: int, seed: int) -> None:
+        self.sources, self.size, self.length, self.seed, self.epoch = sources, size, length, seed, 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        canvas, boxes, positive = synthesise(self.sources, self.size, rng)
+        return {"image": canvas, **targets(boxes, positive, self.size)}
+
+
+def collate(samples: list[dict]) -> dict[str, torch.Tensor]:
+    batch = {
+        "image": torch.from_numpy(np.stack([s["image"] for s in samples])[:, None].astype(np.float32)),
+        "heat": torch.from_numpy(np.stack([s["heat"] for s in samples])),
+        "weight": torch.from_numpy(np.stack([s["weight"] for s in samples])),
+    }
+    index = [np.concatenate([np.full((len(s["centres"]), 1), k), s["centres"]], axis=1) for k, s in enumerate(samples)]
+    batch["index"] = torch.from_numpy(np.concatenate(index).astype(np.int64))
+    batch["regress"] = torch.from_numpy(np.concatenate([s["regress"] for s in samples]))
+    return batch
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loss and training
+# ---------------------------------------------------------------------------------------------------------
+def detection_loss(output: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    """CenterNet's loss: penalty-reduced focal loss on the heatmap (alpha 2, beta 4), L1 on log size and offset at
+    the face centres; all divided by the number of faces (at least 1)."""
+    logits = output[:, 0]
+    prob = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
+    heat, weight = batch["heat"], batch["weight"]
+    pos = heat.eq(1).float()
+    log_p = torch.nn.functional.logsigmoid(logits)
+    log_not_p = torch.nn.functional.logsigmoid(-logits)
+    pos_loss = -(((1 - prob) ** 2) * log_p * pos).sum()
+    neg_loss = -(((1 - heat) ** 4) * (prob**2) * log_not_p * (1 - pos) * weight).sum()
+    n = max(int(pos.sum().item()), 1)
+    index = batch["index"]
+    if len(index):
+        picked = output[index[:, 0], 1:, index[:, 1], index[:, 2]]
+        target = batch["regress"]
+        size_loss = torch.nn.functional.l1_loss(picked[:, 0], target[:, 0], reduction="sum") / n
+        offset_loss = torch.nn.functional.l1_loss(picked[:, 1:], target[:, 1:], reduction="sum") / n
+    else:
+        size_loss = offset_loss = output.sum() * 0
+    heat_loss = (pos_loss + neg_loss) / n
+    total = heat_loss + size_loss + offset_loss
+    return total, {"heat": heat_loss.item(), "size": size_loss.item(), "offset": offset_loss.item()}
+
+
+def train(sources: dict, args: argparse.Namespace) -> tuple[torch.nn.Module, dict]:
+    """Train the network on synthesised canvases; (network, metadata)."""
+    start = time.time()
+    dataset = SyntheticFaces(sources, args.canvas, args.epoch_size, args.seed)
+    net = build_network()
+    optimiser = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    steps_per_epoch = math.ceil(args.epoch_size / args.batch)
+    total_steps = steps_per_epoch * args.epochs
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=args.lr, total_steps=total_steps, pct_start=0.1)
+    for epoch in range(args.epochs):
+        dataset.epoch = epoch
+        loader = DataLoader(dataset, batch_size=args.batch, shuffle=False, num_workers=args.workers, collate_fn=collate,
+                            persistent_workers=False, prefetch_factor=4 if args.workers else None)
+        net.train()
+        sums: dict[str, float] = {}
+        tic = time.time()
+        for batch in loader:
+            output = net(batch["image"])
+            loss, parts = detection_loss(output, batch)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+            optimiser.step()
+            schedule.step()
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+        print(f"epoch {epoch + 1}/{args.epochs}: " + ", ".join(f"{k} {v / steps_per_epoch:.3f}" for k, v in sums.items())
+              + f" ({time.time() - tic:.0f} s)", flush=True)
+    metadata = {
+        "widths": list(WIDTHS), "depths": list(DEPTHS), "fpn_width": FPN_WIDTH, "stride": STRIDE, "size_unit": SIZE_UNIT,
+        "canvas": args.canvas, "epochs": args.epochs, "epoch_size": args.epoch_size, "batch": args.batch, "lr": args.lr,
+        "seed": args.seed, "train_seconds": round(time.time() - start),
+    }
+    return net, metadata
+
+
+def export_onnx(net: torch.nn.Module, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    example = torch.zeros(1, 1, 160, 160)
+    torch.onnx.export(
+        net, example, str(tmp), input_names=["image"], output_names=["maps"], opset_version=17,
+        dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "maps": {0: "batch", 2: "cells_y", 3: "cells_x"}},
+        dynamo=False,
+    )
+    os.replace(tmp, path)
+
+
+CALIBRATION_STEP = 4  # every 4th course training picture and every 2nd 300-W training crop
+
+
+def calibrate(onnx_path: Path, sources: dict) -> tuple[float, float, float]:
+    """The ``haar.BoxCorrection`` (scale, dx, dy) taking the network's boxes to the Haar-convention boxes of the
+    faces, fitted (medians) on training pictures only: every CALIBRATION_STEP-th course training picture and every
+    other 300-W training crop, each detection matching its face (IoU >= 0.3, the surest) counted once. Written into
+    the ONNX file's metadata (``box_correction``, JSON)."""
+    import onnx
+
+    from detector_architectures import BoxCorrection, box_iou
+    from detector_architectures.cnn import CNNFaceDetector
+
+    detector = CNNFaceDetector(onnx_path, threads=1, score_threshold=0.05)
+    detector.box_correction = BoxCorrection()
+    detected, target = [], []
+    for picture, points in sources["course"][::CALIBRATION_STEP] + sources["wild"][:: CALIBRATION_STEP // 2]:
+        box = haar_box_from_keypoints(points)
+        matches = [d.box for d in detector.detect(picture) if box_iou(d.box, box) >= 0.3]
+        if matches:
+            detected.append(matches[0])
+            target.append(box)
+    fit = BoxCorrection.fit(np.array(detected), np.array(target))
+    values = (round(fit.scale, 4), round(fit.dx, 4), round(fit.dy, 4))
+    model = onnx.load(str(onnx_path))
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "box_correction", json.dumps(values)
+    tmp = onnx_path.with_name(onnx_path.name + ".tmp")
+    onnx.save(model, str(tmp))
+    os.replace(tmp, onnx_path)
+    print(f"box correction (scale, dx, dy) from {len(detected)} training faces: {values}", flush=True)
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", help="course dataset folder (default: $FKP_DATA or data/)")
+    parser.add_argument("--data-300w", help="300-W folder(s) (default: $FKP_300W)")
+    parser.add_argument("--out", default="saved_models/face_detector.pt", help="weights file; the .onnx goes beside it")
+    parser.add_argument("--canvas", type=int, default=160, help="side of the synthesised training pictures (multiple of 32)")
+    parser.add_argument("--batch", type=int, default=48)
+    parser.add_argument("--epochs", type=int, default=13)
+    parser.add_argument("--epoch-size", type=int, default=9600, help="canvases per epoch")
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for training (one data worker runs beside)")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--calibrate-only", action="store_true",
+                        help="no training: export the weights in --out again and fit the box correction")
+    args = parser.parse_args(argv)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(1)
+    start = time.time()
+    sources = load_sources(args.data, args.data_300w)
+    print(f"{len(sources['course'])} course pictures, {len(sources['wild'])} 300-W training crops "
+          f"({sources['held_out_faces']} held-out faces not read), {len(sources['backgrounds'])} pictures without faces", flush=True)
+    out = Path(args.out)
+    if args.calibrate_only:
+        checkpoint = torch.load(out, map_location="cpu", weights_only=True)
+        net = build_network()
+        net.load_state_dict(checkpoint["state_dict"])
+        metadata = checkpoint["metadata"]
+    else:
+        net, metadata = train(sources, args)
+    net.eval()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx_path = out.with_suffix(".onnx")
+    export_onnx(net, onnx_path)
+    metadata["box_correction"] = list(calibrate(onnx_path, sources))
+    metadata["onnx_sha256"] = weights_digest(onnx_path)
+    tmp = out.with_name(out.name + ".tmp")
+    torch.save({"state_dict": net.state_dict(), "metadata": metadata}, tmp)
+    os.replace(tmp, out)
+    print(f"wrote {out} and {onnx_path} in {time.time() - start:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
