@@ -1,7 +1,7 @@
 """How many annotated faces in the wild the pipeline finds, and how many false faces it puts on pictures without faces.
 
     FKP_300W=../shared/300w python benchmarks/faces_in_the_wild.py --data ../shared/data [--split validation]
-        [--model saved_models/keypoints_fast.pt] [--limit N] [--no-faces]
+        [--model saved_models/keypoints_fast.pt] [--limit N] [--no-faces] [--detector cnn|haar]
 
 Faces: every annotated face of the 300-W folders (``data_300w.Faces300WDataset``; ``--split validation`` for the
 held-out photos), each run through ``KeypointPipeline.detect`` with the default settings; a face is found when
@@ -26,7 +26,7 @@ from pipeline.data_300w import Faces300WDataset  # noqa: E402
 from data_load import DataError  # noqa: E402
 from detector_architectures import face_found  # noqa: E402
 from pipeline.no_faces import no_face_pictures  # noqa: E402
-from pipeline.keypoint_pipeline import KeypointPipeline  # noqa: E402
+from pipeline.keypoint_pipeline import DEFAULT_DETECTOR, DETECTORS, KeypointPipeline  # noqa: E402
 
 
 def count_found(pipe: KeypointPipeline, dataset: Faces300WDataset, limit: int | None) -> tuple[Counter, Counter, list[str]]:
@@ -51,11 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="model file (default: the shipped model)")
     parser.add_argument("--limit", type=int, help="only the first N faces")
     parser.add_argument("--no-faces", action="store_true", help="also count false faces on pictures without faces")
+    parser.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR, help=f"face detector (default: {DEFAULT_DETECTOR})")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     try:
-        pipe = KeypointPipeline.from_pretrained(args.model, threads=1)
+        pipe = KeypointPipeline.from_pretrained(args.model, detector=args.detector, threads=1)
         dataset = Faces300WDataset(args.data_300w, split=args.split)
         tic = time.perf_counter()
         total, found, missed = count_found(pipe, dataset, args.limit)

@@ -67,7 +67,7 @@ class Placement:
 def held_out_300w(data_300w: str | None, count: int = 3) -> list[Source]:
     """``count`` held-out 300-W faces (``data_300w.VALIDATION_LIST``, spread over the list), gray as stored, with
     their keypoints; none without the folder."""
-    from data_300w import VALIDATION_LIST, read_pts, resolve_300w_dirs
+    from pipeline.data_300w import VALIDATION_LIST, read_pts, resolve_300w_dirs
 
     try:
         folders = resolve_300w_dirs(data_300w)

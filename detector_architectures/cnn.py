@@ -299,12 +299,12 @@ class CNNFaceDetector:
             gray = cv2.copyMakeBorder(gray, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
         return gray, float(np.sqrt(scale_x * scale_y))
 
-    def levels(self, height: int, width: int) -> list[tuple[float, float, float]]:
+    def levels(self, height: int, width: int, params: dict | None = None) -> list[tuple[float, float, float]]:
         """The passes over a picture of height x width: (scale, smallest and largest face side kept in working
         pixels).
         The first pass is at ``working_scale``; where its short side exceeds COARSE_TRIGGER, a second pass at a
         short side of COARSE_SIDE finds the faces too big for the first (the first keeps faces up to NET_MAX_FACE)."""
-        scale = working_scale(height, width, self.params)
+        scale = working_scale(height, width, self.params if params is None else params)
         short = min(height, width)
         if short * scale <= COARSE_TRIGGER:
             return [(scale, 0.0, np.inf)]
@@ -320,24 +320,36 @@ class CNNFaceDetector:
         with torch.inference_mode():
             return self._torch_net(torch.from_numpy(batch)).numpy()[0]
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
+    def smallest_face(self, shape: tuple[int, ...]) -> float:
+        """The smallest face searched, in pixels, in a picture of ``shape`` (H, W, ...): ``min_face_size``, or more
+        where ``max_side`` shrinks the picture further (``NET_MIN_FACE`` working pixels)."""
+        return NET_MIN_FACE / working_scale(shape[0], shape[1], self.params)
+
+    def scale_for(self, min_face: float) -> float:
+        """The working / input scale at which faces of ``min_face`` pixels become ``NET_MIN_FACE`` working pixels."""
+        return NET_MIN_FACE / max(float(min_face), 1e-6)
+
+    def detect(self, image: np.ndarray, min_face_size: float | None = None, max_face_size: float | None = None) -> list[Detection]:
         """Faces in an RGB, grayscale or RGBA picture (H x W [x C], uint8, uint16 or float) as ``Detection``s:
         ``box`` (x, y, w, h) float input pixels in the Haar convention (a square), ``score`` the heatmap peak's
-        probability in [0, 1], surest first. An empty picture gives []; a picture of another shape (H x W x 2)
-        raises ValueError."""
+        probability in [0, 1], surest first. ``min_face_size`` and ``max_face_size`` (input pixels) search that
+        size range only (the first at the resolution it needs, still capped by ``max_side``). An empty picture gives
+        []; a picture of another shape (H x W x 2) raises ValueError."""
         image = np.asarray(image)
         if image.size == 0 or image.ndim < 2 or min(image.shape[:2]) == 0:
             return []
         gray = to_gray_uint8(image)
-        p = self.params
+        p = self.params if min_face_size is None else {**self.params, "min_face_size": float(min_face_size)}
         all_boxes, all_scores = [], []
         source, source_scale = gray, 1.0  # each pass resizes the previous pass's (smaller) picture
-        for scale, smallest, largest in self.levels(*gray.shape):
+        for scale, smallest, largest in self.levels(*gray.shape, params=p):
+            if max_face_size is not None and smallest > max_face_size * scale:
+                continue
             working, relative = self._resize(source, scale / source_scale)
             scale = source_scale * relative
             source, source_scale = working[: round(source.shape[0] * relative), : round(source.shape[1] * relative)], scale
             boxes, scores = decode(self.run_network(working), float(p["score_threshold"]), int(p["max_faces"]) * 4)
-            keep = (boxes[:, 2] >= smallest) & (boxes[:, 2] <= largest)
+            keep = (boxes[:, 2] >= smallest) & (boxes[:, 2] <= min(largest, np.inf if max_face_size is None else max_face_size * scale))
             boxes, scores = boxes[keep], scores[keep]
             # working -> input pixels: centres through (u + 0.5) / scale - 0.5, sides / scale
             centres = (boxes[:, :2] + boxes[:, 2:] / 2 + 0.5) / scale - 0.5

@@ -58,7 +58,7 @@ DEFAULT_PARAMS: dict = {
     "secondary": "if_empty",  # "always": run every cascade; "if_empty": the others only when the first finds nothing
     "equalize": False,  # cv2.equalizeHist on the working image
     "min_face_size": 40,  # smallest face searched, in pixels of the input picture (None: down to the window)
-    "min_face_fraction": 0.0,  # ... and at least this fraction of the picture's shorter side (bounds a big picture's cost)
+    "min_face_fraction": 0.025,  # ... and at least this fraction of the picture's shorter side (bounds a big picture's cost)
     "working_face_size": 40,  # the picture is shrunk until that smallest face is this many pixels, never below
     "min_side": 128,  # ... a shorter side of this many pixels; smaller pictures are enlarged to it ...
     "max_upscale": 4.0,  # ... by at most this factor
@@ -394,6 +394,14 @@ class HaarFaceDetector:
 
     def __call__(self, image: np.ndarray) -> list[Detection]:
         return self.detect(image)
+
+    def smallest_face(self, shape: tuple[int, ...]) -> float:
+        """The smallest face searched, in pixels, in a picture of ``shape`` (H, W, ...) (``smallest_face``)."""
+        return smallest_face(min(shape[:2]), self.params)
+
+    def scale_for(self, min_face: float) -> float:
+        """The working / input scale at which faces of ``min_face`` pixels become ``working_face_size`` pixels."""
+        return self.params["working_face_size"] / max(float(min_face), 1e-6)
 
     # -- the steps -------------------------------------------------------------------------------------------
     def prepare(self, image: np.ndarray, params: dict | None = None) -> WorkingImage | None:

@@ -37,7 +37,9 @@ from data_load import (
     transform_points,
 )
 from detector_architectures import THOROUGH_PARAMS, Detection, HaarFaceDetector, box_iou
-from detector_architectures.haar import smallest_face, suppress
+from detector_architectures.cnn import DETECTOR_NAME as LEARNED_NAME
+from detector_architectures.cnn import CNNFaceDetector
+from detector_architectures.haar import suppress
 from pipeline.inference import SHIPPED_MODEL, crop_matrices, crop_shift, cut_crops, face_crops, layout_of, predict
 from models import ModelError, TorchRunner, make_runner
 
@@ -155,22 +157,40 @@ NETWORK_SEARCH_CANDIDATES = 8
 # 300-W training face. 0.98 is the lowest threshold without a false face.
 NETWORK_SEARCH_MIN_FACE_SCORE = 0.98
 
+# The detector that searches the wider search's copies (``WiderSearch.detector``): "haar" or "cnn".
+WIDER_DETECTOR_NAME = "cnn"
+
 # The long side, in pixels, of the picture's copy that the wider search works on (``WiderSearch.max_side``).
 WIDER_MAX_SIDE = 640
 
 # The seconds one ``KeypointPipeline.detect`` call may spend searching (``KeypointPipeline.time_budget``): past it,
 # the searches not yet begun are given up.
-TIME_BUDGET = 0.25
+TIME_BUDGET = 0.5
 
 # The fast pass looks for big faces first, those of at least this fraction of the picture's shorter side, on a
 # small working copy (``KeypointPipeline._size_passes``); the second pass looks for the smaller ones, up to
 # ``COARSE_OVERLAP`` times that size (overlapping the first pass's range, since the cascade's scales are steps apart).
 COARSE_FRACTION = 0.2
 COARSE_OVERLAP = 1.25
+# ... where the search would read more than this many working pixels; a smaller picture is searched in one pass
+# (a 640 x 480 picture from 40-pixel faces: the second pass would cost nearly what one pass does).
+SINGLE_PASS_PIXELS = 640 * 480
 
 # Once a face of side S is found, the fast pass searches faces down to S / SIZE_RATIO only
 # (``KeypointPipeline.size_ratio``; None: down to the detector's smallest face whatever it found).
 SIZE_RATIO = 4.0
+
+# A box of the learned detector whose first crop's face score is below this is not re-cropped: it fails the checks.
+# Measured (``inference.predict``, flip averaging, shipped model) on every 3rd course test face and the 303 held-out
+# 300-W faces with the detector's box: no face that passes the checks after re-cropping scores below 0.3 on its
+# first crop (1 % below 0.54), while 1148 of the learned detector's 1229 boxes (score 0.1 or more) on every 4th
+# training picture without faces score below 0.1. The Haar detections are always re-cropped: 2 of their 549 faces
+# scored below 0.05 on the first crop and passed after re-cropping.
+EARLY_FACE_SCORE = 0.1
+
+# The face detectors ``KeypointPipeline.from_pretrained`` (``detect.py --detector``) can use, and its default.
+DETECTORS = ("cnn", "haar")
+DEFAULT_DETECTOR = "haar"
 
 # Two final faces are one when their keypoint boxes overlap by this IoU (the same face found upright and turned).
 SAME_FACE_IOU = 0.4
@@ -223,10 +243,13 @@ class WiderSearch:
     max_flip_error: float | None = WIDER_MAX_FLIP_ERROR
     detector_params: dict = field(default_factory=lambda: dict(WIDER_DETECTOR))
     max_side: int | None = WIDER_MAX_SIDE
+    detector: str = WIDER_DETECTOR_NAME
 
     def __post_init__(self) -> None:
         if self.when not in ("if_unsure", "always", "never"):
             raise ValueError(f"WiderSearch.when must be 'if_unsure', 'always' or 'never', not {self.when!r}.")
+        if self.detector not in ("haar", "cnn"):
+            raise ValueError(f"WiderSearch.detector must be 'haar' or 'cnn', not {self.detector!r}.")
 
 
 @dataclass
@@ -236,6 +259,17 @@ class Candidate:
 
     detection: Detection
     frame: np.ndarray
+
+
+def make_detector(name: str, min_face_size: int | None = None, threads: int | None = None) -> HaarFaceDetector | CNNFaceDetector:
+    """The face detector called ``name`` ("cnn" or "haar", ``DETECTORS``), searching faces of at least
+    ``min_face_size`` pixels (None: its default); ``threads`` for the learned detector's runtime (None: 1)."""
+    sizes = {} if min_face_size is None else {"min_face_size": min_face_size}
+    if name == "haar":
+        return HaarFaceDetector(**sizes)
+    if name == "cnn":
+        return CNNFaceDetector(threads=threads or 1, **sizes)
+    raise ValueError(f"Unknown face detector {name!r}: choose one of {', '.join(DETECTORS)}.")
 
 
 def angle_between(a: float, b: float) -> float:
@@ -374,7 +408,7 @@ class KeypointPipeline:
     """
 
     runner: Any
-    detector: HaarFaceDetector = field(default_factory=HaarFaceDetector)
+    detector: HaarFaceDetector | CNNFaceDetector = field(default_factory=HaarFaceDetector)
     flip_average: bool = True
     refine: bool = True
     refine_steps: int = REFINE_STEPS
@@ -392,32 +426,42 @@ class KeypointPipeline:
     def from_pretrained(
         cls,
         path: str | os.PathLike | None = None,
-        detector: HaarFaceDetector | None = None,
+        detector: str | HaarFaceDetector | CNNFaceDetector = DEFAULT_DETECTOR,
         backend: str = "auto",
         threads: int | None = None,
         min_face_size: int | None = None,
         **options: Any,
     ) -> "KeypointPipeline":
-        """The shipped model from ``saved_models/`` (or the model file at ``path``) with the Haar detector.
+        """The shipped model from ``saved_models/`` (or the model file at ``path``) with a face detector.
 
-        ``backend``: "auto" (ONNX Runtime when available, else PyTorch), "onnx" or "torch"; ``threads`` caps
-        the CPU threads the model uses; ``min_face_size`` is the smallest face searched for, in pixels (default
-        ``detector_architectures.DEFAULT_PARAMS["min_face_size"]``: 40); smaller is slower.
+        ``detector``: "cnn" (the learned detector, ``detector_architectures.cnn``), "haar" (OpenCV's cascades,
+        ``detector_architectures.haar``) or a detector object; ``backend``: "auto" (ONNX Runtime when available, else
+        PyTorch), "onnx" or "torch"; ``threads`` caps the CPU threads the models use; ``min_face_size`` is the
+        smallest face searched for, in pixels (default 40; the detectors also keep big pictures' cost bounded, see
+        ``HaarFaceDetector.prepare`` and ``CNNFaceDetector``); smaller is slower.
         """
         runner = make_runner(path or SHIPPED_MODEL, backend=backend, threads=threads)
         runner.meta = {**runner.meta, "file": Path(path or SHIPPED_MODEL).name}
         if runner.num_keypoints != 68:
             raise ModelError(f"{path} predicts {runner.num_keypoints} keypoints; the pipeline needs a 68-point model.")
-        if detector is None:
-            detector = HaarFaceDetector() if min_face_size is None else HaarFaceDetector(min_face_size=min_face_size)
+        if isinstance(detector, str):
+            detector = make_detector(detector, min_face_size, threads)
         return cls(runner, detector, **options)
 
     def __post_init__(self) -> None:
         if isinstance(self.runner, torch.nn.Module):
             self.runner = TorchRunner(self.runner)
         self.convention = layout_of(self.runner).resolve(self.convention)
-        self.wider_detector = HaarFaceDetector(**{**self.detector.params, **self.wider.detector_params})
-        self.thorough_detector = HaarFaceDetector(**{**self.detector.params, **THOROUGH_PARAMS})
+        if isinstance(self.detector, HaarFaceDetector):
+            self.wider_detector = HaarFaceDetector(**{**self.detector.params, **self.wider.detector_params})
+            self.thorough_detector = HaarFaceDetector(**{**self.detector.params, **THOROUGH_PARAMS})
+        else:  # a learned detector has no other settings: it searches every copy itself
+            self.wider_detector = self.thorough_detector = self.detector
+
+    @property
+    def cascades(self) -> bool:
+        """Whether the detector is the Haar cascades (a fast pass by face sizes, a thorough search around its doubts)."""
+        return isinstance(self.detector, HaarFaceDetector)
 
     @property
     def model_name(self) -> str:
@@ -492,39 +536,58 @@ class KeypointPipeline:
         image = as_rgb_image(image)
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         pyramid = GrayPyramid(gray)
-        smallest = smallest_face(min(gray.shape), self.detector.params)
-        coarse = max(smallest, COARSE_FRACTION * min(gray.shape))
+        smallest = self.detector.smallest_face(gray.shape)
+        if not self.cascades:
+            faces, doubtful, detected = self._fast_pass(pyramid, smallest, None)
+            return self._searched_wider(pyramid, faces, deadline)
+        single = self._working_pixels(gray.shape, smallest) <= SINGLE_PASS_PIXELS
+        coarse = smallest if single else max(smallest, COARSE_FRACTION * min(gray.shape))
         faces, doubtful, detected = self._fast_pass(pyramid, coarse, None)
-        if faces and self.size_ratio:
-            smallest = max(smallest, max(float(face.box[2]) for face in faces) / self.size_ratio)
         if smallest < coarse:
-            finer, more_doubtful, finer_detected = self._fast_pass(pyramid, smallest, coarse * COARSE_OVERLAP, secondary=not faces)
+            if self.recheck and doubtful:  # a big face the fast pass was unsure of sets the size of the next pass too
+                faces, doubtful = distinct_faces(faces + self._rechecked(pyramid, doubtful, deadline)), []
+            if faces and self.size_ratio:
+                smallest = max(smallest, max(float(face.box[2]) for face in faces) / self.size_ratio)
+        if smallest < coarse:
+            # the other cascades only where nothing was found and the search is small (they double its cost)
+            secondary = not faces and self._working_pixels(gray.shape, smallest) <= SINGLE_PASS_PIXELS
+            finer, more_doubtful, finer_detected = self._fast_pass(pyramid, smallest, coarse * COARSE_OVERLAP, secondary=secondary)
             faces, doubtful, detected = distinct_faces(faces + finer), doubtful + more_doubtful, detected or finer_detected
-        if self.recheck:
+        if self.recheck and (doubtful or not detected):
             faces = distinct_faces(faces + self._rechecked(pyramid, doubtful if detected else None, deadline))
+        return self._searched_wider(pyramid, faces, deadline)
+
+    def _searched_wider(self, pyramid: GrayPyramid, faces: list[Face], deadline: float | None) -> list[Face]:
+        """``faces`` with those of the wider search where it is asked for (by default: no face passed its check)."""
         if self.wider.when == "always" or (self.wider.when == "if_unsure" and not any(self._sure(f) for f in faces)):
             # upright faces first, but an unsure one gives way to a sure face of the wider search in its place (an
             # upside-down face read upright, whose turned copy gives the true keypoints)
             faces = distinct_faces(sorted(faces + self._wider_faces(pyramid, deadline), key=lambda face: not self._sure(face)))
         return faces
 
+    def _working_pixels(self, shape: tuple[int, ...], min_face: float) -> float:
+        """How many pixels the detector reads to search a picture of ``shape`` for faces of ``min_face`` pixels and
+        more (its working picture's area)."""
+        scale = min(self.detector.scale_for(min_face), 1.0)
+        return shape[0] * shape[1] * scale * scale
+
     def _search_copy(self, pyramid: GrayPyramid, min_face: float) -> tuple[np.ndarray, np.ndarray]:
         """The pyramid's copy that a search for faces of at least ``min_face`` pixels reads (at most twice the size
         the detector works at, ``working_face_size`` pixels for that face), and its frame."""
-        return pyramid.level(self.detector.params["working_face_size"] / max(min_face, 1e-6))
+        return pyramid.level(self.detector.scale_for(min_face))
 
     def _fast_pass(
-        self, pyramid: GrayPyramid, low: float, high: float | None, secondary: bool = True
+        self, pyramid: GrayPyramid, low: float, high: float | None, **options: Any
     ) -> tuple[list[Face], list[np.ndarray], bool]:
-        """One size range of the fast pass (faces of ``low`` to ``high`` pixels; None: no limit; ``secondary``: the
-        detector's other cascades may run, ``HaarFaceDetector.detect``): the faces that pass the checks, the boxes
-        (picture pixels) the thorough search should look around (``SETTLED_MIN_SCORE``, or failed the checks), and
-        whether anything was detected."""
+        """One size range of the fast pass (faces of ``low`` to ``high`` pixels; None: no limit; ``options`` for the
+        detector, e.g. ``secondary`` of ``HaarFaceDetector.detect``): the faces that pass the checks, the boxes
+        (picture pixels) the thorough search should look around (Haar detections of at most ``SETTLED_MIN_SCORE``
+        windows, or that failed the checks), and whether anything was detected."""
         copy, frame = self._search_copy(pyramid, low)
         scale = frame[0, 0]
-        found = self.detector.detect(copy, low * scale, None if high is None else high * scale, secondary)
+        found = self.detector.detect(copy, low * scale, None if high is None else high * scale, **options)
         candidates = [Candidate(d, frame) for d in found]
-        trusted = [c.detection.score > SETTLED_MIN_SCORE or not self.recheck for c in candidates]
+        trusted = [c.detection.score > SETTLED_MIN_SCORE or not (self.recheck and self.cascades) for c in candidates]
         strong = [c for c, sure in zip(candidates, trusted) if sure]
         checked = self._checked(pyramid.picture, strong, search_roll=0.0)
         doubtful = [unframed_box(c.detection.box, frame) for c, sure in zip(candidates, trusted) if not sure]
@@ -545,10 +608,12 @@ class KeypointPipeline:
     def _rechecked(self, pyramid: GrayPyramid, doubtful: Sequence[np.ndarray] | None, deadline: float | None = None) -> list[Face]:
         """The faces the thorough upright search finds around the ``doubtful`` boxes (x, y, w, h, picture pixels):
         in each box's ``doubtful_regions``, faces of ``DOUBT_SIZES`` times its side, read from the pyramid's copy
-        those sizes need; None: the whole picture, from the detector's smallest face."""
+        those sizes need; None: the whole picture, from the detector's smallest face or, in a big picture, from the
+        face size a working picture of ``SINGLE_PASS_PIXELS`` holds."""
         gray = pyramid.picture
-        if doubtful is None:
-            smallest = smallest_face(min(gray.shape), self.detector.params)
+        if doubtful is None:  # faces of every size, but on a working picture of at most SINGLE_PASS_PIXELS
+            smallest = self.detector.smallest_face(gray.shape)
+            smallest *= max(1.0, np.sqrt(self._working_pixels(gray.shape, smallest) / SINGLE_PASS_PIXELS))
             copy, frame = self._search_copy(pyramid, smallest)
             found = [Candidate(d, frame) for d in self.thorough_detector.detect(copy, smallest * frame[0, 0])]
             return self._faces(gray, found, search_roll=0.0)
@@ -585,16 +650,45 @@ class KeypointPipeline:
         def turned(angle: float) -> list[Face]:
             copy, frame = turned_copy(searched, angle)
             frame = compose_matrices(frame, shrink)
-            strong = [Candidate(d, frame) for d in self.thorough_detector.detect(copy) if d.score >= TURNED_MIN_SCORE]
+            strong = [Candidate(d, frame) for d in self.thorough_detector.detect(copy) if d.score >= TURNED_MIN_SCORE or not self.cascades]
             return self._faces(gray, strong, strict, search_roll=angle)
 
+        if self.wider.detector == "cnn":
+            return self._learned_steps(gray, small, shrink)
         steps: list[tuple[str, Any]] = [("padded upright", upright), ("network", lambda: self._network_faces(gray, strict))]
         steps += [(f"turned {angle:g}", lambda angle=angle: turned(angle)) for angle in self.wider.rolls]
         return steps
 
+    def _learned_steps(self, gray: np.ndarray, small: np.ndarray, shrink: np.ndarray) -> list[tuple[str, Any]]:
+        """``search_steps`` with the learned detector (``WiderSearch.detector="cnn"``): it searches the padded,
+        equalised copy and each turned copy of ``small`` (the picture through the frame ``shrink``), and its faces must
+        pass the wider search's flip check, lie along their search and, for a model with a face score, reach
+        ``NETWORK_SEARCH_MIN_FACE_SCORE`` (the network search's rule: the learned detector proposes more boxes than
+        the cascades, false ones among them)."""
+        learned = self.learned_detector
+        searched = self._searched(small)
+
+        def step(copy: np.ndarray, frame: np.ndarray, roll: float) -> list[Face]:
+            found = [Candidate(d, compose_matrices(frame, shrink)) for d in learned.detect(copy)]
+            faces = self._faces(gray, found, self.wider.max_flip_error, search_roll=roll)
+            return [f for f in faces if f.face_score is None or f.face_score >= NETWORK_SEARCH_MIN_FACE_SCORE]
+
+        steps: list[tuple[str, Any]] = [("padded upright", lambda: step(*padded_copy(searched, self.wider.pad), 0.0))]
+        steps += [(f"turned {angle:g}", lambda angle=angle: step(*turned_copy(searched, angle), angle)) for angle in self.wider.rolls]
+        return steps
+
+    @property
+    def learned_detector(self) -> CNNFaceDetector:
+        """The learned face detector: the pipeline's own when it is one, else one loaded when first needed."""
+        if isinstance(self.detector, CNNFaceDetector):
+            return self.detector
+        if getattr(self, "_learned", None) is None:
+            self._learned = CNNFaceDetector()
+        return self._learned
+
     def _wider_faces(self, pyramid: GrayPyramid, deadline: float | None = None) -> list[Face]:
-        """The faces of the ``wider`` search (``search_steps``), as many steps as ``deadline`` leaves time for. A
-        face found turned must be a strong detection (``TURNED_MIN_SCORE``) and lie along its search (eye line
+        """The faces of the ``wider`` search (``search_steps``), as many steps as ``deadline`` leaves time for. A face
+        found turned must be a strong detection (``TURNED_MIN_SCORE``) and lie along its search (eye line
         within ``ROLL_AGREEMENT`` degrees of the turn); where several searches find one face, the best one by
         ``face_quality`` wins."""
         faces: list[Face] = []
@@ -639,7 +733,9 @@ class KeypointPipeline:
             return []
         boxes = np.stack([c.detection.box for c in candidates]).astype(np.float32)
         steps = self.refine_steps if self.refine else 0
-        keypoints, flip_errors, face_scores = self._predict_in_frames(gray, boxes, [c.frame for c in candidates], steps)
+        # the learned detector's boxes: most of its false ones are told apart by their first crop alone
+        early = np.array([EARLY_FACE_SCORE if c.detection.cascade == LEARNED_NAME else np.nan for c in candidates])
+        keypoints, flip_errors, face_scores = self._predict_in_frames(gray, boxes, [c.frame for c in candidates], steps, early)
         faces: list[Face | None] = []
         for candidate, points, flip_error, face_score in zip(candidates, keypoints, flip_errors, face_scores):
             passed = (
@@ -667,17 +763,18 @@ class KeypointPipeline:
         return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
 
     def _predict_in_frames(
-        self, gray: np.ndarray, boxes: np.ndarray, frames: Sequence[np.ndarray], steps: int
+        self, gray: np.ndarray, boxes: np.ndarray, frames: Sequence[np.ndarray], steps: int, early_face_score: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Predict for boxes given in their frames, then re-crop each face from its keypoints up to ``steps`` times:
         a face stops once its next crop would lie within ``refine_tolerance`` of its last (``inference.crop_shift``),
-        since the network would see nearly the same crop again."""
+        since the network would see nearly the same crop again. A box whose first crop's face score is below its
+        ``early_face_score`` (N,; NaN: none) is not re-cropped (its first answer is returned)."""
         if len(boxes) == 0:
             return np.zeros((0, self.runner.num_keypoints, 2), np.float32), np.zeros(0), np.zeros(0)
         matrices = crop_matrices(boxes, self.input_size, frames)
         keypoints, flip_errors, face_scores = self._predict(gray, matrices)
-        active = np.arange(len(boxes))
-        for _ in range(steps):
+        active = np.arange(len(boxes)) if early_face_score is None else np.flatnonzero(~(face_scores < early_face_score))
+        for _ in range(steps if len(active) else 0):
             boxes, frames = zip(*(aligned_frame(keypoints[i], self.align_min_roll) for i in active))
             following = crop_matrices(boxes, self.input_size, frames)
             moving = [j for j, (i, matrix) in enumerate(zip(active, following))
@@ -701,7 +798,7 @@ def picture_box(candidate: Candidate, keypoints: np.ndarray) -> np.ndarray:
     """A face's box (x, y, w, h) in picture pixels: the detector's own box when it searched the picture unturned
     (possibly padded, resized or cut to a region), else the Haar-convention box of the face's keypoints."""
     frame = candidate.frame
-    if abs(frame[0, 1]) < 1e-9 and abs(frame[1, 0]) < 1e-9:
+    if abs(frame[0, 1]) < 1e-9 and abs(frame[1, 0]) < 1e-9 and frame[0, 0] > 0 and frame[1, 1] > 0:
         return unframed_box(candidate.detection.box, frame)
     return haar_box_from_keypoints(keypoints).astype(np.float64)
 

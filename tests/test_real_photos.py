@@ -274,10 +274,10 @@ def test_held_out_faces_in_the_wild_are_found(pipe):
 
 
 @pytest.mark.skipif(not SHARED_300W.is_dir(), reason="the 300-W crops are not beside the repository")
-def test_the_network_search_finds_a_close_up_the_cascades_miss(pipe):
+def test_the_learned_wider_search_finds_a_close_up_the_cascades_miss(pipe):
     validation = Faces300WDataset(SHARED_300W, "validation")
     (sample,) = [validation[i] for i in range(len(validation)) if validation.names[i] == "afw/4555082379_1"]
-    cascades_only = KeypointPipeline(pipe.runner, pipe.detector, wider=WiderSearch(network=False))
+    cascades_only = KeypointPipeline(pipe.runner, pipe.detector, wider=WiderSearch(detector="haar", network=False))
     assert not face_found([f.box for f in cascades_only.detect(sample["image"])], sample["keypoints"])
     faces = pipe.detect(sample["image"])
     assert len(faces) == 1 and face_found([faces[0].box], sample["keypoints"])
