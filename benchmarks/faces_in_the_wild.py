@@ -26,7 +26,8 @@ from pipeline.data_300w import Faces300WDataset  # noqa: E402
 from data_load import DataError  # noqa: E402
 from detector_architectures import face_found  # noqa: E402
 from pipeline.no_faces import no_face_pictures  # noqa: E402
-from pipeline.keypoint_pipeline import DEFAULT_DETECTOR, DETECTORS, KeypointPipeline  # noqa: E402
+from detector_architectures import DEFAULT_DETECTOR, DETECTORS  # noqa: E402
+from pipeline.keypoint_pipeline import KeypointPipeline  # noqa: E402
 
 
 def count_found(pipe: KeypointPipeline, dataset: Faces300WDataset, limit: int | None) -> tuple[Counter, Counter, list[str]]:

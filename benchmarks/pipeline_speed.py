@@ -1,15 +1,18 @@
 """Faces found, false faces and milliseconds per picture of the whole pipeline on pictures it builds.
 
-    python benchmarks/pipeline_speed.py --data ../shared/data [--repeats 3] [--threads 1]
+    python benchmarks/pipeline_speed.py --data ../shared/data --data-300w ../shared/300w [--repeats 3] [--threads 1]
 
 The pictures (640 x 480, 1920 x 1080 and 4032 x 3024) hold 0-6 faces of several sizes, upright, turned and dark,
 pasted at run time from scikit-image's public-domain astronaut portrait and, when the dataset is at hand, from
-course test pictures, on a plain grey-brown background. Each face's true keypoints are moved with it; a face is
-found when a pipeline face's keypoints lie within ``MATCH_NME`` (inter-ocular) of them, and every other pipeline
-face is a false face. Times are the median of ``--repeats`` runs of ``KeypointPipeline.detect`` on the array
-(reading excluded; CPU time, with the wall-clock time beside it), with the default settings and, for comparison,
-with the wider search switched off ("upright search only": the fast pass and the thorough search around its
-doubts) and run on every picture ("wider always", up to 1920 x 1080).
+course test pictures, on a plain grey-brown background; beside them, close-up portraits of phone and camera sizes
+(3-12 megapixels) whose face fills a third to all of the picture, enlarged from the astronaut, course test faces and
+held-out 300-W faces (``CLOSEUPS``). Each face's true keypoints are moved with it; a face is found when a pipeline
+face's keypoints lie within ``MATCH_NME`` (inter-ocular) of them, and every other pipeline face is a false face.
+Times are the median of ``--repeats`` runs of ``KeypointPipeline.detect`` on the array (reading excluded; CPU
+time, with the wall-clock time beside it), with the default settings, with the other face detector
+(``detector_architectures.DETECTORS``) and, for comparison, with the wider search switched off ("upright search
+only": the fast pass and the thorough search around its doubts) and run on every picture ("wider always", up to
+1920 x 1080). The last line sums up each setting: faces found, false faces, median and worst time per picture.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import torch  # noqa: E402
 
 from data_load import DataError, read_image, read_keypoints_csv, resolve_data_dir, split_paths  # noqa: E402
 from pipeline.evaluation import nme_interocular  # noqa: E402
+from detector_architectures import DEFAULT_DETECTOR, make_detector  # noqa: E402
 from pipeline.keypoint_pipeline import KeypointPipeline, WiderSearch  # noqa: E402
 
 MATCH_NME = 0.25  # a pipeline face within this inter-ocular error of a true face is that face
@@ -215,15 +219,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     base = KeypointPipeline.from_pretrained(threads=args.threads)
+    other = "cnn" if DEFAULT_DETECTOR == "haar" else "haar"
     settings = {
-        "default": base,
+        f"default ({DEFAULT_DETECTOR})": base,
+        f"detector {other}": KeypointPipeline(base.runner, make_detector(other, threads=args.threads)),
         "upright search only": KeypointPipeline(base.runner, base.detector, wider=WiderSearch(when="never")),
         "wider always": KeypointPipeline(base.runner, base.detector, wider=WiderSearch(when="always")),
     }
     faces = sources(args.data, args.data_300w)
     print(f"{len(faces)} face sources, {args.threads} thread(s), median of {args.repeats} runs; "
           "found / true, false faces, CPU ms per picture (wall-clock ms)")
-    print(f"{'picture':<42} " + "  ".join(f"{name:>30}" for name in settings))
+    print(f"{'picture':<42} " + "  ".join(f"{name:>30}" for name in settings), flush=True)
     times: dict[str, list[float]] = {name: [] for name in settings}
     totals: dict[str, list[int]] = {name: [0, 0, 0] for name in settings}
     for name, shape, placements in scenes():

@@ -36,7 +36,7 @@ from data_load import (
     transform_points,
 )
 from pipeline.data_300w import Faces300WDataset
-from detector_architectures import match_face
+from detector_architectures import DEFAULT_DETECTOR, DETECTORS, match_face
 from pipeline.inference import SHIPPED_MODEL, predict_in_boxes
 from models import CONVENTIONS, MeanFaceNet, ModelError, make_runner
 from pipeline.keypoint_pipeline import REFINE_STEPS, KeypointPipeline
@@ -201,14 +201,16 @@ def evaluate_pipeline(
     flip_average: bool = True,
     refine: bool = True,
     refine_steps: int = REFINE_STEPS,
+    detector: str = DEFAULT_DETECTOR,
 ) -> tuple[dict, np.ndarray, list[str]]:
-    """Run the pipeline on the raw pictures, as a user would, and score the keypoints (course convention) of the
-    face whose box overlaps the labelled face best (``match_face``).
+    """Run the pipeline (with the face ``detector`` named, ``detector_architectures.DETECTORS``) on the raw
+    pictures, as a user would, and score the keypoints (course convention) of the face whose box overlaps the
+    labelled face best (``match_face``).
 
     Keypoint metrics cover the faces found; ``detection_rate`` says how many that is.
     """
     pipe = KeypointPipeline.from_pretrained(
-        model_path, flip_average=flip_average, refine=refine, refine_steps=refine_steps, convention=COURSE_CONVENTION
+        model_path, detector, flip_average=flip_average, refine=refine, refine_steps=refine_steps, convention=COURSE_CONVENTION
     )
     csv_file, root_dir = split_paths(resolve_data_dir(data_dir), split)
     names, truth = read_keypoints_csv(csv_file)
@@ -227,7 +229,7 @@ def evaluate_pipeline(
         raise DataError(f"No face was detected in the {len(names)} {split} pictures: check the detector and the data folder.")
     predicted_array, truth_array = np.stack(predicted), np.stack(found_truth)
     metrics = {"detection_rate": len(predicted) / len(names), **summarize(predicted_array, truth_array), "seconds": seconds}
-    metrics["predictor"] = f"Haar detector + {pipe.meta['architecture']} ({Path(model_path or SHIPPED_MODEL).name})"
+    metrics["predictor"] = f"{detector} detector + {pipe.meta['architecture']} ({Path(model_path or SHIPPED_MODEL).name})"
     return metrics, nme_interocular(predicted_array, truth_array), found_names
 
 
@@ -255,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="box: crop from the keypoints' Haar-convention box (default); pipeline: detect faces first")
     parser.add_argument("--no-flip", dest="flip", action="store_false", help="do not average with the mirrored crop")
     parser.add_argument("--refine-steps", type=int, help="pipeline mode: re-crops from the keypoints (default: keypoint_pipeline.REFINE_STEPS)")
+    parser.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR, help=f"pipeline mode: the face detector (default: {DEFAULT_DETECTOR})")
     parser.add_argument("--json", help="write the metrics (and per-face errors) to this JSON file")
     return parser
 
@@ -274,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif args.mode == "pipeline":
             steps = {} if args.refine_steps is None else {"refine_steps": args.refine_steps}
-            metrics, per_face, names = evaluate_pipeline(args.model, args.data, args.split, flip_average=args.flip, **steps)
+            metrics, per_face, names = evaluate_pipeline(args.model, args.data, args.split, flip_average=args.flip, detector=args.detector, **steps)
         else:
             runner = make_runner(args.model)
             metrics, per_face, names = evaluate_model(runner, args.data, args.split, flip_average=args.flip)
@@ -282,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{runner.meta['architecture']} ({Path(args.model).name}, {type(runner).__name__}), "
                 f"flip averaging {'on' if args.flip else 'off'}"
             )
-    except (DataError, ModelError, NotImplementedError) as error:  # NotImplementedError: a TODO not done
+    except (DataError, ModelError, NotImplementedError, ValueError) as error:  # NotImplementedError: a TODO not done
         print(f"error: {error}", file=sys.stderr)
         return 1
     for key, value in metrics.items():

@@ -36,7 +36,7 @@ from data_load import (
     to_rgb_uint8,
     transform_points,
 )
-from detector_architectures import THOROUGH_PARAMS, Detection, HaarFaceDetector, box_iou
+from detector_architectures import DEFAULT_DETECTOR, THOROUGH_PARAMS, Detection, HaarFaceDetector, box_iou, make_detector
 from detector_architectures.cnn import DETECTOR_NAME as LEARNED_NAME
 from detector_architectures.cnn import CNNFaceDetector
 from detector_architectures.haar import suppress
@@ -188,9 +188,9 @@ SIZE_RATIO = 4.0
 # scored below 0.05 on the first crop and passed after re-cropping.
 EARLY_FACE_SCORE = 0.1
 
-# The face detectors ``KeypointPipeline.from_pretrained`` (``detect.py --detector``) can use, and its default.
-DETECTORS = ("cnn", "haar")
-DEFAULT_DETECTOR = "haar"
+# A face of the learned detector is kept without the cascades' search when its face score reaches this (and its flip
+# error is within ``WIDER_MAX_FLIP_ERROR``); ``KeypointPipeline.learned_sure``.
+LEARNED_MIN_FACE_SCORE = 0.98
 
 # Two final faces are one when their keypoint boxes overlap by this IoU (the same face found upright and turned).
 SAME_FACE_IOU = 0.4
@@ -259,17 +259,6 @@ class Candidate:
 
     detection: Detection
     frame: np.ndarray
-
-
-def make_detector(name: str, min_face_size: int | None = None, threads: int | None = None) -> HaarFaceDetector | CNNFaceDetector:
-    """The face detector called ``name`` ("cnn" or "haar", ``DETECTORS``), searching faces of at least
-    ``min_face_size`` pixels (None: its default); ``threads`` for the learned detector's runtime (None: 1)."""
-    sizes = {} if min_face_size is None else {"min_face_size": min_face_size}
-    if name == "haar":
-        return HaarFaceDetector(**sizes)
-    if name == "cnn":
-        return CNNFaceDetector(threads=threads or 1, **sizes)
-    raise ValueError(f"Unknown face detector {name!r}: choose one of {', '.join(DETECTORS)}.")
 
 
 def angle_between(a: float, b: float) -> float:
@@ -453,15 +442,11 @@ class KeypointPipeline:
             self.runner = TorchRunner(self.runner)
         self.convention = layout_of(self.runner).resolve(self.convention)
         if isinstance(self.detector, HaarFaceDetector):
-            self.wider_detector = HaarFaceDetector(**{**self.detector.params, **self.wider.detector_params})
-            self.thorough_detector = HaarFaceDetector(**{**self.detector.params, **THOROUGH_PARAMS})
-        else:  # a learned detector has no other settings: it searches every copy itself
-            self.wider_detector = self.thorough_detector = self.detector
-
-    @property
-    def cascades(self) -> bool:
-        """Whether the detector is the Haar cascades (a fast pass by face sizes, a thorough search around its doubts)."""
-        return isinstance(self.detector, HaarFaceDetector)
+            self.cascade_detector = self.detector
+        else:  # the learned detector first; the cascades, from the same smallest face, where it is unsure
+            self.cascade_detector = HaarFaceDetector(min_face_size=self.detector.params["min_face_size"])
+        self.wider_detector = HaarFaceDetector(**{**self.cascade_detector.params, **self.wider.detector_params})
+        self.thorough_detector = HaarFaceDetector(**{**self.cascade_detector.params, **THOROUGH_PARAMS})
 
     @property
     def model_name(self) -> str:
@@ -536,10 +521,31 @@ class KeypointPipeline:
         image = as_rgb_image(image)
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         pyramid = GrayPyramid(gray)
-        smallest = self.detector.smallest_face(gray.shape)
-        if not self.cascades:
-            faces, doubtful, detected = self._fast_pass(pyramid, smallest, None)
-            return self._searched_wider(pyramid, faces, deadline)
+        if isinstance(self.detector, CNNFaceDetector):
+            learned = self._learned_pass(pyramid)
+            if learned:
+                return learned
+        return self._searched_wider(pyramid, self._cascade_search(pyramid, deadline), deadline)
+
+    def _learned_pass(self, pyramid: GrayPyramid) -> list[Face]:
+        """The faces the learned detector finds that pass the checks and are sure (``learned_sure``); none where one
+        it found is not sure (the cascades then search the picture, ``_cascade_search``)."""
+        copy, frame = pyramid.level(self.detector.scale_for(self.detector.smallest_face(pyramid.picture.shape)))
+        candidates = [Candidate(d, frame) for d in self.detector.detect(copy, self.detector.smallest_face(copy.shape))]
+        checked = self._checked(pyramid.picture, candidates, search_roll=0.0)
+        faces = [face for face in checked if face is not None]
+        return faces if faces and all(self.learned_sure(face) for face in faces) else []
+
+    def learned_sure(self, face: Face) -> bool:
+        """Whether a face of the learned detector is kept without the cascades' search: it passes the wider search's
+        flip check (``WIDER_MAX_FLIP_ERROR``) and, for a model with a face score, reaches ``LEARNED_MIN_FACE_SCORE``."""
+        return self._sure(face) and (face.face_score is None or face.face_score >= LEARNED_MIN_FACE_SCORE)
+
+    def _cascade_search(self, pyramid: GrayPyramid, deadline: float | None) -> list[Face]:
+        """The upright faces the Haar cascades find: the fast pass by face sizes (big faces first, then the smaller
+        ones down to ``size_ratio``, ``COARSE_FRACTION``), and the thorough search where it leaves doubt."""
+        gray = pyramid.picture
+        smallest = self.cascade_detector.smallest_face(gray.shape)
         single = self._working_pixels(gray.shape, smallest) <= SINGLE_PASS_PIXELS
         coarse = smallest if single else max(smallest, COARSE_FRACTION * min(gray.shape))
         faces, doubtful, detected = self._fast_pass(pyramid, coarse, None)
@@ -555,7 +561,7 @@ class KeypointPipeline:
             faces, doubtful, detected = distinct_faces(faces + finer), doubtful + more_doubtful, detected or finer_detected
         if self.recheck and (doubtful or not detected):
             faces = distinct_faces(faces + self._rechecked(pyramid, doubtful if detected else None, deadline))
-        return self._searched_wider(pyramid, faces, deadline)
+        return faces
 
     def _searched_wider(self, pyramid: GrayPyramid, faces: list[Face], deadline: float | None) -> list[Face]:
         """``faces`` with those of the wider search where it is asked for (by default: no face passed its check)."""
@@ -568,13 +574,13 @@ class KeypointPipeline:
     def _working_pixels(self, shape: tuple[int, ...], min_face: float) -> float:
         """How many pixels the detector reads to search a picture of ``shape`` for faces of ``min_face`` pixels and
         more (its working picture's area)."""
-        scale = min(self.detector.scale_for(min_face), 1.0)
+        scale = min(self.cascade_detector.scale_for(min_face), 1.0)
         return shape[0] * shape[1] * scale * scale
 
     def _search_copy(self, pyramid: GrayPyramid, min_face: float) -> tuple[np.ndarray, np.ndarray]:
         """The pyramid's copy that a search for faces of at least ``min_face`` pixels reads (at most twice the size
         the detector works at, ``working_face_size`` pixels for that face), and its frame."""
-        return pyramid.level(self.detector.scale_for(min_face))
+        return pyramid.level(self.cascade_detector.scale_for(min_face))
 
     def _fast_pass(
         self, pyramid: GrayPyramid, low: float, high: float | None, **options: Any
@@ -585,9 +591,9 @@ class KeypointPipeline:
         windows, or that failed the checks), and whether anything was detected."""
         copy, frame = self._search_copy(pyramid, low)
         scale = frame[0, 0]
-        found = self.detector.detect(copy, low * scale, None if high is None else high * scale, **options)
+        found = self.cascade_detector.detect(copy, low * scale, None if high is None else high * scale, **options)
         candidates = [Candidate(d, frame) for d in found]
-        trusted = [c.detection.score > SETTLED_MIN_SCORE or not (self.recheck and self.cascades) for c in candidates]
+        trusted = [c.detection.score > SETTLED_MIN_SCORE or not self.recheck for c in candidates]
         strong = [c for c, sure in zip(candidates, trusted) if sure]
         checked = self._checked(pyramid.picture, strong, search_roll=0.0)
         doubtful = [unframed_box(c.detection.box, frame) for c, sure in zip(candidates, trusted) if not sure]
@@ -612,7 +618,7 @@ class KeypointPipeline:
         face size a working picture of ``SINGLE_PASS_PIXELS`` holds."""
         gray = pyramid.picture
         if doubtful is None:  # faces of every size, but on a working picture of at most SINGLE_PASS_PIXELS
-            smallest = self.detector.smallest_face(gray.shape)
+            smallest = self.cascade_detector.smallest_face(gray.shape)
             smallest *= max(1.0, np.sqrt(self._working_pixels(gray.shape, smallest) / SINGLE_PASS_PIXELS))
             copy, frame = self._search_copy(pyramid, smallest)
             found = [Candidate(d, frame) for d in self.thorough_detector.detect(copy, smallest * frame[0, 0])]
@@ -622,7 +628,7 @@ class KeypointPipeline:
             if past(deadline):
                 break
             side = float(max(box[2], box[3]))
-            low = max(DOUBT_SIZES[0] * side, self.detector.params["min_face_size"] or 0)
+            low = max(DOUBT_SIZES[0] * side, self.cascade_detector.params["min_face_size"] or 0)
             copy, frame = self._search_copy(pyramid, low)
             (x0, y0), (x1, y1) = np.round(transform_points(np.array(region, np.float64).reshape(2, 2) - 0.5, frame) + 0.5).astype(int)
             cut = shifting_frame(-x0, -y0)
@@ -650,7 +656,7 @@ class KeypointPipeline:
         def turned(angle: float) -> list[Face]:
             copy, frame = turned_copy(searched, angle)
             frame = compose_matrices(frame, shrink)
-            strong = [Candidate(d, frame) for d in self.thorough_detector.detect(copy) if d.score >= TURNED_MIN_SCORE or not self.cascades]
+            strong = [Candidate(d, frame) for d in self.thorough_detector.detect(copy) if d.score >= TURNED_MIN_SCORE]
             return self._faces(gray, strong, strict, search_roll=angle)
 
         if self.wider.detector == "cnn":
@@ -705,7 +711,7 @@ class KeypointPipeline:
         at least ``min_face_score``: none for a model without a face score."""
         if not (self.wider.network and layout_of(self.runner).face_score):
             return []
-        boxes = grid_boxes(gray.shape, self.detector.params["min_face_size"] or 0)
+        boxes = grid_boxes(gray.shape, self.cascade_detector.params["min_face_size"] or 0)
         if not len(boxes):
             return []
         scores = predict(self.runner, face_crops(gray, boxes, self.input_size)[0], self.convention).face_score
@@ -795,10 +801,12 @@ class KeypointPipeline:
 
 
 def picture_box(candidate: Candidate, keypoints: np.ndarray) -> np.ndarray:
-    """A face's box (x, y, w, h) in picture pixels: the detector's own box when it searched the picture unturned
-    (possibly padded, resized or cut to a region), else the Haar-convention box of the face's keypoints."""
+    """A face's box (x, y, w, h) in picture pixels: the cascades' own box when they searched the picture unturned
+    (possibly padded, resized or cut to a region), else the Haar-convention box of the face's keypoints (the learned
+    detector's boxes are rougher than the keypoints it leads to)."""
     frame = candidate.frame
-    if abs(frame[0, 1]) < 1e-9 and abs(frame[1, 0]) < 1e-9 and frame[0, 0] > 0 and frame[1, 1] > 0:
+    unturned = abs(frame[0, 1]) < 1e-9 and abs(frame[1, 0]) < 1e-9 and frame[0, 0] > 0 and frame[1, 1] > 0
+    if unturned and candidate.detection.cascade != LEARNED_NAME:
         return unframed_box(candidate.detection.box, frame)
     return haar_box_from_keypoints(keypoints).astype(np.float64)
 

@@ -81,7 +81,8 @@ def test_large_image_with_a_scaled_up_face_is_searched_small_when_capped(astrona
     ("shape", "params", "scale"),
     [
         ((480, 640), {"working_face_size": 32}, 0.8),  # a smallest face of 40 pixels searched at 32
-        ((3024, 4032), {"working_face_size": 32}, 0.8),  # whatever the picture's size
+        ((3024, 4032), {"working_face_size": 32, "min_face_fraction": 0.0}, 0.8),  # whatever the picture's size ...
+        ((3024, 4032), {}, 40 / (0.025 * 3024)),  # ... unless a fraction of its shorter side is larger (the default)
         ((150, 150), {"working_face_size": 32}, 128 / 150),  # never below a shorter side of min_side (128)
         ((480, 640), {}, 1.0),  # by default the 40-pixel face is searched at 40 pixels
         ((60, 80), {}, 128 / 60),  # small pictures are enlarged to it

@@ -87,13 +87,30 @@ def test_all_faces_of_a_picture_go_through_the_network_in_one_batch(pipe, astron
             calls.append(len(batch))
             return original(batch)
 
-    # the detector's faces only: no thorough search around weak detections, no wider search
-    counting = KeypointPipeline(CountingRunner(), pipe.detector, pipe.flip_average, pipe.refine, recheck=False, wider=WiderSearch(when="never"))
+    # the detector's faces only: no thorough search around weak detections, no wider search; every re-crop
+    counting = KeypointPipeline(
+        CountingRunner(), pipe.detector, pipe.flip_average, pipe.refine, refine_tolerance=0.0, recheck=False, wider=WiderSearch(when="never")
+    )
     faces = counting.detect(group)
     assert len(faces) >= 3
     detections = len(pipe.detector.detect(group))  # the flip check may drop some after the network has run
     passes = 1 + pipe.refine_steps if pipe.refine else 1
     assert calls == [detections * (2 if pipe.flip_average else 1)] * passes
+
+
+def test_a_face_whose_crop_stops_moving_is_not_cropped_again(pipe, astronaut, monkeypatch):
+    group = detect_cli.montage([astronaut, astronaut[:, ::-1], astronaut], columns=3, cell=300)
+    batches = []
+    predict = pipe._predict
+    monkeypatch.setattr(pipe, "_predict", lambda gray, matrices: (batches.append(len(matrices)), predict(gray, matrices))[1])
+    settled = pipe.predict_boxes(group, [d.box for d in pipe.detector.detect(group)])[0]
+    assert batches[0] == len(settled) and len(batches) <= 1 + pipe.refine_steps
+    assert batches == sorted(batches, reverse=True) and batches[-1] < batches[0]  # faces drop out as they settle
+    batches.clear()
+    monkeypatch.setattr(pipe, "refine_tolerance", 0.0)
+    every = pipe.predict_boxes(group, [d.box for d in pipe.detector.detect(group)])[0]
+    assert batches == [len(every)] * (1 + pipe.refine_steps)
+    assert np.abs(settled - every).max() < 0.02 * group.shape[0]  # stopping early changes the keypoints little
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
