@@ -188,6 +188,10 @@ SIZE_RATIO = 4.0
 # scored below 0.05 on the first crop and passed after re-cropping.
 EARLY_FACE_SCORE = 0.1
 
+# The learned detector enlarges a small picture, and then proposes faces smaller than the smallest face asked for
+# (12-pixel "faces" on a 66 x 325 strip without faces); its boxes below this fraction of that size are dropped.
+LEARNED_MIN_SIDE = 0.8
+
 # A face of the learned detector is kept without the cascades' search when its face score reaches this (and its flip
 # error is within ``WIDER_MAX_FLIP_ERROR``); ``KeypointPipeline.learned_sure``.
 LEARNED_MIN_FACE_SCORE = 0.98
@@ -530,8 +534,10 @@ class KeypointPipeline:
     def _learned_pass(self, pyramid: GrayPyramid) -> list[Face]:
         """The faces the learned detector finds that pass the checks and are sure (``learned_sure``); none where one
         it found is not sure (the cascades then search the picture, ``_cascade_search``)."""
-        copy, frame = pyramid.level(self.detector.scale_for(self.detector.smallest_face(pyramid.picture.shape)))
-        candidates = [Candidate(d, frame) for d in self.detector.detect(copy, self.detector.smallest_face(copy.shape))]
+        smallest = self.detector.smallest_face(pyramid.picture.shape)
+        copy, frame = pyramid.level(self.detector.scale_for(smallest))
+        found = self.detector.detect(copy, smallest * frame[0, 0])
+        candidates = [Candidate(d, frame) for d in found if d.box[2] >= LEARNED_MIN_SIDE * smallest * frame[0, 0]]
         checked = self._checked(pyramid.picture, candidates, search_roll=0.0)
         faces = [face for face in checked if face is not None]
         return faces if faces and all(self.learned_sure(face) for face in faces) else []
@@ -640,7 +646,10 @@ class KeypointPipeline:
     def search_steps(self, pyramid: GrayPyramid) -> list[tuple[str, Any]]:
         """The ``wider`` search's steps in the order they run, each (name, function of no argument giving its
         ``Face``s): the padded (and equalised) copy upright, the network's search for close-ups, then the copy
-        turned by each of ``wider.rolls``. All work on the picture shrunk to ``wider.max_side``."""
+        turned by each of ``wider.rolls``; with the learned detector (``WiderSearch.detector="cnn"``) its own
+        padded and turned searches first (``_learned_steps``), then the cascades' padded search and the network's
+        search, named "cascades ...", which run only where the learned ones found nothing. All work on the picture
+        shrunk to ``wider.max_side``."""
         gray = pyramid.picture
         long = max(gray.shape)
         small, shrink = pyramid.resized(1.0 if self.wider.max_side is None else self.wider.max_side / long)
@@ -659,11 +668,10 @@ class KeypointPipeline:
             strong = [Candidate(d, frame) for d in self.thorough_detector.detect(copy) if d.score >= TURNED_MIN_SCORE]
             return self._faces(gray, strong, strict, search_roll=angle)
 
-        if self.wider.detector == "cnn":
-            return self._learned_steps(gray, small, shrink)
-        steps: list[tuple[str, Any]] = [("padded upright", upright), ("network", lambda: self._network_faces(gray, strict))]
-        steps += [(f"turned {angle:g}", lambda angle=angle: turned(angle)) for angle in self.wider.rolls]
-        return steps
+        cascades: list[tuple[str, Any]] = [("padded upright", upright), ("network", lambda: self._network_faces(gray, strict))]
+        if self.wider.detector == "cnn":  # the cascades' padded, equalised search after the learned one (dark faces)
+            return self._learned_steps(gray, small, shrink) + [("cascades " + name, step) for name, step in cascades]
+        return cascades + [(f"turned {angle:g}", lambda angle=angle: turned(angle)) for angle in self.wider.rolls]
 
     def _learned_steps(self, gray: np.ndarray, small: np.ndarray, shrink: np.ndarray) -> list[tuple[str, Any]]:
         """``search_steps`` with the learned detector (``WiderSearch.detector="cnn"``): it searches the padded,
@@ -674,8 +682,10 @@ class KeypointPipeline:
         learned = self.learned_detector
         searched = self._searched(small)
 
+        smallest = LEARNED_MIN_SIDE * learned.params["min_face_size"] * shrink[0, 0]  # in the copy's pixels
+
         def step(copy: np.ndarray, frame: np.ndarray, roll: float) -> list[Face]:
-            found = [Candidate(d, compose_matrices(frame, shrink)) for d in learned.detect(copy)]
+            found = [Candidate(d, compose_matrices(frame, shrink)) for d in learned.detect(copy) if d.box[2] >= smallest]
             faces = self._faces(gray, found, self.wider.max_flip_error, search_roll=roll)
             return [f for f in faces if f.face_score is None or f.face_score >= NETWORK_SEARCH_MIN_FACE_SCORE]
 
@@ -698,8 +708,8 @@ class KeypointPipeline:
         within ``ROLL_AGREEMENT`` degrees of the turn); where several searches find one face, the best one by
         ``face_quality`` wins."""
         faces: list[Face] = []
-        for _, step in self.search_steps(pyramid):
-            if past(deadline):
+        for name, step in self.search_steps(pyramid):
+            if past(deadline) or (faces and name.startswith("cascades ")):
                 break
             faces += step()
         return distinct_faces(sorted(faces, key=face_quality))

@@ -1,0 +1,180 @@
+"""A face search whose cost follows the faces: sizes, resolutions, the time budget and the re-crops that stop."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from data_load import crop_matrix, haar_box_from_keypoints, transform_points
+from detector_architectures import DETECTORS, CNNFaceDetector, HaarFaceDetector, make_detector
+from pipeline import detect_cli
+from pipeline.inference import crop_shift
+from pipeline.keypoint_pipeline import (
+    GrayPyramid,
+    KeypointPipeline,
+    WiderSearch,
+    scaling_frame,
+    turning_frame,
+    unframed_box,
+)
+
+
+def closeup(astronaut: np.ndarray, shape: tuple[int, int] = (2848, 4288)) -> np.ndarray:
+    """The astronaut's head and shoulders enlarged to a camera photo (a face about 900 pixels wide)."""
+    return cv2.resize(astronaut[:340, 40:552], shape[::-1], interpolation=cv2.INTER_CUBIC)
+
+
+class ReadPixels:
+    """Wraps a Haar detector's ``raw_windows`` to add up the working pixels each cascade run reads."""
+
+    def __init__(self, detector: HaarFaceDetector, monkeypatch) -> None:
+        self.pixels = 0
+        original = detector.raw_windows
+
+        def counting(working, name, mirrored=False):
+            self.pixels += working.gray.size
+            return original(working, name, mirrored)
+
+        monkeypatch.setattr(detector, "raw_windows", counting)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Copies at the resolution a search needs
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("scale", [1.0, 0.6, 0.5, 0.3, 0.05])
+def test_the_pyramid_gives_a_copy_at_most_twice_the_size_asked_for(scale):
+    gray = np.random.default_rng(0).integers(0, 255, (3000, 4000), dtype=np.uint8)
+    copy, frame = GrayPyramid(gray).level(scale)
+    ratio = copy.shape[1] / gray.shape[1]
+    assert scale <= ratio + 1e-9 and (ratio < 2 * scale or ratio == 1.0)
+    assert np.allclose(frame[:, :2], np.diag([copy.shape[1] / 4000, copy.shape[0] / 3000]))
+
+
+def test_a_pyramid_copy_maps_picture_points_onto_the_same_content():
+    gray = np.zeros((1200, 1600), np.uint8)
+    cv2.circle(gray, (1000, 300), 40, 255, -1)
+    copy, frame = GrayPyramid(gray).resized(0.1)
+    found = np.argwhere(copy > 128).mean(axis=0)[::-1]  # (x, y) of the disk in the copy
+    assert np.allclose(transform_points(np.array([[1000.0, 300.0]]), frame)[0], found, atol=0.6)
+
+
+def test_a_box_found_in_a_resized_and_cut_copy_maps_back_to_the_picture():
+    box = np.array([400.0, 300.0, 120.0, 120.0])
+    frame = np.vstack([scaling_frame((3000, 4000), (750, 1000)), [0, 0, 1]])
+    frame = (np.array([[1.0, 0.0, -50.0], [0.0, 1.0, -20.0], [0, 0, 1]]) @ frame)[:2]  # resized, then cut
+    corner = transform_points(np.array([[399.5, 299.5]]), frame)[0] + 0.5
+    assert np.allclose(unframed_box(np.array([*corner, 30.0, 30.0]), frame), box)
+
+
+def test_a_face_found_upside_down_gets_its_box_from_its_keypoints(pipe, astronaut):
+    # a frame turned by 180 degrees has no rotation terms off its diagonal, but negative ones on it: a box mapped
+    # back as if unturned had a negative width and height
+    turned = cv2.warpAffine(astronaut, turning_frame((255.5, 255.5), 180), (512, 512))
+    (face,) = pipe.detect(turned)
+    assert face.box[2] > 0 and face.box[3] > 0
+    assert np.allclose(face.box, haar_box_from_keypoints(face.keypoints), atol=0.5)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The smallest face, and faces of about a detection's size
+# ---------------------------------------------------------------------------------------------------------
+def test_the_smallest_face_grows_with_a_big_picture_and_is_an_option():
+    detector = HaarFaceDetector()
+    assert detector.smallest_face((480, 640)) == 40
+    assert detector.smallest_face((3024, 4032)) == pytest.approx(0.025 * 3024)
+    assert HaarFaceDetector(min_face_fraction=0.0).smallest_face((3024, 4032)) == 40
+    assert HaarFaceDetector(min_face_size=200).smallest_face((3024, 4032)) == 200
+
+
+def test_a_search_for_faces_of_a_size_range_keeps_to_it(astronaut):
+    detector = HaarFaceDetector()
+    face = detector.detect(astronaut)[0]
+    assert all(d.box[2] <= face.box[2] / 2 for d in detector.detect(astronaut, min_face_size=40, max_face_size=face.box[2] / 2))
+    again = detector.detect(astronaut, min_face_size=face.box[2] / 2, max_face_size=2 * face.box[2])
+    assert any(np.allclose(d.box, face.box, atol=0.15 * face.box[2]) for d in again)
+
+
+def test_a_close_up_is_not_scanned_for_faces_much_smaller_than_its_own(pipe, astronaut, monkeypatch):
+    # the reported case: a 4288 x 2848 photo with one big face took 67 s, scanned from 40-pixel faces at full size
+    picture = closeup(astronaut)
+    read = ReadPixels(pipe.cascade_detector, monkeypatch)
+    (face,) = pipe.detect(picture)
+    assert face.box[2] > 800
+    # the 12-megapixel picture is searched on small copies: big faces first, then faces down to a quarter of hers
+    assert read.pixels < 1_000_000
+
+
+def test_six_small_faces_of_a_big_photo_are_searched_at_the_resolution_they_need(pipe, astronaut, monkeypatch):
+    canvas = np.full((3024, 4032, 3), 110, np.uint8)
+    head = cv2.resize(astronaut[40:240, 130:330], (200, 200), interpolation=cv2.INTER_AREA)
+    for i in range(6):
+        x, y = 400 + 1200 * (i % 3), 600 + 1400 * (i // 3)
+        canvas[y : y + 200, x : x + 200] = head
+    read = ReadPixels(pipe.cascade_detector, monkeypatch)
+    assert len(pipe.detect(canvas)) == 6
+    assert read.pixels < 0.5 * canvas.shape[0] * canvas.shape[1]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The time budget
+# ---------------------------------------------------------------------------------------------------------
+def test_past_the_time_budget_the_wider_search_is_given_up(pipe, monkeypatch):
+    from skimage import data
+
+    picture = data.coffee()  # no face: every search runs while there is time
+    steps = []
+    search_steps = pipe.search_steps
+    monkeypatch.setattr(pipe, "search_steps", lambda pyramid: [(n, lambda f=f, n=n: (steps.append(n), f())[1]) for n, f in search_steps(pyramid)])
+    monkeypatch.setattr(pipe, "time_budget", None)
+    assert pipe.detect(picture) == [] and len(steps) == 1 + len(pipe.wider.rolls) + 2  # learned, then the cascades
+    steps.clear()
+    monkeypatch.setattr(pipe, "time_budget", 0.0)
+    assert pipe.detect(picture) == [] and steps == []
+
+
+def test_the_wider_search_works_on_a_bounded_copy(pipe, astronaut, monkeypatch):
+    big = cv2.resize((astronaut * 0.15).astype(np.uint8), (3000, 3000))  # dark: only the wider search finds her
+    sizes = []
+    detect = pipe.learned_detector.detect
+    monkeypatch.setattr(pipe.learned_detector, "detect", lambda image, *a, **k: (sizes.append(max(image.shape[:2])), detect(image, *a, **k))[1])
+    monkeypatch.setattr(pipe, "time_budget", None)
+    assert len(pipe.detect(big)) == 1
+    assert max(sizes) <= pipe.wider.max_side * 1.5 * 1.42  # padded by a quarter on each side, or turned
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Re-crops that stop, and the detectors by name
+# ---------------------------------------------------------------------------------------------------------
+def test_crop_shift_is_the_corner_distance_over_the_side():
+    a = crop_matrix(100.0, 100.0, 50.0, 64)
+    assert crop_shift(a, a, 64) == 0.0
+    assert crop_shift(a, crop_matrix(105.0, 100.0, 50.0, 64), 64) == pytest.approx(0.1)
+    assert crop_shift(a, crop_matrix(100.0, 100.0, 55.0, 64), 64) == pytest.approx(np.hypot(2.5, 2.5) / 50)
+
+
+def test_the_detectors_are_chosen_by_name_with_a_one_line_error(capsys):
+    assert isinstance(make_detector("haar", 60), HaarFaceDetector) and make_detector("haar", 60).params["min_face_size"] == 60
+    assert isinstance(make_detector("cnn"), CNNFaceDetector)
+    with pytest.raises(ValueError, match="choose one of cnn, haar"):
+        make_detector("dlib")
+    with pytest.raises(SystemExit) as exit_info:
+        detect_cli.build_parser().parse_args(["--detector", "dlib"])
+    assert exit_info.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    assert detect_cli.build_parser().parse_args(["--detector", "cnn"]).detector == "cnn" and "haar" in DETECTORS
+    with pytest.raises(ValueError, match="WiderSearch.detector"):
+        WiderSearch(detector="dlib")
+
+
+def test_the_learned_detector_searches_a_size_range(astronaut):
+    detector = CNNFaceDetector()
+    (face, *_) = detector.detect(astronaut)
+    assert all(d.box[2] <= face.box[2] / 3 * 1.2 for d in detector.detect(astronaut, min_face_size=40, max_face_size=face.box[2] / 3))
+    assert detector.smallest_face((480, 640)) == pytest.approx(40)
+    assert detector.smallest_face((3024, 4032)) > 100  # its working picture is at most max_side long
+
+
+def test_the_learned_detector_first_finds_the_close_up_and_the_small_faces(astronaut):
+    pipe = KeypointPipeline.from_pretrained(detector="cnn", threads=1)
+    (face,) = pipe.detect(closeup(astronaut))
+    assert face.box[2] > 800 and face.face_score > 0.9
+    assert len(pipe.detect(astronaut)) >= 1
