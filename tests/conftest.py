@@ -20,6 +20,8 @@ torch.set_num_threads(1)
 cv2.setNumThreads(1)
 
 CSV_NAMES = ("training_frames_keypoints.csv", "test_frames_keypoints.csv")
+# The 300-W crops, beside the repository where CI lays them (tests that need them skip without them).
+SHARED_300W = REPO_DIR.parent / "shared" / "300w"
 
 # Mean shape of the real training keypoints, each face scaled to the unit square of its own keypoint box
 # (pipeline.evaluation.mean_shape on training_frames_keypoints.csv, rounded): 68 points in iBUG order.

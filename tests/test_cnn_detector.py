@@ -106,11 +106,12 @@ def test_finds_course_test_faces(real_data_dir, detector: CNNFaceDetector) -> No
 def test_finds_a_held_out_300w_face(detector: CNNFaceDetector) -> None:
     import os
 
+    from conftest import SHARED_300W
     from pipeline.data_300w import Faces300WDataset
 
-    folder = os.environ.get("FKP_300W")
-    if not folder or not os.path.isdir(folder):
-        pytest.skip("FKP_300W is not set: the 300-W crops are not available")
+    folder = os.environ.get("FKP_300W") or str(SHARED_300W)
+    if not os.path.isdir(folder):
+        pytest.skip("the 300-W crops are not available: set FKP_300W")
     dataset = Faces300WDataset(folder, split="validation")
     ious = []
     for i in range(10):

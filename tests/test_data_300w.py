@@ -11,8 +11,8 @@ import pytest
 from pipeline import data_300w
 from pipeline.data_300w import Faces300WDataset, photo_of, read_pts, resolve_300w_dirs, scan_folder, validation_photos
 from data_load import DataError
+from conftest import SHARED_300W
 
-SHARED_300W = Path(__file__).resolve().parents[1].parent / "shared" / "300w"
 
 
 def write_pts(path: Path, points: np.ndarray, header: str = "version: 1\nn_points:  68\n{\n") -> None:

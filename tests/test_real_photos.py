@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -19,8 +18,8 @@ from data_load import apply_exif_orientation, read_image, read_keypoints_csv, to
 from pipeline.evaluation import nme_interocular
 from detector_architectures import face_found
 from pipeline.keypoint_pipeline import NETWORK_SEARCH_MIN_FACE_SCORE, KeypointPipeline, WiderSearch, face_roll, grid_boxes
+from conftest import SHARED_300W
 
-SHARED_300W = Path(__file__).resolve().parents[1].parent / "shared" / "300w"
 
 
 @pytest.fixture(scope="module")
