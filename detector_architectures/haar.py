@@ -4,10 +4,11 @@ The keypoint network is trained on crops framed by ``data_load.haar_box_from_key
 ``haarcascade_frontalface_default`` draws around a face (fitted on the training images). ``HaarFaceDetector``
 returns boxes in exactly that convention, so the pipeline's crops match the training crops:
 
-1. the image is turned to grayscale and brought to a working resolution: big pictures are shrunk so the long side
-   is at most ``max_side`` (an 8000 x 8000 photo costs what a 1024 x 1024 one does), small ones are enlarged to a
-   shorter side of ``min_side`` (a face in a thumbnail is near the cascade's 20-24 pixel window, where it misses
-   most faces); faces smaller than ``min_face_fraction`` of the working image are not searched for;
+1. the image is turned to grayscale and brought to a working resolution, where its smallest face searched
+   (``min_face_size`` pixels, or ``min_face_fraction`` of its shorter side where that is larger: a big photo's cost
+   stays bounded) becomes ``working_face_size`` pixels; ``max_side`` can cap it further, and small pictures are
+   enlarged to a shorter side of ``min_side`` (a face in a thumbnail is near the cascade's 20-24 pixel window, where
+   it misses most faces); ``detect`` can also search one range of face sizes only;
 2. each cascade in ``cascades`` runs once with ``minNeighbors=0``; its raw windows are grouped the way
    ``cv2.groupRectangles`` does it (``group_windows``), keeping groups of more than ``min_neighbors`` windows;
    ``profileface`` runs on the image and on its mirror, so it finds faces turned either way;
@@ -58,7 +59,9 @@ DEFAULT_PARAMS: dict = {
     "secondary": "if_empty",  # "always": run every cascade; "if_empty": the others only when the first finds nothing
     "equalize": False,  # cv2.equalizeHist on the working image
     "min_face_size": 40,  # smallest face searched, in pixels of the input picture (None: down to the window)
-    "min_face_fraction": 0.025,  # ... and at least this fraction of the picture's shorter side (bounds a big picture's cost)
+    # ... and at least this fraction of the picture's shorter side, which bounds a big picture's cost: 76 px on
+    # 4032 x 3024, where six 100-px faces are still found (``tests/test_real_photos.py``; 0.03 lost some of them)
+    "min_face_fraction": 0.025,
     "working_face_size": 40,  # the picture is shrunk until that smallest face is this many pixels, never below
     "min_side": 128,  # ... a shorter side of this many pixels; smaller pictures are enlarged to it ...
     "max_upscale": 4.0,  # ... by at most this factor
