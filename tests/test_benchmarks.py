@@ -9,6 +9,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import flip_error  # noqa: E402
 import grad_cam_peaks  # noqa: E402
+import keypoint_passes  # noqa: E402
+import pipeline_speed  # noqa: E402
 import video_fps  # noqa: E402
 
 
@@ -42,3 +44,23 @@ def test_map_peak_benchmark_prints_both_methods_for_each_keypoint(real_data_dir,
         table = out.split(f"\n{method}\n", 1)[1]
         rows = re.findall(r"^(nose tip \(30\)|eye corner \(36\)|mouth corner \(48\)|chin \(8\))\s+([\d.]+)\s+(\d+)%\s+(\d+)%$", table, re.MULTILINE)
         assert len(rows) >= 4 and all(float(median) >= 0 and 0 <= int(share) <= 100 for _, median, share, _ in rows[:4])
+
+
+def test_keypoint_pass_benchmark_shows_what_re_crops_buy(real_data_dir, monkeypatch, capsys):
+    monkeypatch.setattr(keypoint_passes, "SETTINGS", [(True, 0, 0.0), (True, 3, 0.0), (True, 5, 0.01)])
+    assert keypoint_passes.main(["--data", str(real_data_dir), "--data-300w", str(real_data_dir / "no-300w"), "--limit", "30"]) == 0
+    out = capsys.readouterr().out
+    rows = re.findall(r"^on\s+(\d)\s+([\d.]+)\s+([\d.]+), [\d.]+ %, ([\d.]+), +[\d.]+ ms$", out, re.MULTILINE)
+    assert [(steps, tolerance) for steps, tolerance, _, _ in rows] == [("0", "0.0"), ("3", "0.0"), ("5", "0.01")]
+    nme = [float(error) for _, _, error, _ in rows]
+    passes = [float(count) for _, _, _, count in rows]
+    assert nme[1] < nme[0] and passes == [1.0, 4.0, passes[2]] and passes[2] < 6  # faces stop once settled
+
+
+def test_speed_benchmark_times_the_close_ups_for_both_detectors(real_data_dir, capsys):
+    assert pipeline_speed.main(["--data", str(real_data_dir), "--repeats", "1", "--only", "close-up 2048x1536"]) == 0
+    out = capsys.readouterr().out
+    assert "default (haar)" in out and "detector cnn" in out
+    row = re.search(r"^close-up 2048x1536, course face 0.33\s+(.+)$", out, re.MULTILINE).group(1)
+    assert row.count("1/1, 0 false") == 3  # found by both detectors and the upright search ("wider always" skipped)
+    assert re.search(r"^all: found, false, median / worst CPU ms\s+1/1, 0 false, \d+ / \d+ ms", out, re.MULTILINE)
