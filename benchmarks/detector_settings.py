@@ -37,6 +37,20 @@ def found_and_time(detector: HaarFaceDetector, pictures: list[np.ndarray], keypo
     return found, 1000 * seconds / max(len(pictures), 1)
 
 
+def measuring_sets(data: str | None, data_300w: str | None, limit: int | None) -> tuple[list, np.ndarray, list[dict], list]:
+    """The pictures detectors are measured on, the first ``limit`` of each set: the course test pictures (as stored)
+    and their keypoints, the held-out 300-W samples (``Faces300WDataset`` items) and the measuring part of the
+    pictures without faces. Raises DataError when a folder is missing."""
+    csv_file, root_dir = split_paths(resolve_data_dir(data, download=False), "test")
+    names, truth = read_keypoints_csv(csv_file)
+    names, truth = names[:limit], truth[:limit]
+    course = [read_image(root_dir / name, as_stored=True) for name in names]
+    wild = Faces300WDataset(data_300w, split="validation")
+    samples = [wild[i] for i in range(len(wild) if limit is None else min(limit, len(wild)))]
+    empty = [picture for _, picture in no_face_pictures("measuring", data)][:limit]
+    return course, truth, samples, empty
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", help="course dataset folder (default: $FKP_DATA or data/)")
@@ -45,13 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
     try:
-        csv_file, root_dir = split_paths(resolve_data_dir(args.data, download=False), "test")
-        names, truth = read_keypoints_csv(csv_file)
-        names, truth = names[: args.limit], truth[: args.limit]
-        course = [read_image(root_dir / name, as_stored=True) for name in names]
-        wild = Faces300WDataset(args.data_300w, split="validation")
-        samples = [wild[i] for i in range(len(wild) if args.limit is None else min(args.limit, len(wild)))]
-        empty = [picture for _, picture in no_face_pictures("measuring", args.data)][: args.limit]
+        course, truth, samples, empty = measuring_sets(args.data, args.data_300w, args.limit)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -29,15 +29,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pipeline.data_300w import Faces300WDataset  # noqa: E402
-from data_load import DataError, haar_box_from_keypoints, read_image, read_keypoints_csv, resolve_data_dir, split_paths  # noqa: E402
+from data_load import DataError, haar_box_from_keypoints  # noqa: E402
 from detector_architectures import Detection, HaarFaceDetector, face_found  # noqa: E402
 from detector_architectures.cnn import CNNFaceDetector  # noqa: E402
-from pipeline.no_faces import no_face_pictures  # noqa: E402
+from detector_settings import measuring_sets  # noqa: E402
 
 CLOSE_UP_SIZES = ((2000, 1500), (3000, 2000), (4032, 3024))  # (width, height), in turn
 BIG = (4032, 3024)
@@ -129,14 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     thresholds = sorted(args.thresholds)
     try:
-        data_dir = resolve_data_dir(args.data, download=False)
-        csv_file, root_dir = split_paths(data_dir, "test")
-        names, truth = read_keypoints_csv(csv_file)
-        names, truth = names[: args.limit], list(truth[: args.limit])
-        course = [read_image(root_dir / name, as_stored=True) for name in names]
-        wild = Faces300WDataset(args.data_300w, split="validation")
-        samples = [wild[i] for i in range(len(wild) if args.limit is None else min(args.limit, len(wild)))]
-        empty = [picture for _, picture in no_face_pictures("measuring", args.data)][: args.limit]
+        course, truth, samples, empty = measuring_sets(args.data, args.data_300w, args.limit)
+        truth = list(truth)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
