@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         med, p90 = median_ms(pipe.keypoints_for_box, faces, args.repeats)
         recrops = pipe.refine_steps if refine else 0
-        rows.append((f"ours, {backend}, flip {'on' if flip else 'off'}, {recrops} re-crops", med, p90))
+        rows.append((f"ours, {backend}, flip {'on' if flip else 'off'}, up to {recrops} re-crops", med, p90))
     pipe = KeypointPipeline.from_pretrained(args.model, threads=1)
     detector_med, detector_p90 = median_ms(lambda image, _box: pipe.detector.detect(image), faces, 1)
 

@@ -209,8 +209,8 @@ class CNNFaceDetector:
         nms_iou: boxes overlapping a surer box by this IoU are dropped. max_faces: at most this many faces.
 
     The model file's ``box_correction`` (scale, dx, dy; ``haar.BoxCorrection``), fitted on training pictures by
-    ``pipeline/detector_training.py``, maps the network's boxes onto the Haar convention (the network draws them about a
-    tenth too small); it is applied after the suppression.
+    ``pipeline/detector_training.py``, maps the network's boxes onto the Haar convention (the network draws them a few
+    per cent too small); it is applied after the suppression.
 
     Not thread-safe: use one detector per thread.
     """

@@ -1,6 +1,7 @@
 """Train the learned face detector (``detector_architectures/cnn.py``) and export it to ONNX beside its weights.
 
     python -m pipeline.detector_training --data ../shared/data --data-300w ../shared/300w --out saved_models/face_detector.pt
+    python -m pipeline.detector_training ... --canvas 192 --epochs 7 --lr 1e-3 --init first.pt --out face_detector.pt  # fine-tune
 
 Training pictures are synthesised, a new set every epoch from a fixed seed (``--seed``; sample i of epoch e is drawn
 from ``default_rng([seed, e, i])``), as square grayscale canvases of ``--canvas`` pixels:
@@ -9,22 +10,25 @@ from ``default_rng([seed, e, i])``), as square grayscale canvases of ``--canvas`
   (the scikit-image pictures without people and the background strips of the course training pictures; never the
   measuring part), sometimes a plain, gradient or noise field; or, a quarter of the time, a course training picture
   itself, framed around its face at a random scale (a real photo with its own background);
-* **faces** pasted onto it at random scales (a Haar-convention box side log-uniform from 12 pixels to 1.25 times
-  the canvas, so close-ups are cut by the border), positions, rolls (normal, 15 degrees; one in ten uniform in
+* **faces** pasted onto it at random scales (a Haar-convention box side log-uniform from 12 pixels to 1.3 times
+  the canvas, so close-ups are cut by the border; in 40 % of the one-face canvases a close-up of 0.45-1.3 times
+  the canvas near its middle, the scale of the detector's coarse pass), positions, rolls (normal, 15 degrees; one in ten uniform in
   +-90 degrees), mirrored half the time, each with its own blur, brightness, contrast, gamma and noise: the course
   training pictures (their one face known from the keypoints) and the 300-W crops of the *training* photos only
   (``data_300w.validation_photos`` are held out and never read here). A 300-W crop is pasted through a feathered
   ellipse or as its whole square, a course picture as its whole rectangle; squares of background are pasted as
-  well, so a pasted edge is no sign of a face. A third of the canvases are group photos (2-8 faces of 12-60
-  pixels), one in eight holds no face at all;
+  well (0-3 per canvas, 3 more on an empty one), so a pasted edge is no sign of a face. 30 % of the canvases are
+  group photos (2-8 faces of 12-60 pixels), 15 % hold no face at all (background crops of 0.15-1 of a side);
 * then blur, noise, contrast and a low-resolution round trip over the whole canvas.
 
 Targets (CenterNet, Zhou et al. 2019, "Objects as Points"): each face's box is ``haar_box_from_keypoints`` of its
 transformed keypoints. A face is a positive when its centre lies in the canvas, at least 55 % of its box does
 (or the box is bigger than 0.7 of the canvas: a close-up) and later pastes cover at most half of it; its centre
-cell gets 1 on the heatmap under a Gaussian of sigma ``max(0.6, side / 4 / 8)`` cells, and the size
-(``log(side / 16)``) and sub-cell offset are regressed there. Other visible faces (mostly cut or covered) are
-ignored: the heatmap loss is masked over the middle of their box. Loss: the penalty-reduced focal loss on the
+cell gets 1 on the heatmap under a Gaussian of sigma ``max(0.6, side / 4 / 8)`` cells (a sharper
+peak, side / 4 / 12, gave lower scores and no better separation), and the size (``log(side / 16)``) and sub-cell offset are regressed there. Other visible faces (mostly cut or covered) are
+ignored: the heatmap loss is masked over their box (``IGNORE_RADIUS``), so a face mostly outside the canvas is no
+negative. Size and offset are regressed on the 3 x 3 cells around each centre (the 8 neighbours at
+``NEIGHBOUR_WEIGHT``), so a peak one cell off still gives the right box. Loss: the penalty-reduced focal loss on the
 heatmap (alpha 2, beta 4) plus L1 on size and offset at the centres, normalised by the number of faces.
 
 Decoded sources are cached in ``.cache/detector_sources_v1.pkl`` (git-ignored), so later runs start at once.
@@ -54,10 +58,13 @@ from pipeline.no_faces import no_face_pictures
 
 CACHE_FILE = REPO_DIR / ".cache" / "detector_sources_v1.pkl"
 MIN_FACE = 12.0  # smallest pasted face (box side, canvas pixels)
-MAX_FACE_OF_CANVAS = 1.25  # largest pasted face, as a share of the canvas side
+MAX_FACE_OF_CANVAS = 1.3  # largest pasted face, as a share of the canvas side
 POSITIVE_VISIBLE = 0.55  # share of the box inside the canvas for a positive
 CLOSE_UP = 0.7  # a box bigger than this share of the canvas is a positive when its centre is inside
 MAX_COVERED = 0.5  # a face covered more than this by later pastes is ignored
+HEAT_SIGMA_CELLS = 8.0  # the centre peak's Gaussian: sigma = max(0.6, side / STRIDE / HEAT_SIGMA_CELLS) cells
+NEIGHBOUR_WEIGHT = 0.25  # size and offset are regressed on the 8 cells around a centre too, at this weight
+IGNORE_RADIUS = 0.5  # the heatmap loss is masked over this share of a non-positive face's side around its centre
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -131,7 +138,7 @@ def background(sources: dict, size: int, rng: np.random.Generator) -> np.ndarray
         return cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
     picture = sources["backgrounds"][rng.integers(len(sources["backgrounds"]))]
     h, w = picture.shape
-    side = min(h, w) * float(np.exp(rng.uniform(np.log(0.3), 0)))
+    side = min(h, w) * float(np.exp(rng.uniform(np.log(0.15), 0)))
     x0, y0 = rng.uniform(0, w - side), rng.uniform(0, h - side)
     matrix = np.array([[size / side, 0, -x0 * size / side], [0, size / side, -y0 * size / side]], np.float32)
     if rng.random() < 0.5:
@@ -210,11 +217,12 @@ def synthesise(sources: dict, size: int, rng: np.random.Generator) -> tuple[np.n
     else:
         paster = Paster(background(sources, size, rng))
         extra = -1
-    group = layout >= 0.25 and layout < 0.58
-    empty = layout >= 0.58 and layout < 0.70
+    group = layout >= 0.25 and layout < 0.55
+    empty = layout >= 0.55 and layout < 0.70
+    close_up = layout >= 0.70 and rng.random() < 0.4  # one face filling much of the canvas, as in the coarse pass
     count = 0 if empty else (int(rng.integers(2, 9)) if group else (1 if extra < 0 else int(extra)))
     # squares of background pasted like faces, so a pasted edge means nothing
-    for _ in range(int(rng.integers(0, 3)) + (2 if empty else 0)):
+    for _ in range(int(rng.integers(0, 4)) + (3 if empty else 0)):
         patch = sources["backgrounds"][rng.integers(len(sources["backgrounds"]))]
         s = float(np.exp(rng.uniform(np.log(12), np.log(size))))
         ph, pw = patch.shape
@@ -226,9 +234,14 @@ def synthesise(sources: dict, size: int, rng: np.random.Generator) -> tuple[np.n
         picture, points = wild[rng.integers(len(wild))] if rng.random() < 0.65 else course[rng.integers(len(course))]
         if group:
             side = float(np.exp(rng.uniform(np.log(MIN_FACE), np.log(60))))
+        elif close_up:
+            side = float(np.exp(rng.uniform(np.log(0.45 * size), np.log(size * MAX_FACE_OF_CANVAS))))
         else:
             side = float(np.exp(rng.uniform(np.log(MIN_FACE), np.log(size * MAX_FACE_OF_CANVAS))))
-        centre = (rng.uniform(-0.1, 1.1) * size, rng.uniform(-0.1, 1.1) * size)
+        if close_up:
+            centre = (rng.uniform(0.3, 0.7) * size, rng.uniform(0.3, 0.7) * size)
+        else:
+            centre = (rng.uniform(-0.1, 1.1) * size, rng.uniform(-0.1, 1.1) * size)
         feather = "ellipse" if rng.random() < 0.5 else "rect"
         paster.paste(picture, face_matrix(points, side, centre, roll_angle(rng), rng.random() < 0.5), rng, feather, points)
     canvas = paster.canvas
@@ -264,23 +277,28 @@ def targets(boxes: list[np.ndarray], positive: list[bool], size: int) -> dict[st
     heat = np.zeros((cells, cells), np.float32)
     weight = np.ones((cells, cells), np.float32)
     yy, xx = np.mgrid[0:cells, 0:cells].astype(np.float32)
-    centres, regress = [], []
+    centres, regress, cells_at, regress_at = [], [], [], []
     for box, ok in zip(boxes, positive):
         x, y, side, _ = box
         u, v = (x + side / 2) / STRIDE, (y + side / 2) / STRIDE
         if not ok:
-            r = side / STRIDE * 0.35
+            r = side / STRIDE * IGNORE_RADIUS
             weight[(np.abs(xx + 0.5 - u) <= r) & (np.abs(yy + 0.5 - v) <= r)] = 0.0
             continue
         i, j = int(v), int(u)
-        sigma = max(0.6, side / STRIDE / 8)
+        sigma = max(0.6, side / STRIDE / HEAT_SIGMA_CELLS)
         heat = np.maximum(heat, np.exp(-((xx - j) ** 2 + (yy - i) ** 2) / (2 * sigma**2)))
         centres.append((i, j))
-        regress.append((math.log(side / SIZE_UNIT), u - j, v - i))
+        for di in (-1, 0, 1):
+            for dj in (-1, 0, 1):
+                ii, jj = i + di, j + dj
+                if 0 <= ii < cells and 0 <= jj < cells:
+                    cells_at.append((ii, jj))
+                    regress_at.append((math.log(side / SIZE_UNIT), u - jj, v - ii, 1.0 if di == dj == 0 else NEIGHBOUR_WEIGHT))
     for i, j in centres:
         heat[i, j] = 1.0
         weight[i, j] = 1.0
-    return {"heat": heat, "weight": weight, "centres": np.array(centres, np.int64).reshape(-1, 2), "regress": np.array(regress, np.float32).reshape(-1, 3)}
+    return {"heat": heat, "weight": weight, "centres": np.array(cells_at, np.int64).reshape(-1, 2), "regress": np.array(regress_at, np.float32).reshape(-1, 4)}
 
 
 class SyntheticFaces(Dataset):
@@ -328,9 +346,9 @@ def detection_loss(output: torch.Tensor, batch: dict[str, torch.Tensor]) -> tupl
     index = batch["index"]
     if len(index):
         picked = output[index[:, 0], 1:, index[:, 1], index[:, 2]]
-        target = batch["regress"]
-        size_loss = torch.nn.functional.l1_loss(picked[:, 0], target[:, 0], reduction="sum") / n
-        offset_loss = torch.nn.functional.l1_loss(picked[:, 1:], target[:, 1:], reduction="sum") / n
+        target, w = batch["regress"][:, :3], batch["regress"][:, 3]
+        size_loss = ((picked[:, 0] - target[:, 0]).abs() * w).sum() / n
+        offset_loss = ((picked[:, 1:] - target[:, 1:]).abs().sum(1) * w).sum() / n
     else:
         size_loss = offset_loss = output.sum() * 0
     heat_loss = (pos_loss + neg_loss) / n
@@ -343,6 +361,8 @@ def train(sources: dict, args: argparse.Namespace) -> tuple[torch.nn.Module, dic
     start = time.time()
     dataset = SyntheticFaces(sources, args.canvas, args.epoch_size, args.seed)
     net = build_network()
+    if args.init:
+        net.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True)["state_dict"])
     optimiser = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = math.ceil(args.epoch_size / args.batch)
     total_steps = steps_per_epoch * args.epochs
@@ -369,7 +389,7 @@ def train(sources: dict, args: argparse.Namespace) -> tuple[torch.nn.Module, dic
     metadata = {
         "widths": list(WIDTHS), "depths": list(DEPTHS), "fpn_width": FPN_WIDTH, "stride": STRIDE, "size_unit": SIZE_UNIT,
         "canvas": args.canvas, "epochs": args.epochs, "epoch_size": args.epoch_size, "batch": args.batch, "lr": args.lr,
-        "seed": args.seed, "train_seconds": round(time.time() - start),
+        "seed": args.seed, "init": Path(args.init).name if args.init else None, "train_seconds": round(time.time() - start),
     }
     return net, metadata
 
@@ -431,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epoch-size", type=int, default=9600, help="canvases per epoch")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", help="start from the weights of this .pt (fine-tuning) instead of from scratch")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for training (one data worker runs beside)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--calibrate-only", action="store_true",

@@ -46,7 +46,7 @@ from data_load import (
 from detector_architectures import DEFAULT_DETECTOR, THOROUGH_PARAMS, Detection, HaarFaceDetector, box_iou, make_detector
 from detector_architectures.cnn import DETECTOR_NAME as LEARNED_NAME
 from detector_architectures.cnn import CNNFaceDetector
-from detector_architectures.haar import suppress
+from detector_architectures.haar import box_intersection_over_smaller, suppress
 from pipeline.inference import SHIPPED_MODEL, crop_matrices, crop_shift, cut_crops, face_crops, layout_of, predict
 from models import ModelError, TorchRunner, make_runner
 
@@ -211,8 +211,16 @@ LEARNED_MIN_SIDE = 0.8
 # error is within ``WIDER_MAX_FLIP_ERROR``); ``KeypointPipeline.learned_sure``.
 LEARNED_MIN_FACE_SCORE = 0.98
 
-# Two final faces are one when their keypoint boxes overlap by this IoU (the same face found upright and turned).
+# With the learned detector first, the cascades also search a picture whose search reads at most this many working
+# pixels (a 320 x 240 picture from 40-pixel faces: a few milliseconds), whatever the learned detector found, so
+# that the faces it misses there are found as before.
+CASCADES_TOO_PIXELS = 320 * 240
+
+# Two final faces are one when their keypoint boxes overlap by this IoU (the same face found upright and turned), or
+# when the smaller box lies this much inside the other: a face turned by 60 degrees of ``benchmarks/pipeline_speed.py``
+# was also read upright, from part of it, in a copy turned less (a box 0.6 times its side, inside it).
 SAME_FACE_IOU = 0.4
+SAME_FACE_CONTAINED = 0.5
 
 
 @dataclass
@@ -547,11 +555,13 @@ class KeypointPipeline:
         image = as_rgb_image(image)
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         pyramid = GrayPyramid(gray)
-        if isinstance(self.detector, CNNFaceDetector):
-            learned = self._learned_pass(pyramid)
-            if learned:
-                return learned
-        return self._searched_wider(pyramid, self._cascade_search(pyramid, deadline), deadline)
+        if not isinstance(self.detector, CNNFaceDetector):
+            return self._searched_wider(pyramid, self._cascade_search(pyramid, deadline), deadline)
+        learned = self._learned_pass(pyramid)
+        cheap = self._working_pixels(gray.shape, self.cascade_detector.smallest_face(gray.shape)) <= CASCADES_TOO_PIXELS
+        if learned and not cheap:
+            return learned
+        return self._searched_wider(pyramid, distinct_faces(learned + self._cascade_search(pyramid, deadline)), deadline)
 
     def _learned_pass(self, pyramid: GrayPyramid) -> list[Face]:
         """The faces the learned detector finds that pass the checks and are sure (``learned_sure``); none where one
@@ -885,11 +895,15 @@ def face_quality(face: Face) -> tuple[float, float]:
 
 
 def distinct_faces(faces: Sequence[Face]) -> list[Face]:
-    """The faces in order, without later ones whose keypoint box overlaps an earlier one's by ``SAME_FACE_IOU``."""
+    """The faces in order, without later ones whose keypoint box overlaps an earlier one's by ``SAME_FACE_IOU`` or
+    lies mostly inside it (``SAME_FACE_CONTAINED`` of the smaller box)."""
     kept: list[Face] = []
     for face in faces:
         box = keypoint_box(face.keypoints)
-        if all(box_iou(box, keypoint_box(other.keypoints)) < SAME_FACE_IOU for other in kept):
+        if all(
+            box_iou(box, other) < SAME_FACE_IOU and box_intersection_over_smaller(box, other) < SAME_FACE_CONTAINED
+            for other in (keypoint_box(k.keypoints) for k in kept)
+        ):
             kept.append(face)
     return kept
 

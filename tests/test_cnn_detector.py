@@ -50,8 +50,8 @@ def test_finds_a_close_up_of_a_big_picture_at_low_cost(detector: CNNFaceDetector
     big = cv2.resize(astronaut_photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
     expected = ((ASTRONAUT_FACE[0] + 0.5) * scale - 0.5, (ASTRONAUT_FACE[1] + 0.5) * scale - 0.5, ASTRONAUT_FACE[2] * scale, ASTRONAUT_FACE[3] * scale)
     faces = detector.detect(big)
-    # found (the matching rule of face_found: IoU >= 0.3); the box of this close-up is about 1.5 times too big
-    assert faces and box_iou(faces[0].box, expected) >= 0.3
+    # measured IoU 0.65 (the first model, trained on 160-px canvases only, drew this box 1.5 times too big: 0.44)
+    assert faces and box_iou(faces[0].box, expected) >= 0.5
     working, _ = detector.prepare(big)
     assert max(working.shape) <= DEFAULT_PARAMS["max_side"] + 31  # searched at the capped working size
 
@@ -99,7 +99,7 @@ def test_finds_course_test_faces(real_data_dir, detector: CNNFaceDetector) -> No
     for name, points in list(zip(names, keypoints))[:12]:
         faces = detector.detect(read_image(root / name, as_stored=True))
         ious.append(max((box_iou(f.box, haar_box_from_keypoints(points)) for f in faces), default=0.0))
-    # measured: 9 of these 12 (726 of all 770 test faces) have a detection with IoU >= 0.5 at the default threshold
+    # measured: 10 of these 12 (750 of all 770 test faces) have a detection with IoU >= 0.5 at the default threshold
     assert sum(iou >= 0.5 for iou in ious) >= 9, ious
 
 
@@ -118,4 +118,4 @@ def test_finds_a_held_out_300w_face(detector: CNNFaceDetector) -> None:
         sample = dataset[i]
         faces = detector.detect(sample["image"])
         ious.append(max((box_iou(f.box, haar_box_from_keypoints(sample["keypoints"])) for f in faces), default=0.0))
-    assert sum(iou >= 0.5 for iou in ious) >= 8, ious
+    assert sum(iou >= 0.5 for iou in ious) >= 9, ious  # measured: 10 of 10
