@@ -62,7 +62,8 @@ DETECTOR_NAME = "cnn"  # the Detection.cascade label
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "min_face_size": 40,  # smallest face searched, input pixels: the picture is resized so it becomes NET_MIN_FACE
-    "max_side": 640,  # the working picture's long side is at most this (bounded cost; smaller faces are then lost)
+    "min_face_fraction": 0.025,  # ... and at least this fraction of the shorter side, as the Haar detector's
+    "max_side": 1344,  # the working picture's long side is at most this (bounded cost; smaller faces are then lost)
     "min_side": 160,  # ... and its short side at least this, when that takes no more than max_upscale
     "max_upscale": 2.0,  # the picture is never enlarged by more than this
     "score_threshold": 0.3,  # peaks below this probability are not faces
@@ -175,11 +176,13 @@ def suppress_boxes(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[in
 
 
 def working_scale(height: int, width: int, params: dict) -> float:
-    """Working / input scale: a face of ``min_face_size`` input pixels becomes ``NET_MIN_FACE`` working pixels, but
-    the short side is kept at ``min_side`` or more (small pictures keep their detail), the long side at
-    ``max_side`` or less, and the picture is enlarged by at most ``max_upscale``."""
+    """Working / input scale: a face of ``min_face_size`` input pixels (or ``min_face_fraction`` of the shorter side,
+    where that is larger) becomes ``NET_MIN_FACE`` working pixels, but the short side is kept at ``min_side`` or more
+    (small pictures keep their detail), the long side at ``max_side`` or less, and the picture is enlarged by at
+    most ``max_upscale``."""
     short, long = min(height, width), max(height, width)
-    scale = NET_MIN_FACE / max(float(params["min_face_size"] or NET_MIN_FACE), 1.0)
+    smallest = max(float(params["min_face_size"] or NET_MIN_FACE), params.get("min_face_fraction", 0.0) * short, 1.0)
+    scale = NET_MIN_FACE / smallest
     scale = max(scale, params["min_side"] / short)
     scale = min(scale, params["max_side"] / long, params["max_upscale"])
     return float(scale)
@@ -199,9 +202,11 @@ class CNNFaceDetector:
             which is process-wide.
         min_face_size: smallest face searched, in input pixels (default 40). The picture is resized so that this
             size becomes ``NET_MIN_FACE`` (20) working pixels; smaller sizes cost more (quadratically).
-        max_side: cap on the working picture's long side (default 640): the cost of any picture is at most that of a
-            640 x 480 one, and on a picture of long side L faces below ``NET_MIN_FACE * L / max_side`` input pixels
-            are missed (for 4032 x 3024: 126 px). Raise it to find small faces in big group photos. Where the
+        min_face_fraction: ... or this fraction of the picture's shorter side, where that is larger (default 0.025,
+            as the Haar detector's: 76 px on 4032 x 3024, a working picture of 1067 x 800).
+        max_side: cap on the working picture's long side (default 1344): the cost of any picture is at most that of a
+            1344 x 1008 one, and on a picture of long side L faces below ``NET_MIN_FACE * L / max_side`` input pixels
+            are missed. Where the
             working picture's short side exceeds COARSE_TRIGGER (200), a second pass at a short side of
             COARSE_SIDE (160) finds the faces too big for the first (close-ups), at a few per cent of its cost.
         min_side, max_upscale: small pictures are enlarged to a short side of ``min_side`` by at most ``max_upscale``.
@@ -339,7 +344,7 @@ class CNNFaceDetector:
         if image.size == 0 or image.ndim < 2 or min(image.shape[:2]) == 0:
             return []
         gray = to_gray_uint8(image)
-        p = self.params if min_face_size is None else {**self.params, "min_face_size": float(min_face_size)}
+        p = self.params if min_face_size is None else {**self.params, "min_face_size": float(min_face_size), "min_face_fraction": 0.0}
         all_boxes, all_scores = [], []
         source, source_scale = gray, 1.0  # each pass resizes the previous pass's (smaller) picture
         for scale, smallest, largest in self.levels(*gray.shape, params=p):

@@ -86,7 +86,9 @@ def test_bad_input(detector: CNNFaceDetector) -> None:
 
 
 def test_working_scale_bounds_the_cost() -> None:
-    assert max(3024, 4032) * working_scale(3024, 4032, DEFAULT_PARAMS) == pytest.approx(DEFAULT_PARAMS["max_side"])
+    # a 12-megapixel photo is searched from 2.5 % of its shorter side, a much bigger one as at most max_side long
+    assert working_scale(3024, 4032, DEFAULT_PARAMS) == pytest.approx(20 / (0.025 * 3024))
+    assert 12000 * working_scale(3000, 12000, DEFAULT_PARAMS) == pytest.approx(DEFAULT_PARAMS["max_side"])
     assert working_scale(60, 50, DEFAULT_PARAMS) == DEFAULT_PARAMS["max_upscale"]  # a thumbnail, enlarged at most 2x
     # a bigger smallest face shrinks the picture: 200-px faces are searched at a tenth of the size
     assert working_scale(3024, 4032, {**DEFAULT_PARAMS, "min_face_size": 200}) == pytest.approx(0.1)

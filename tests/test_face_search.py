@@ -170,7 +170,8 @@ def test_the_learned_detector_searches_a_size_range(astronaut):
     (face, *_) = detector.detect(astronaut)
     assert all(d.box[2] <= face.box[2] / 3 * 1.2 for d in detector.detect(astronaut, min_face_size=40, max_face_size=face.box[2] / 3))
     assert detector.smallest_face((480, 640)) == pytest.approx(40)
-    assert detector.smallest_face((3024, 4032)) > 100  # its working picture is at most max_side long
+    assert detector.smallest_face((3024, 4032)) == pytest.approx(0.025 * 3024)  # as the cascades'
+    assert detector.smallest_face((3000, 12000)) == pytest.approx(20 * 12000 / detector.params["max_side"])  # capped
 
 
 def test_the_learned_detector_first_finds_the_close_up_and_the_small_faces(astronaut):
