@@ -60,7 +60,7 @@ DEFAULT_PARAMS: dict = {
     "equalize": False,  # cv2.equalizeHist on the working image
     "min_face_size": 40,  # smallest face searched, in pixels of the input picture (None: down to the window)
     # ... and at least this fraction of the picture's shorter side, which bounds a big picture's cost: 76 px on
-    # 4032 x 3024, where six 100-px faces are still found (``tests/test_real_photos.py``; 0.03 lost some of them)
+    # 4032 x 3024, where six 100-px faces of the astronaut are still found (0.03 lost some of them)
     "min_face_fraction": 0.025,
     "working_face_size": 40,  # the picture is shrunk until that smallest face is this many pixels, never below
     "min_side": 128,  # ... a shorter side of this many pixels; smaller pictures are enlarged to it ...
