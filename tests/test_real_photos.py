@@ -192,6 +192,9 @@ def test_six_small_faces_in_a_twelve_megapixel_photo_are_found(pipe, astronaut):
 
 def test_the_smallest_face_is_an_option_of_the_api_and_the_command_line(tmp_path, astronaut, capsys):
     assert KeypointPipeline.from_pretrained(min_face_size=120).detector.params["min_face_size"] == 120
+    # asked for, the smallest face holds in a big photo too, where the default is 2.5 % of its shorter side
+    assert KeypointPipeline.from_pretrained(min_face_size=40).detector.smallest_face((3024, 4032)) == 40
+    assert KeypointPipeline.from_pretrained().detector.smallest_face((3024, 4032)) == pytest.approx(75.6)
     assert detect_cli.build_parser().parse_args(["--min-face", "60"]).min_face == 60
 
 
