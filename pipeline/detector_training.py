@@ -277,7 +277,7 @@ def targets(boxes: list[np.ndarray], positive: list[bool], size: int) -> dict[st
     heat = np.zeros((cells, cells), np.float32)
     weight = np.ones((cells, cells), np.float32)
     yy, xx = np.mgrid[0:cells, 0:cells].astype(np.float32)
-    centres, regress, cells_at, regress_at = [], [], [], []
+    centres, cells_at, regress_at = [], [], []
     for box, ok in zip(boxes, positive):
         x, y, side, _ = box
         u, v = (x + side / 2) / STRIDE, (y + side / 2) / STRIDE

@@ -552,10 +552,12 @@ class KeypointPipeline:
     def detect(self, image: np.ndarray | str | os.PathLike) -> list[Face]:
         """Every face in the picture with its keypoints; an empty list when there is none.
 
-        The detector searches the picture upright with its fast settings, then again with its thorough ones where
-        that leaves doubt (``recheck``); the ``wider`` search follows where it is asked for (by default only when
-        no face passed the stricter check of the wider search). Past ``time_budget`` seconds, the searches not yet
-        begun are given up (``search_steps``): the call returns the faces found so far."""
+        The cascades search the picture upright with their fast settings, then again with their thorough ones where
+        that leaves doubt (``recheck``); with the learned detector as the pipeline's, it searches first and its sure
+        faces are kept alone in a picture that is not small (``CASCADES_TOO_PIXELS``). The ``wider`` search follows
+        where it is asked for (by default only when no face passed the stricter check of the wider search). Past
+        ``time_budget`` seconds, the searches not yet begun are given up (``search_steps``): the call returns the
+        faces found so far."""
         deadline = None if self.time_budget is None else time.perf_counter() + self.time_budget
         image = as_rgb_image(image)
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
@@ -564,7 +566,7 @@ class KeypointPipeline:
             return self._searched_wider(pyramid, self._cascade_search(pyramid, deadline), deadline)
         learned = self._learned_pass(pyramid)
         cheap = self._working_pixels(gray.shape, self.cascade_detector.smallest_face(gray.shape)) <= CASCADES_TOO_PIXELS
-        if learned and not cheap:
+        if learned and not cheap and self.wider.when != "always":
             return learned
         return self._searched_wider(pyramid, distinct_faces(learned + self._cascade_search(pyramid, deadline)), deadline)
 
