@@ -183,7 +183,7 @@ WIDER_MAX_SIDE = 640
 TIME_BUDGET = 0.5
 
 # The fast pass looks for big faces first, those of at least this fraction of the picture's shorter side, on a
-# small working copy (``KeypointPipeline._size_passes``); the second pass looks for the smaller ones, up to
+# small working copy (``KeypointPipeline._cascade_search``); the second pass looks for the smaller ones, up to
 # ``COARSE_OVERLAP`` times that size (overlapping the first pass's range, since the cascade's scales are steps apart).
 COARSE_FRACTION = 0.2
 COARSE_OVERLAP = 1.25
@@ -720,7 +720,6 @@ class KeypointPipeline:
         the cascades, false ones among them)."""
         learned = self.learned_detector
         searched = self._searched(small)
-
         smallest = LEARNED_MIN_SIDE * learned.params["min_face_size"] * shrink[0, 0]  # in the copy's pixels
 
         def step(copy: np.ndarray, frame: np.ndarray, roll: float) -> list[Face]:
