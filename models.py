@@ -221,6 +221,16 @@ class ResidualConv(nn.Module):
         return F.relu(x + self.conv(x), inplace=True)
 
 
+def fast_backbone(widths: tuple[int, ...], depths: tuple[int, ...], separable: bool = False) -> list[nn.Module]:
+    """The fast models' layers: a strided 3x3 conv stem to ``widths[0]`` channels, then per later width a strided
+    3x3 conv and ``depth`` residual convs; the output has ``widths[-1]`` channels at 1 / 2**len(widths) of the input."""
+    layers: list[nn.Module] = [ConvBNReLU(1, widths[0], stride=2)]
+    for in_ch, out_ch, depth in zip(widths[:-1], widths[1:], depths):
+        layers.append(ConvBNReLU(in_ch, out_ch, stride=2))
+        layers += [ResidualConv(out_ch, separable) for _ in range(depth)]
+    return layers
+
+
 class FastKeypointNet(nn.Module):
     """The compact model we ship: a small residual CNN with a spatial regression head.
 
@@ -242,12 +252,7 @@ class FastKeypointNet(nn.Module):
     ) -> None:
         super().__init__()
         self.input_size = input_size
-        layers: list[nn.Module] = [ConvBNReLU(1, widths[0], stride=2)]
-        for in_ch, out_ch, depth in zip(widths[:-1], widths[1:], depths):
-            layers.append(ConvBNReLU(in_ch, out_ch, stride=2))
-            layers += [ResidualConv(out_ch, separable) for _ in range(depth)]
-        layers.append(ConvBNReLU(widths[-1], head_channels, kernel=1))
-        self.features = nn.Sequential(*layers)
+        self.features = nn.Sequential(*fast_backbone(widths, depths, separable), ConvBNReLU(widths[-1], head_channels, kernel=1))
         grid = input_size // 2 ** len(widths)
         self.head = nn.Sequential(
             nn.Flatten(),
@@ -307,6 +312,55 @@ class HeatmapKeypointNet(nn.Module):
         return torch.stack([keypoint_x, keypoint_y], dim=-1).flatten(1)
 
 
+class PipKeypointNet(nn.Module):
+    """``FastKeypointNet``'s backbone with a pixel-in-pixel head (PIPNet: Jin, Liao and Shao, 2021, "Pixel-in-Pixel
+    Net: Towards Efficient Facial Landmark Detection in the Wild"), without its neighbour regression.
+
+    On the last feature map (input / 16: 7 x 7 cells for 112 px), a 1x1 conv gives, for each convention and
+    keypoint, a score per cell and the keypoint's x and y offset inside that cell (in cells, from the cell's top-left
+    corner). In eval mode the output is the ``OutputLayout`` row every model gives: each keypoint at its
+    best-scoring cell plus that cell's offsets, normalised to [-1, 1], then the face logit (a linear layer on the
+    averaged last features). In training mode it is the raw head instead, flat: the (conventions, 3, K, H, W) maps
+    followed by the face logit, which ``pipeline.training.PipLoss`` reads.
+    """
+
+    def __init__(
+        self,
+        num_keypoints: int = 68,
+        input_size: int = 112,
+        widths: tuple[int, ...] = (16, 32, 64, 128),
+        depths: tuple[int, ...] = (1, 1, 1),
+        conventions: tuple[str, ...] = ("course",),
+        face_score: bool = False,
+    ) -> None:
+        super().__init__()
+        self.input_size, self.num_keypoints = input_size, num_keypoints
+        self.features = nn.Sequential(*fast_backbone(widths, depths))  # FastKeypointNet's layers by name, less its 1x1 conv
+        self.grid = input_size // 2 ** len(widths)
+        self.num_conventions = len(conventions)
+        self.maps = nn.Conv2d(widths[-1], self.num_conventions * 3 * num_keypoints, 1)
+        self.face = nn.Linear(widths[-1], 1) if face_score else None
+        init_kaiming(self)
+        nn.init.normal_(self.maps.weight, std=1e-3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.features(x)
+        maps = self.maps(features)
+        grid, pooled = self.grid, features.mean(dim=(2, 3))
+        face = self.face(pooled) if self.face is not None else pooled[:, :0]  # (N, 1), or (N, 0) without a face score
+        if self.training:
+            return torch.cat([maps.flatten(1), face], dim=1)
+        maps = maps.reshape(-1, self.num_conventions, 3, self.num_keypoints, grid * grid)  # -1: any batch size in ONNX
+        best = maps[:, :, 0].argmax(dim=-1, keepdim=True)  # (N, C, K, 1): the best cell of each keypoint
+        offset_x = maps[:, :, 1].gather(-1, best)[..., 0]
+        offset_y = maps[:, :, 2].gather(-1, best)[..., 0]
+        best = best[..., 0]
+        cell_x = torch.remainder(best, grid).to(maps.dtype)
+        cell_y = torch.div(best, grid, rounding_mode="floor").to(maps.dtype)
+        points = torch.stack([cell_x + offset_x, cell_y + offset_y], dim=-1) / grid * 2 - 1  # (N, C, K, 2)
+        return torch.cat([points.flatten(1), face], dim=1)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # torchvision backbones for transfer learning
 # ---------------------------------------------------------------------------------------------------------
@@ -344,8 +398,11 @@ def _torchvision_backbone(name: str, num_keypoints: int, pretrained: bool) -> nn
     return model
 
 
-MODEL_NAMES = ("net", "naimishnet", "fast", "fast_heatmap", "resnet18", "mobilenet_v2", "efficientnet_b0")
-DEFAULT_INPUT_SIZES = {"net": 224, "naimishnet": 96, "fast": 96, "fast_heatmap": 96, "resnet18": 224, "mobilenet_v2": 224, "efficientnet_b0": 224}
+MODEL_NAMES = ("net", "naimishnet", "fast", "fast_heatmap", "fast_pip", "resnet18", "mobilenet_v2", "efficientnet_b0")
+DEFAULT_INPUT_SIZES = {
+    "net": 224, "naimishnet": 96, "fast": 96, "fast_heatmap": 96, "fast_pip": 112, "resnet18": 224, "mobilenet_v2": 224, "efficientnet_b0": 224,
+}
+LAYOUT_MODELS = ("fast", "fast_pip")  # the models that can predict several conventions and a face score
 
 
 def build_model(
@@ -358,20 +415,25 @@ def build_model(
 ) -> nn.Module:
     """Create a model by name (see MODEL_NAMES). ``pretrained`` applies to the torchvision backbones only.
 
-    ``conventions`` and ``face_score`` set the output layout (``OutputLayout``); only the "fast" model offers more
-    than the course's one convention without a face score. The returned model carries ``model.architecture``,
+    ``conventions`` and ``face_score`` set the output layout (``OutputLayout``); only the ``LAYOUT_MODELS`` offer
+    more than the course's one convention without a face score. The returned model carries ``model.architecture``,
     ``model.input_size``, ``model.model_kwargs``, ``model.conventions`` and ``model.face_score`` so that
     ``save_model`` can record how to rebuild it.
     """
     if name not in MODEL_NAMES:
         raise ValueError(f"Unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}.")
     layout = OutputLayout(num_keypoints, tuple(conventions), face_score)
-    if name != "fast" and layout != OutputLayout(num_keypoints):
-        raise ValueError(f"Model {name!r} predicts the course convention only: several conventions or a face score need the 'fast' model.")
-    if name not in ("fast", "fast_heatmap") and kwargs:
+    if name not in LAYOUT_MODELS and layout != OutputLayout(num_keypoints):
+        raise ValueError(f"Model {name!r} predicts the course convention only: several conventions or a face score need one of {', '.join(LAYOUT_MODELS)}.")
+    if name not in ("fast", "fast_heatmap", "fast_pip") and kwargs:
         raise ValueError(
             f"Model {name!r} has a fixed design ({DEFAULT_INPUT_SIZES[name]} px input): options {sorted(kwargs)} apply to the fast models only."
         )
+    widths = kwargs.get("widths", (16, 32, 64, 128))
+    stride = 2 ** len(widths)
+    if name in ("fast", "fast_heatmap", "fast_pip") and int(kwargs.get("input_size", DEFAULT_INPUT_SIZES[name])) % stride:
+        raise ValueError(f"Model {name!r} with {len(widths)} stages needs an input size that is a multiple of {stride} px, "
+                         f"not {kwargs['input_size']}: for example {stride * round(kwargs['input_size'] / stride) or stride}.")
     if name == "net":
         model: nn.Module = Net(num_keypoints)
     elif name == "naimishnet":
@@ -380,6 +442,8 @@ def build_model(
         model = FastKeypointNet(num_keypoints, outputs=layout.width, **kwargs)
     elif name == "fast_heatmap":
         model = HeatmapKeypointNet(num_keypoints, **kwargs)
+    elif name == "fast_pip":
+        model = PipKeypointNet(num_keypoints, conventions=layout.conventions, face_score=layout.face_score, **kwargs)
     else:
         model = _torchvision_backbone(name, num_keypoints, pretrained)
     model.architecture = name

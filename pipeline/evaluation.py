@@ -8,6 +8,8 @@ exceeds t. AUC@0.08: area under the cumulative error curve up to 0.08, divided b
     python evaluate.py --baseline mean                                           # mean shape in the true box
     python evaluate.py --mode pipeline                                           # real face detection
     python evaluate.py --dataset 300w --data ../shared/300w --json outputs/300w.json   # held-out 300-W faces
+    # ... also prints the error by head pose (yaw_degrees, three bins) and draws the ten worst faces
+    # into outputs/300w_worst_faces.png (--figure)
 """
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +41,7 @@ from data_load import (
 )
 from pipeline.data_300w import Faces300WDataset
 from detector_architectures import DEFAULT_DETECTOR, DETECTORS, match_face
-from pipeline.inference import SHIPPED_MODEL, predict_in_boxes
+from pipeline.inference import REPO_DIR, SHIPPED_MODEL, predict_in_boxes
 from models import CONVENTIONS, MeanFaceNet, ModelError, make_runner
 from pipeline.keypoint_pipeline import REFINE_STEPS, KeypointPipeline
 
@@ -46,6 +50,7 @@ from pipeline.keypoint_pipeline import REFINE_STEPS, KeypointPipeline
 COURSE_CONVENTION = "course"
 # 300-W faces are scored in the 300-W convention, the field's.
 WILD_CONVENTION = "300w"
+WORST_FACES_FIGURE = REPO_DIR / "outputs" / "300w_worst_faces.png"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -99,6 +104,46 @@ def region_errors(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Mean point error of each face region (``REGIONS``) in inter-ocular distances, over all faces."""
     errors = point_errors(predicted, truth) / interocular_distance(truth)[:, None]
     return {region: float(errors[:, list(points)].mean()) for region, points in REGIONS.items()}
+
+
+# Head-pose bins of ``yaw_degrees`` (absolute yaw, degrees): near-frontal, turned, strongly turned.
+YAW_BINS = ((0.0, 15.0), (15.0, 30.0), (30.0, 90.0))
+JAW_ENDS = (0, 16)  # the jaw's ends at the level of the ears (iBUG 68 points)
+NOSE_TIP = 30
+
+
+def yaw_degrees(keypoints: np.ndarray) -> np.ndarray:
+    """Head yaw estimated from 68-point shapes (N, 68, 2) in pixels, in degrees (N,); positive when the nose tip is
+    nearer the picture-right end of the jaw.
+
+    A cylinder model of the head: the nose tip seen at a share ``r`` of the way between the jaw's ends (points 0 and
+    16, taken along the line through them so that head roll does not count) lies at ``asin(2 r - 1)`` from the
+    camera axis. It needs no 3D face model and reads the pose from the labels themselves; it is a coarse estimate
+    (frontal faces read within a few degrees of 0, a profile saturates near 90) meant for binning, not for
+    measuring pose.
+    """
+    keypoints = np.asarray(keypoints, np.float64)
+    left, right = keypoints[:, JAW_ENDS[0]], keypoints[:, JAW_ENDS[1]]
+    axis = right - left
+    share = np.einsum("ij,ij->i", keypoints[:, NOSE_TIP] - left, axis) / np.maximum(np.einsum("ij,ij->i", axis, axis), 1e-9)
+    return np.degrees(np.arcsin(np.clip(2 * share - 1, -1.0, 1.0)))
+
+
+def errors_by_yaw(per_face: np.ndarray, truth: np.ndarray, bins: tuple[tuple[float, float], ...] = YAW_BINS) -> dict[str, dict]:
+    """Per-face NME_io (N,) grouped by the absolute yaw of the true shapes (``yaw_degrees``): for each bin
+    ``"LOW-HIGH deg"`` its face count ``n``, ``nme_io`` (mean) and ``fr10`` (None for an empty bin)."""
+    yaw = np.abs(yaw_degrees(truth))
+    per_face = np.asarray(per_face, np.float64)
+    result = {}
+    for low, high in bins:
+        inside = (yaw >= low) & ((yaw < high) if high < bins[-1][1] else (yaw <= high))
+        chosen = per_face[inside]
+        result[f"{low:.0f}-{high:.0f} deg"] = {
+            "n": int(inside.sum()),
+            "nme_io": float(chosen.mean()) if len(chosen) else None,
+            "fr10": failure_rate(chosen, 0.10) if len(chosen) else None,
+        }
+    return result
 
 
 def summarize(predicted: np.ndarray, truth: np.ndarray) -> dict:
@@ -176,12 +221,32 @@ def evaluate_model(
     return metrics, nme_interocular(predicted, truth), names
 
 
+@dataclass
+class FacePredictions:
+    """Pictures, true and predicted keypoints of a set of faces: ``truth`` and ``predicted`` (N, 68, 2) in each
+    picture's pixels, ``names`` (N,) and ``images`` (N grayscale or RGB uint8 arrays)."""
+
+    names: list[str]
+    images: list[np.ndarray]
+    truth: np.ndarray
+    predicted: np.ndarray
+
+
 def evaluate_300w(
     model, folders=None, split: str = "validation", flip_average: bool = False, convention: str | None = WILD_CONVENTION
 ) -> tuple[dict, np.ndarray, list[str]]:
     """Metrics of ``model`` on the 300-W faces of a split (default: the held-out ones, ``data_300w``), each framed
     from its keypoints' Haar-convention box as the course test faces are, in the 300-W labelling convention
-    (``convention`` to ask the model for another). Adds ``regions``: the mean error of each face region."""
+    (``convention`` to ask the model for another). Adds ``regions``, the mean error of each face region, and
+    ``yaw``, the error by head pose (``errors_by_yaw``)."""
+    metrics, per_face, faces = evaluate_300w_faces(model, folders, split, flip_average, convention)
+    return metrics, per_face, faces.names
+
+
+def evaluate_300w_faces(
+    model, folders=None, split: str = "validation", flip_average: bool = False, convention: str | None = WILD_CONVENTION
+) -> tuple[dict, np.ndarray, FacePredictions]:
+    """``evaluate_300w``, also returning the faces and predictions themselves (for ``plot_worst_faces``)."""
     dataset = Faces300WDataset(folders, split)
     if not len(dataset):
         raise DataError(f"No 300-W faces in the {split} split of {', '.join(map(str, dataset.folders))}.")
@@ -190,8 +255,66 @@ def evaluate_300w(
     boxes = [haar_box_from_keypoints(t) for t in truth]
     start = time.perf_counter()
     predicted = predict_in_boxes(model, images, boxes, flip_average, convention=convention)
-    metrics = {**summarize(predicted, truth), "seconds": time.perf_counter() - start, "regions": region_errors(predicted, truth)}
-    return metrics, nme_interocular(predicted, truth), dataset.names
+    per_face = nme_interocular(predicted, truth)
+    metrics = {
+        **summarize(predicted, truth),
+        "seconds": time.perf_counter() - start,
+        "regions": region_errors(predicted, truth),
+        "yaw": errors_by_yaw(per_face, truth),
+    }
+    return metrics, per_face, FacePredictions(dataset.names, images, truth, predicted)
+
+
+def plot_worst_faces(faces: FacePredictions, per_face: np.ndarray, count: int = 10, columns: int = 5):
+    """A matplotlib figure of the ``count`` faces with the largest per-face NME_io (worst first), each zoomed to
+    its face (the true keypoint box, 1.4 times its side), true keypoints in green, predicted in red, titled with
+    its name, NME_io and estimated yaw (``yaw_degrees``)."""
+    import matplotlib.pyplot as plt
+
+    order = np.argsort(per_face)[::-1][:count]
+    rows = max(1, int(np.ceil(len(order) / columns)))
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 4.0 * rows), squeeze=False)
+    yaw = yaw_degrees(faces.truth[order]) if len(order) else np.zeros(0)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i, face_yaw in zip(axes.flat, order, yaw):
+        image, truth, predicted = faces.images[i], faces.truth[i], faces.predicted[i]
+        x, y, w, h = keypoint_box(truth)
+        side = 1.4 * max(w, h)
+        cx, cy = x + w / 2, y + h / 2
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+        ax.scatter(truth[:, 0], truth[:, 1], s=6, c="lime", label="true")
+        ax.scatter(predicted[:, 0], predicted[:, 1], s=6, c="red", label="predicted")
+        ax.set(xlim=(cx - side / 2, cx + side / 2), ylim=(cy + side / 2, cy - side / 2))
+        ax.set_title(f"{faces.names[i]}\nNME_io {per_face[i]:.3f}, yaw {face_yaw:+.0f} deg", fontsize=8)
+    if len(order):
+        axes.flat[0].legend(loc="lower left", fontsize=7)
+    figure.suptitle(f"The {len(order)} worst of {len(per_face)} faces (green: true, red: predicted)")
+    figure.tight_layout()
+    return figure
+
+
+def save_figure(figure, path: str | os.PathLike) -> Path:
+    """Write a matplotlib figure to ``path`` (PNG) atomically: a complete file or the previous one, never half;
+    the figure is closed. OSError (its folder cannot be made, ``path`` is a folder) leaves nothing behind."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a folder: name a .png file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                figure.savefig(handle, dpi=110, format="png")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    finally:
+        plt.close(figure)
+    return path
 
 
 def evaluate_pipeline(
@@ -259,22 +382,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--refine-steps", type=int, help="pipeline mode: re-crops from the keypoints (default: keypoint_pipeline.REFINE_STEPS)")
     parser.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR, help=f"pipeline mode: the face detector (default: {DEFAULT_DETECTOR})")
     parser.add_argument("--json", help="write the metrics (and per-face errors) to this JSON file")
+    parser.add_argument("--figure", default=str(WORST_FACES_FIGURE),
+                        help="--dataset 300w: draw the ten worst faces into this PNG (default: outputs/300w_worst_faces.png in the repository; '' for none)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.dataset != "300w" or args.baseline:
+        args.figure = ""  # the worst-faces figure is drawn for the 300-W faces only
+    if args.json and args.figure and Path(args.json).resolve() == Path(args.figure).resolve():
+        print("error: --json and --figure name the same file: give them different paths.", file=sys.stderr)
+        return 1
+    worst = None  # the faces to draw in --figure
     try:
         if args.baseline == "mean":
             metrics, per_face, names = evaluate_mean_baseline(args.data, args.split)
             metrics["predictor"] = "mean shape in the true keypoint box"
         elif args.dataset == "300w":
             runner = make_runner(args.model)
-            metrics, per_face, names = evaluate_300w(runner, args.data, flip_average=args.flip, convention=args.convention or WILD_CONVENTION)
+            metrics, per_face, faces = evaluate_300w_faces(runner, args.data, flip_average=args.flip, convention=args.convention or WILD_CONVENTION)
+            names = faces.names
             metrics["predictor"] = (
                 f"{runner.meta['architecture']} ({Path(args.model).name}, {type(runner).__name__}), "
                 f"{args.convention or WILD_CONVENTION} convention, flip averaging {'on' if args.flip else 'off'}"
             )
+            if args.figure:
+                worst = (faces, per_face)
         elif args.mode == "pipeline":
             steps = {} if args.refine_steps is None else {"refine_steps": args.refine_steps}
             metrics, per_face, names = evaluate_pipeline(args.model, args.data, args.split, flip_average=args.flip, detector=args.detector, **steps)
@@ -289,15 +423,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for key, value in metrics.items():
-        if isinstance(value, dict):
+        if key == "yaw":
+            value = "; ".join(
+                f"{name}: {b['n']} faces, NME_io {b['nme_io']:.4f}, FR@0.10 {100 * b['fr10']:.1f} %" if b["n"] else f"{name}: no faces"
+                for name, b in value.items()
+            )
+        elif isinstance(value, dict):
             value = ", ".join(f"{name} {error:.4f}" for name, error in value.items())
         print(f"{key:>16}: {value:.4f}" if isinstance(value, float) else f"{key:>16}: {value}")
     if args.json:
         out = Path(args.json)
+
         out.parent.mkdir(parents=True, exist_ok=True)
         per_face_list = [{"name": n, "nme_io": float(e)} for n, e in zip(names, per_face)]
         out.write_text(json.dumps({**metrics, "per_face": per_face_list}, indent=1))
         print(f"wrote {out}")
+    if worst is not None:
+        try:
+            print(f"wrote the {min(10, len(worst[1]))} worst faces to {save_figure(plot_worst_faces(*worst), args.figure)}")
+        except OSError as error:
+            print(f"error: the figure could not be written ({error}): pass another --figure path, or --figure '' for none.", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -5,8 +5,11 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import epoch_time  # noqa: E402
 import flip_error  # noqa: E402
 import grad_cam_peaks  # noqa: E402
 import keypoint_passes  # noqa: E402
@@ -64,3 +67,19 @@ def test_speed_benchmark_times_the_close_ups_for_both_detectors(real_data_dir, c
     row = re.search(r"^close-up 2048x1536, course face 0.33\s+(.+)$", out, re.MULTILINE).group(1)
     assert row.count("1/1, 0 false") == 3  # found by both detectors and the upright search ("wider always" skipped)
     assert re.search(r"^all: found, false, median / worst CPU ms\s+1/1, 0 false, \d+ / \d+ ms", out, re.MULTILINE)
+
+
+def test_epoch_time_benchmark_times_an_epoch_with_and_without_the_crop_cache(tiny_dataset, tiny_300w, isolated_cache, capsys):
+    assert epoch_time.main(["--data", str(tiny_dataset), "--data-300w", str(tiny_300w), "--preset", "wild-cpu", "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    crops = int(re.search(r"preset wild-cpu: (\d+) crops an epoch", out).group(1))
+    assert crops > 7 * 2  # course faces, the 300-W faces twice, the no-face crops
+    seconds = {name: float(value) for name, value in re.findall(r"^  ([a-z ,()0-9]+?):\s+([\d.]+) s", out, re.MULTILINE)}
+    assert len(seconds) == 4 and all(value > 0 for value in seconds.values())
+    without, with_cache = map(float, re.search(r"epoch without the cache: ([\d.]+) s; with it: ([\d.]+) s", out).groups())
+    parts = list(seconds.values())
+    # the totals are the parts they name: cutting + batches + network, and batches + network
+    assert without == pytest.approx(parts[0] + parts[2] + parts[3], abs=0.2) and with_cache == pytest.approx(parts[2] + parts[3], abs=0.2)
+    # the crops an epoch reads are in the cache: a second run cuts nothing
+    cached = sorted(isolated_cache.glob("crops_*.npz"))
+    assert cached and not list(isolated_cache.glob("*.tmp*"))

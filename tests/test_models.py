@@ -256,3 +256,97 @@ def test_fuse_removes_every_conv_batchnorm_pair_of_the_fast_model():
         fused = fuse_for_inference(model)
         assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
         torch.testing.assert_close(fused(x), expected, atol=1e-4, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The pixel-in-pixel head
+# ---------------------------------------------------------------------------------------------------------
+def pip_maps_for(points: torch.Tensor, grid: int, conventions: int = 1, score: float = 10.0) -> torch.Tensor:
+    """Raw head maps (N, conventions * 3 * K, grid, grid) whose best cells and offsets place each keypoint at
+    ``points`` (N, K, 2, normalised)."""
+    n, k = points.shape[:2]
+    in_cells = (points + 1) / 2 * grid
+    cells = in_cells.floor().clamp(0, grid - 1)
+    maps = torch.zeros(n, conventions, 3, k, grid * grid)
+    index = (cells[..., 1] * grid + cells[..., 0]).long()
+    for c in range(conventions):
+        maps[:, c, 0].scatter_(-1, index[..., None], score)
+        maps[:, c, 1].scatter_(-1, index[..., None], (in_cells - cells)[..., 0:1])
+        maps[:, c, 2].scatter_(-1, index[..., None], (in_cells - cells)[..., 1:2])
+    return maps.view(n, -1, grid, grid)
+
+
+def test_pip_head_decodes_the_best_cell_plus_its_offsets():
+    model = build_model("fast_pip", conventions=("300w", "course"), face_score=True, input_size=32)
+    assert model.grid == 2
+    points = torch.rand(3, 68, 2) * 1.8 - 0.9
+    maps = pip_maps_for(points, model.grid, conventions=2)
+    model.maps.forward = lambda features: maps  # the head's conv replaced by known maps
+    model.eval()
+    with torch.no_grad():
+        out = model(batch(3, 32))
+    assert out.shape == (3, 273)
+    torch.testing.assert_close(out[:, :136], points.flatten(1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[:, 136:272], points.flatten(1), atol=1e-5, rtol=0)
+    # one map set by hand: keypoint 0's best cell is row 1, column 0 of the 2 x 2 grid, a quarter of a cell right
+    # of its left edge and half a cell down, so it lies at (0.25, 1.5) cells: (-0.75, 0.5) normalised
+    maps = torch.zeros(1, 2 * 3 * 68, 2, 2)
+    maps[0, 0, 1, 0], maps[0, 68, 1, 0], maps[0, 136, 1, 0] = 5.0, 0.25, 0.5
+    model.maps.forward = lambda features: maps
+    with torch.no_grad():
+        out = model(batch(1, 32))
+    torch.testing.assert_close(out[0, :2], torch.tensor([-0.75, 0.5]))
+
+
+def test_pip_model_in_train_mode_gives_its_raw_head_and_learns_through_it():
+    from pipeline.training import PipLoss, make_loss
+    from models import OutputLayout
+
+    torch.manual_seed(0)
+    model = build_model("fast_pip", input_size=32)
+    model.train()
+    out = model(batch(4, 32))
+    assert out.shape == (4, 3 * 68 * model.grid**2)
+    loss_fn = PipLoss(make_loss("wing", 32), OutputLayout(), model.grid)
+    target = torch.rand(4, 136) * 1.8 - 0.9
+    loss = loss_fn(out, target)
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    perfect = pip_maps_for(target.view(4, 68, 2), model.grid, score=30.0).flatten(1)  # sure of the right cells, right offsets
+    assert loss_fn(perfect, target).item() < 0.05 < loss.item()
+
+
+def test_pip_model_exports_to_onnx_with_the_same_keypoints(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from models import OnnxRunner, TorchRunner, export_onnx, output_layout
+
+    torch.manual_seed(0)
+    model = build_model("fast_pip", conventions=("300w", "course"), face_score=True, input_size=48)
+    randomize_batchnorm(model)
+    with torch.no_grad():
+        torch.nn.init.normal_(model.maps.weight, std=0.5)
+    model.eval()
+    export_onnx(model, tmp_path / "pip.onnx")
+    x = batch(3, 48).numpy()
+    expected = TorchRunner(model)(x)
+    got = OnnxRunner(tmp_path / "pip.onnx", output_layout(model), 48)(x)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_the_shipped_model_gives_the_same_keypoints_in_pytorch_and_onnx_runtime():
+    pytest.importorskip("onnxruntime")
+    import cv2
+    from skimage import data as sample_pictures
+
+    from pipeline.inference import SHIPPED_MODEL, predict, predict_in_boxes
+
+    onnx, torch_runner = models.make_runner(SHIPPED_MODEL, backend="onnx"), models.make_runner(SHIPPED_MODEL, backend="torch")
+    assert type(onnx).__name__ == "OnnxRunner" and type(torch_runner).__name__ == "TorchRunner"
+    face = cv2.cvtColor(sample_pictures.astronaut(), cv2.COLOR_RGB2GRAY)
+    boxes = [np.array([165.0, 80.0, 140.0, 140.0]), np.array([150.0, 70.0, 180.0, 170.0]), np.array([0.0, 300.0, 200.0, 200.0])]
+    for convention in models.output_layout(onnx).conventions:
+        a = predict_in_boxes(onnx, [face] * 3, boxes, flip_average=True, convention=convention)
+        b = predict_in_boxes(torch_runner, [face] * 3, boxes, flip_average=True, convention=convention)
+        assert np.abs(a - b).max() < 0.1  # pixels of the picture
+    crops = np.random.default_rng(0).uniform(0, 1, (4, onnx.input_size, onnx.input_size)).astype(np.float32)
+    np.testing.assert_allclose(predict(onnx, crops).face_score, predict(torch_runner, crops).face_score, atol=1e-3)

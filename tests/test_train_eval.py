@@ -539,6 +539,18 @@ def test_main_trains_saves_and_evaluates(tiny_dataset, tmp_path, isolated_cache,
     assert result["n"] == sum(TINY_TEST.values()) and np.isfinite(result["nme_io"])
 
 
+def test_main_with_onnx_saves_an_export_that_the_pipeline_runs(tiny_dataset, tmp_path, isolated_cache):
+    pytest.importorskip("onnxruntime")
+    from models import make_runner
+
+    out = tmp_path / "models" / "student.pt"
+    argv = ["--data", str(tiny_dataset), "--out", str(out), "--run-dir", str(tmp_path / "run"), "--epochs", "1",
+            "--batch-size", "4", "--limit", "8", "--no-progress", "--onnx"]
+    assert training.main(argv) == 0
+    runner = make_runner(out, backend="onnx")  # refuses an export that does not belong to the .pt file
+    assert type(runner).__name__ == "OnnxRunner" and runner.meta["preset"] == "cpu"
+
+
 def test_the_mean_face_stands_in_for_an_untrained_model(tiny_dataset):
     from pipeline.keypoint_pipeline import KeypointPipeline
 

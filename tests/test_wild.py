@@ -234,22 +234,68 @@ def test_evaluate_main_on_300w_writes_the_figures(tiny_300w, tmp_path, capsys):
     from models import save_model
 
     save_model(model, tmp_path / "m.pt")
-    out = tmp_path / "e.json"
-    assert evaluation.main(["--dataset", "300w", "--data", str(tiny_300w), "--model", str(tmp_path / "m.pt"), "--json", str(out)]) == 0
+    out, figure = tmp_path / "e.json", tmp_path / "figures" / "worst.png"
+    arguments = ["--dataset", "300w", "--data", str(tiny_300w), "--model", str(tmp_path / "m.pt"), "--json", str(out)]
+    assert evaluation.main([*arguments, "--figure", str(figure)]) == 0
     result = json.loads(out.read_text())
-    for key in ("n", "nme_io", "nme_io_median", "fr10", "auc08", "regions"):
+    for key in ("n", "nme_io", "nme_io_median", "fr10", "auc08", "regions", "yaw"):
         assert key in result
     assert result["n"] == 1 and "300w convention" in result["predictor"]
-    assert "regions: jaw" in capsys.readouterr().out
+    assert sum(b["n"] for b in result["yaw"].values()) == 1
+    printed = capsys.readouterr().out
+    assert "regions: jaw" in printed and "0-15 deg:" in printed and f"wrote the 1 worst faces to {figure}" in printed
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(figure.parent.glob(".*tmp"))  # written through a temporary file, which is gone
+    # a folder in place of the figure's file: one line, the JSON kept, no temporary file left
+    assert evaluation.main([*arguments, "--figure", str(figure.parent)]) == 1
+    assert_one_line(capsys.readouterr().err, "--figure")
+    assert json.loads(out.read_text())["n"] == 1 and not list(figure.parent.parent.glob(".*tmp"))
+    # the same path for both outputs is refused before anything is written over
+    before = out.read_bytes()
+    assert evaluation.main([*arguments, "--figure", str(out)]) == 1
+    assert_one_line(capsys.readouterr().err, "--json", "--figure")
+    assert out.read_bytes() == before
+
+
+def test_yaw_from_the_keypoints_reads_the_nose_between_the_jaw_ends():
+    shape = np.zeros((1, 68, 2))
+    shape[0, 0], shape[0, 16] = (0.0, 0.0), (100.0, 0.0)
+    for share, degrees in ((0.5, 0.0), (0.75, 30.0), (0.25, -30.0), (1.0, 90.0), (1.3, 90.0)):
+        shape[0, 30] = (100 * share, 40.0)
+        assert evaluation.yaw_degrees(shape)[0] == pytest.approx(degrees, abs=1e-9)
+    # head roll does not count: the same face turned 40 degrees in the picture keeps its yaw
+    shape[0, 30] = (75.0, 40.0)
+    angle = np.radians(40)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    rolled = shape @ rotation.T + 17
+    assert evaluation.yaw_degrees(rolled)[0] == pytest.approx(30.0, abs=1e-9)
+    mirrored = shape.copy()
+    mirrored[..., 0] = 100 - mirrored[..., 0]
+    mirrored[0, [0, 16]] = mirrored[0, [16, 0]]  # a mirrored face's jaw ends swap their labels too
+    assert evaluation.yaw_degrees(mirrored)[0] == pytest.approx(-30.0, abs=1e-9)
+
+
+def test_errors_by_yaw_put_each_face_in_its_bin():
+    shapes = np.zeros((4, 68, 2))
+    shapes[:, 16, 0] = 100.0
+    for i, share in enumerate((0.5, 0.6, 0.4, 0.9)):  # 0, +11.5, -11.5, +53 degrees
+        shapes[i, 30, 0] = 100 * share
+    per_face = np.array([0.02, 0.04, 0.06, 0.2])
+    bins = evaluation.errors_by_yaw(per_face, shapes)
+    assert list(bins) == ["0-15 deg", "15-30 deg", "30-90 deg"]
+    assert bins["0-15 deg"]["n"] == 3 and bins["0-15 deg"]["nme_io"] == pytest.approx(0.04) and bins["0-15 deg"]["fr10"] == 0
+    assert bins["15-30 deg"] == {"n": 0, "nme_io": None, "fr10": None}  # plain JSON, no NaN
+    assert bins["30-90 deg"] == {"n": 1, "nme_io": pytest.approx(0.2), "fr10": 1.0}
 
 
 def test_evaluate_300w_of_a_course_only_model_says_which_conventions_it_has(tiny_300w, tmp_path, capsys):
     from models import save_model
 
     save_model(build_model("fast", input_size=32), tmp_path / "old.pt")
-    assert evaluation.main(["--dataset", "300w", "--data", str(tiny_300w), "--model", str(tmp_path / "old.pt")]) == 1
+    arguments = ["--dataset", "300w", "--data", str(tiny_300w), "--model", str(tmp_path / "old.pt"), "--figure", str(tmp_path / "worst.png")]
+    assert evaluation.main(arguments) == 1
     assert_one_line(capsys.readouterr().err, "course", "300w")
-    assert evaluation.main(["--dataset", "300w", "--data", str(tiny_300w), "--model", str(tmp_path / "old.pt"), "--convention", "course"]) == 0
+    assert evaluation.main([*arguments, "--convention", "course"]) == 0
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -291,6 +337,53 @@ def test_augment_option_changes_only_the_named_strengths(capsys):
     with pytest.raises(SystemExit):
         training.build_parser().parse_args(["--augment", "sharpness=1"])
     assert "--augment" in capsys.readouterr().err
+
+
+def test_from_scratch_and_input_size_options_change_only_what_they_name():
+    plain = training.config_from_args(training.build_parser().parse_args(["--preset", "wild"]))
+    assert plain.init == training.COURSE_MODEL and plain.input_size == 112
+    changed = training.config_from_args(training.build_parser().parse_args(["--preset", "wild", "--from-scratch", "--input-size", "128"]))
+    assert changed.init is None and changed.input_size == 128
+    assert dataclasses.replace(changed, init=plain.init, model_kwargs=plain.model_kwargs) == plain
+
+
+@pytest.mark.parametrize("argv, must_contain", [
+    (["--preset", "course", "--input-size", "128"], "--input-size"),
+    (["--preset", "wild", "--input-size", "100"], "multiple of 16"),
+    (["--preset", "wild", "--input-size", "0"], "--input-size"),
+    (["--preset", "wild", "--from-scratch", "--init", "saved_models/keypoints_course.pt"], "--init"),
+])
+def test_training_options_that_cannot_go_together_stop_in_one_line(argv, must_contain, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        training.main([*argv, "--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "m.pt")])
+    assert info.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "error:" in message and must_contain in message
+    assert not (tmp_path / "run").exists() and not (tmp_path / "m.pt").exists()
+
+
+def test_a_failed_onnx_export_keeps_the_trained_model(tiny_dataset, tmp_path, isolated_cache, monkeypatch, capsys):
+    from models import load_model
+
+    def failing_export(*args, **kwargs):
+        raise RuntimeError("exporter broke\nsecond line")
+
+    monkeypatch.setattr(training, "save_model_with_onnx", failing_export)
+    out = tmp_path / "m.pt"
+    argv = ["--data", str(tiny_dataset), "--out", str(out), "--run-dir", str(tmp_path / "run"), "--epochs", "1",
+            "--batch-size", "4", "--limit", "8", "--no-progress", "--onnx"]
+    assert training.main(argv) == 1
+    assert_one_line(capsys.readouterr().err.splitlines()[-1], str(out), "--export-onnx")  # after the progress bars
+    assert load_model(out)[1]["preset"] == "cpu"
+
+
+def test_a_pixel_in_pixel_model_trains_in_the_wild_layout(tiny_dataset, tiny_300w, isolated_cache, tmp_path):
+    config = dataclasses.replace(training.PRESETS["wild-pip"], epochs=1, limit=8, init=None, model_kwargs={**training.PIP_MODEL, "input_size": 48})
+    model, history = training.train(config, str(tiny_dataset), tmp_path / "run", progress=False, data_300w=str(tiny_300w), log=lambda line: None)
+    assert model.architecture == "fast_pip" and not model.training
+    assert np.isfinite(history["train_loss"][0]) and np.isfinite(history["val_300w_nme_io"][0])
+    with torch.no_grad():
+        assert model(torch.rand(2, 1, 48, 48)).shape == (2, OutputLayout(68, ("300w", "course"), True).width)
 
 
 def test_reference_landmarkers_read_the_held_out_300w_faces(tiny_300w, tmp_path, monkeypatch):
