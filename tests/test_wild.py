@@ -341,9 +341,9 @@ def test_augment_option_changes_only_the_named_strengths(capsys):
 
 def test_from_scratch_and_input_size_options_change_only_what_they_name():
     plain = training.config_from_args(training.build_parser().parse_args(["--preset", "wild"]))
-    assert plain.init == training.COURSE_MODEL and plain.input_size == 112
-    changed = training.config_from_args(training.build_parser().parse_args(["--preset", "wild", "--from-scratch", "--input-size", "128"]))
-    assert changed.init is None and changed.input_size == 128
+    assert plain.init == training.COURSE_MODEL and plain.input_size == 128
+    changed = training.config_from_args(training.build_parser().parse_args(["--preset", "wild", "--from-scratch", "--input-size", "112"]))
+    assert changed.init is None and changed.input_size == 112
     assert dataclasses.replace(changed, init=plain.init, model_kwargs=plain.model_kwargs) == plain
 
 
