@@ -402,6 +402,7 @@ MODEL_NAMES = ("net", "naimishnet", "fast", "fast_heatmap", "fast_pip", "resnet1
 DEFAULT_INPUT_SIZES = {
     "net": 224, "naimishnet": 96, "fast": 96, "fast_heatmap": 96, "fast_pip": 112, "resnet18": 224, "mobilenet_v2": 224, "efficientnet_b0": 224,
 }
+FAST_MODELS = ("fast", "fast_heatmap", "fast_pip")  # the compact models whose input size, widths and depths can be set
 LAYOUT_MODELS = ("fast", "fast_pip")  # the models that can predict several conventions and a face score
 
 
@@ -425,13 +426,13 @@ def build_model(
     layout = OutputLayout(num_keypoints, tuple(conventions), face_score)
     if name not in LAYOUT_MODELS and layout != OutputLayout(num_keypoints):
         raise ValueError(f"Model {name!r} predicts the course convention only: several conventions or a face score need one of {', '.join(LAYOUT_MODELS)}.")
-    if name not in ("fast", "fast_heatmap", "fast_pip") and kwargs:
+    if name not in FAST_MODELS and kwargs:
         raise ValueError(
             f"Model {name!r} has a fixed design ({DEFAULT_INPUT_SIZES[name]} px input): options {sorted(kwargs)} apply to the fast models only."
         )
     widths = kwargs.get("widths", (16, 32, 64, 128))
     stride = 2 ** len(widths)
-    if name in ("fast", "fast_heatmap", "fast_pip") and int(kwargs.get("input_size", DEFAULT_INPUT_SIZES[name])) % stride:
+    if name in FAST_MODELS and int(kwargs.get("input_size", DEFAULT_INPUT_SIZES[name])) % stride:
         raise ValueError(f"Model {name!r} with {len(widths)} stages needs an input size that is a multiple of {stride} px, "
                          f"not {kwargs['input_size']}: for example {stride * round(kwargs['input_size'] / stride) or stride}.")
     if name == "net":

@@ -433,7 +433,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{key:>16}: {value:.4f}" if isinstance(value, float) else f"{key:>16}: {value}")
     if args.json:
         out = Path(args.json)
-
         out.parent.mkdir(parents=True, exist_ok=True)
         per_face_list = [{"name": n, "nme_io": float(e)} for n, e in zip(names, per_face)]
         out.write_text(json.dumps({**metrics, "per_face": per_face_list}, indent=1))

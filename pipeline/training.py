@@ -39,6 +39,7 @@ from pipeline.evaluation import nme_interocular
 from pipeline.inference import predict
 from models import (
     CHECKPOINT_FORMAT,
+    FAST_MODELS,
     MODEL_NAMES,
     ModelError,
     OutputLayout,
@@ -567,7 +568,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if getattr(args, "from_scratch", False):
         config = dataclasses.replace(config, init=None)
     if getattr(args, "input_size", None):
-        if config.model not in ("fast", "fast_pip"):
+        if config.model not in FAST_MODELS:
             raise ValueError(f"--input-size applies to the fast models; the {args.preset} preset's {config.model!r} has a fixed input size.")
         build_model(config.model, **{**config.model_kwargs, "input_size": args.input_size})  # a size the design cannot take is told now
         config = dataclasses.replace(config, model_kwargs={**config.model_kwargs, "input_size": args.input_size})
