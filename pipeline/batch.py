@@ -197,7 +197,7 @@ def read_path_list(list_file: str, stdin: IO[str] | None = None) -> list[str]:
     """The paths of a list file (``-``: standard input), one a line; blank lines and lines starting with ``#`` are
     left out. Relative paths are taken from the current folder, as a shell would.
 
-    Raises DataError (one line) when the list cannot be read."""
+    Raises UsageError (one line) when the list cannot be read."""
     try:
         if list_file == "-":
             text = (stdin or sys.stdin).read()
@@ -205,7 +205,7 @@ def read_path_list(list_file: str, stdin: IO[str] | None = None) -> list[str]:
             text = Path(list_file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) else "it is not a text file"
-        raise DataError(f"Cannot read the list of pictures {list_file}: {reason}; give a text file with one path a line.") from None
+        raise UsageError(f"--from-list {list_file} cannot be read ({reason}): give a text file with one path a line.") from None
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 

@@ -28,8 +28,10 @@ import importlib.util
 import os
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -37,7 +39,8 @@ import numpy as np
 from data_load import DataError
 from detector_architectures import DEFAULT_DETECTOR, DETECTORS
 from models import ModelError
-from pipeline.batch import (
+# draw_faces, faces_to_json and save_rgb are here for the notebooks and the web demo, which call them from this module.
+from pipeline.batch import (  # noqa: F401
     Job,
     Progress,
     ResultsFile,
@@ -63,8 +66,6 @@ DEFAULT_OUT = REPO_DIR / "outputs"
 # seconds to start (Python, PyTorch and the models), the time of about 8 small photos, so a handful of pictures is
 # annotated in this process.
 PICTURES_PER_WORKER = 8
-# What the drawing and record helpers that moved to ``pipeline.batch`` are still called from here by.
-__all__ = ["draw_faces", "faces_to_json", "picture_record", "render", "save_rgb", "main"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -151,76 +152,96 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def planned_jobs(args: argparse.Namespace, listed: list[str], out_dir: Path | None) -> tuple[list[Job], dict[str, np.ndarray], str]:
+    """The jobs of the command line's pictures and folders and the ``listed`` ones (or of the demo pictures, then
+    handed over in memory by label), and the line saying which files were skipped ("" for none)."""
+    if not (args.pictures or args.from_list):
+        demo = demo_pictures(args.data)
+        suffix = output_suffix(args.filter)
+        return [Job(label, None, None if out_dir is None else str(out_dir / f"{label}{suffix}.png")) for label in demo], demo, ""
+    collection = collect_pictures([*args.pictures, *listed], exclude=None if out_dir is None else str(out_dir))
+    return plan_jobs(collection.pictures, out_dir, args.filter), {}, collection.skipped_summary()
+
+
+def start_line(jobs: list[Job], todo: list[Job], skipped: str, results: ResultsFile | None) -> str:
+    """What the job is about to do: pictures found, to do, skipped, already in the results file."""
+    notes = [skipped] if skipped else []
+    if results is not None and results.done:
+        notes.append(f"{len(jobs) - len(todo)} already in {results.path}")
+    if results is not None and any(results.dropped.values()):
+        failed, cut = results.dropped["failed"], results.dropped["half-written"]
+        notes.append(f"{failed} failed and {cut} half-written line{'s' if failed + cut != 1 else ''} dropped from it, to do again")
+    return f"{len(jobs)} picture{'s' if len(jobs) != 1 else ''}, {len(todo)} to do" + "".join(f"; {note}" for note in notes)
+
+
 def run_pictures(args: argparse.Namespace, out_dir: Path | None) -> int:
     """Annotate the pictures of the command line (or the demo pictures) into ``out_dir`` (None: no copies), writing
-    each record to the --json results file as it finishes; the exit status (0, or 1 when a picture failed)."""
+    each record to the --json results file as it finishes; the exit status (0, 1 when a picture failed, 130 when
+    stopped). The output paths are checked before anything is read."""
     from pipeline.keypoint_pipeline import KeypointPipeline
 
-    from_list = read_path_list(args.from_list) if args.from_list else []
+    listed = read_path_list(args.from_list) if args.from_list else []
     if out_dir is not None:
         check_out_dir(out_dir)
     results = ResultsFile.open(Path(args.json), resume=args.resume, overwrite=args.overwrite) if args.json else None
     try:
-        demo: dict[str, np.ndarray] = {}
-        if args.pictures or args.from_list:
-            collection = collect_pictures([*args.pictures, *from_list], exclude=None if out_dir is None else str(out_dir))
-            jobs = plan_jobs(collection.pictures, out_dir, args.filter)
-            skipped = collection.skipped_summary()
-        else:
-            demo = demo_pictures(args.data)
-            suffix = output_suffix(args.filter)
-            jobs = [Job(label, None, None if out_dir is None else str(out_dir / f"{label}{suffix}.png")) for label in demo]
-            skipped = ""
+        jobs, demo, skipped = planned_jobs(args, listed, out_dir)
         todo = [job for job in jobs if results is None or not results.holds(job.label)]
-        notes = [skipped] if skipped else []
-        if results is not None and results.done:
-            notes.append(f"{len(jobs) - len(todo)} already in {results.path}")
-        if results is not None and any(results.dropped.values()):
-            dropped = results.dropped
-            notes.append(f"dropped from it {dropped['failed']} failed and {dropped['half-written']} half-written lines, to do again")
-        print(f"{len(jobs)} picture{'s' if len(jobs) != 1 else ''}, {len(todo)} to do" + "".join(f"; {note}" for note in notes))
+        print(start_line(jobs, todo, skipped, results))
         if not todo:
             return 0
-
         settings = Settings(args.model, args.detector, args.min_face, args.filter, threads=1)
         one_thread()
         tic = time.perf_counter()
         pipe = KeypointPipeline.from_pretrained(settings.model, detector=settings.detector, min_face_size=settings.min_face, threads=1)
         print(f"loaded {pipe.meta['architecture']} model and {args.detector} face detector in {time.perf_counter() - tic:.2f} s")
-        workers = min(args.workers or default_workers(), len(todo) if args.workers else max(1, len(todo) // PICTURES_PER_WORKER))
         if args.ray is not None:
             from pipeline.ray_job import ray_records
 
             records = ray_records(todo, settings, args.ray, args.workers)
         else:
-            records = annotated_records(todo, settings, workers if not demo else 1, pipe, demo)
-            if workers > 1 and not demo:
+            workers = 1 if demo else min(args.workers or default_workers(), len(todo) if args.workers else max(1, len(todo) // PICTURES_PER_WORKER))
+            records = annotated_records(todo, settings, workers, pipe, demo)
+            if workers > 1:
                 print(f"annotating on {workers} worker processes")
-        progress = Progress(len(todo))
-        try:
-            for record in records:
-                if results is not None:
-                    results.write(record)
-                progress.update(record)
-        except KeyboardInterrupt:
-            progress.close()
-            kept = f"the {progress.done} pictures done are in {results.path}: run the same command with --resume to go on" if results else "add --json FILE to keep the results of a run that may stop"
-            print(f"stopped: {kept}.", file=sys.stderr)
-            return 130
-        finally:
-            progress.close()
-            records.close()
-        faces = f"{progress.faces} face{'s' if progress.faces != 1 else ''}"
-        failed = f", {progress.failed} could not be read or written (lines above)" if progress.failed else ""
-        where = [f"annotated pictures in {out_dir}" if out_dir is not None else "", f"results in {results.path}" if results else ""]
-        print(
-            f"{progress.done} pictures in {progress.seconds():.1f} s ({progress.rate():.1f} pictures/s): {faces}{failed}"
-            + "".join(f"; {w}" for w in where if w)
-        )
-        return 1 if progress.failed else 0
+        return write_records(records, len(todo), results, out_dir)
     finally:
         if results is not None:
             results.close()
+
+
+def write_records(records: Iterator[dict], total: int, results: ResultsFile | None, out_dir: Path | None) -> int:
+    """Write each record to the results file as it comes, with the progress (``Progress``), then the summary line;
+    the exit status (0, 1 when a picture failed or a worker process died, 130 when stopped with Ctrl-C)."""
+    progress = Progress(total)
+    how_to_go_on = (
+        f"the {{done}} pictures done are in {results.path}: run the same command with --resume to go on" if results
+        else "add --json FILE to keep the results of a run that may stop"
+    )
+    try:
+        for record in records:
+            if results is not None:
+                results.write(record)
+            progress.update(record)
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"stopped: {how_to_go_on.format(done=progress.done)}.", file=sys.stderr)
+        return 130
+    except BrokenProcessPool:
+        progress.close()
+        print(f"error: a worker process died (out of memory?): {how_to_go_on.format(done=progress.done)}, with fewer --workers.", file=sys.stderr)
+        return 1
+    finally:
+        progress.close()
+        records.close()
+    faces = f"{progress.faces} face{'s' if progress.faces != 1 else ''}"
+    failed = f", {progress.failed} could not be read or written (lines above)" if progress.failed else ""
+    where = [f"annotated pictures in {out_dir}" if out_dir is not None else "", f"results in {results.path}" if results else ""]
+    print(
+        f"{progress.done} pictures in {progress.seconds():.1f} s ({progress.rate():.1f} pictures/s): {faces}{failed}"
+        + "".join(f"; {w}" for w in where if w)
+    )
+    return 1 if progress.failed else 0
 
 
 def open_capture(source: str | int) -> cv2.VideoCapture:
@@ -324,8 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--resume", action="store_true", help="go on with the --json file: skip the pictures it holds")
     results.add_argument("--overwrite", action="store_true", help="replace the --json file when it already holds results")
     parser.add_argument(
-        "--workers", type=positive_int, help=f"worker processes of one thread each (default: this machine's cores, {default_workers()}, "
-        f"one for every {PICTURES_PER_WORKER} pictures; with --ray: the cluster's CPUs)"
+        "--workers", type=positive_int, help=f"worker processes of one thread each (default: one for every {PICTURES_PER_WORKER} pictures, up to this "
+        f"machine's {default_workers()} cores; with --ray: the actors, by default one per CPU of the cluster)"
     )
     parser.add_argument(
         "--ray",

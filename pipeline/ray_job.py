@@ -100,7 +100,9 @@ def ray_records(jobs: Sequence[Job], settings: Settings, address: str, workers: 
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the job has its own (batch.Progress)
         context.execution_options.preserve_order = True  # records in the order of the jobs, as the plain run
-        actors = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        actors = workers or max(1, cpus)
+        print(f"annotating on Ray ({cpus} CPUs): up to {actors} actor{'s' if actors != 1 else ''}", flush=True)
         if settings.model is not None:
             settings = replace(settings, model=os.path.abspath(settings.model))
         dataset = ray.data.from_items([job_row(job) for job in jobs], override_num_blocks=blocks_for(len(jobs), actors))

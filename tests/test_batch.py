@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import signal
 import subprocess
@@ -175,6 +174,7 @@ def test_resume_goes_on_after_a_half_written_line_and_tries_failed_pictures_agai
     assert code == 0 and "0 to do" in printed and len(read_jsonl(results)) == 4
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the job's workers in /proc (Linux)")
 def test_a_run_killed_with_sigkill_goes_on_with_resume_each_picture_once(capsys, tmp_path, astronaut):
     """The real thing: ``detect.py`` with 2 workers killed (-9) halfway, then ``--resume``: every picture once, with
     the faces of an uninterrupted run, and no worker left behind."""
@@ -355,8 +355,9 @@ def test_a_file_that_cannot_be_read_is_named_for_what_it_is(tmp_path, content, s
         ["--video", "clip.mp4", "photo.jpg"],
         ["--video", "clip.mp4", "--ray"],
         ["photo.jpg", "--ray", "photos"],
+        ["--from-list", "/nowhere/list.txt"],
     ],
-    ids=["unknown-filter", "resume-without-json", "video-and-pictures", "video-on-ray", "ray-address"],
+    ids=["unknown-filter", "resume-without-json", "video-and-pictures", "video-on-ray", "ray-address", "missing-list"],
 )
 def test_wrong_arguments_exit_with_2_and_one_line(capsys, tmp_path, args):
     code, _, err = run_cli(capsys, *args, "--out", tmp_path)
