@@ -15,7 +15,8 @@ and N = 2 in turn, --rounds times (1, 2, 1, 2, ...), and prints each run's wall 
 load average before and after it, the ratio of each pair (workers 2 / workers 1) and their median, how many photos
 got other faces in the two runs, and the largest and median ratio of an annotated JPEG's size to its photo's.
 
-The machine's other work distorts the ratio: run it on a quiet machine (the load averages say how quiet it was).
+The machine's other work distorts the ratio: run it on a quiet machine. Before each pair it measures what the machine
+gives two processes at that moment (``parallel_capacity``: 0.50 on two free cores), the best ratio the job can reach.
 """
 from __future__ import annotations
 
@@ -161,6 +162,21 @@ def timed_run(folder: Path, work: Path, workers: int, name: str) -> tuple[float,
     return seconds, (before, os.getloadavg()[0])
 
 
+def parallel_capacity(iterations: int = 20_000_000) -> float:
+    """What the machine gives two processes at this moment: the wall time of two pure-Python loops run side by side
+    over that of the same two run one after the other (0.5 on two free cores, 1.0 when other work leaves no second
+    core). The job's ratio can be no better."""
+    command = [sys.executable, "-c", f"s = 0\nfor i in range({iterations}): s += i * i"]
+    tic = time.perf_counter()
+    for _ in range(2):
+        subprocess.run(command, check=True)
+    one_after_the_other = time.perf_counter() - tic
+    tic = time.perf_counter()
+    for loop in [subprocess.Popen(command) for _ in range(2)]:
+        loop.wait()
+    return (time.perf_counter() - tic) / one_after_the_other
+
+
 def faces_by_picture(results: Path) -> dict[str, list]:
     return {record["image"]: record.get("faces") for record in map(json.loads, results.read_text().splitlines())}
 
@@ -189,13 +205,17 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(f"{folder}-runs")
     work.mkdir(exist_ok=True)
     times: dict[int, list[float]] = {1: [], 2: []}
+    capacities = []
     for round_ in range(args.rounds):
+        capacities.append(parallel_capacity())
+        print(f"round {round_ + 1}: two pure-Python loops side by side take {capacities[-1]:.2f} of their time one after the other (0.50 on 2 free cores)")
         for workers in (1, 2):
             seconds, (before, after) = timed_run(folder, work, workers, f"workers{workers}")
             times[workers].append(seconds)
             print(f"round {round_ + 1}, --workers {workers}: {seconds:6.1f} s, {len(photos) / seconds:.2f} photos/s (load average {before:.1f} before, {after:.1f} after)")
     ratios = [two / one for one, two in zip(times[1], times[2])]
-    print(f"wall time --workers 2 / --workers 1: {', '.join(f'{r:.2f}' for r in ratios)}; median {float(np.median(ratios)):.2f}")
+    print(f"wall time --workers 2 / --workers 1: {', '.join(f'{r:.2f}' for r in ratios)}; median {float(np.median(ratios)):.2f} "
+          f"(the machine's own ratio: median {float(np.median(capacities)):.2f})")
 
     one, two = faces_by_picture(work / "workers1.jsonl"), faces_by_picture(work / "workers2.jsonl")
     differ = sum(one[name] != two.get(name) for name in one)
