@@ -17,7 +17,7 @@ rounded to 0.01) or its error. It is never replaced without --overwrite; --resum
 pictures it holds (those that failed are tried again). Pictures are annotated by --workers processes of one thread.
 
 Exit status: 0 when every picture or frame was processed (finding no face is not an error); 1 when a picture could
-not be read or written, or the model could not be loaded; 2 for wrong arguments, among them an output path that
+not be read or written, the model could not be loaded, or Ray could not be started or reached; 2 for wrong arguments, among them an output path that
 cannot be written, a results file that exists (without --resume or --overwrite) and --ray without Ray installed;
 130 when stopped with Ctrl-C (run the same command with --resume to go on).
 """

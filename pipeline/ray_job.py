@@ -21,6 +21,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from data_load import DataError
 from pipeline.batch import Annotator, Job, Settings, one_thread
 
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -74,7 +75,10 @@ def connect(address: str) -> bool:
     """Join the Ray cluster at ``address`` ("": ``ray.init``'s own search: $RAY_ADDRESS, then the cluster last started
     on this machine, else a new local one; "local": a new one on this machine); nothing is done when this process is
     already connected. The project's code and models travel with the job (Ray's ``working_dir``), except to a new
-    local cluster, whose workers import them from here. Whether this call connected (and so should disconnect)."""
+    local cluster, whose workers import them from here. Whether this call connected (and so should disconnect).
+
+    Raises DataError (one line) when Ray cannot start or reach the cluster (Ray gives its own processes 30 s to start,
+    which a busy machine can exceed: try again)."""
     import ray
 
     if ray.is_initialized():
@@ -83,7 +87,13 @@ def connect(address: str) -> bool:
         runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_DIR), os.environ.get("PYTHONPATH")]))}}
     else:
         runtime_env = {"working_dir": str(REPO_DIR), "excludes": SHIP_EXCLUDES}
-    ray.init(address=address or None, runtime_env=runtime_env, include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        ray.init(address=address or None, runtime_env=runtime_env, include_dashboard=False, logging_level=logging.WARNING)
+    except Exception as error:  # Ray raises ConnectionError, RuntimeError, or a bare Exception for a start-up that timed out
+        ray.shutdown()
+        where = f"the Ray cluster at {address}" if address not in ("", "local") else "a Ray instance"
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise DataError(f"Could not start or reach {where}: {reason} Check the address (`ray status` on the cluster) and try again.") from None
     return True
 
 
