@@ -15,11 +15,12 @@ under --out; JPEG, HEIC and WebP photos become JPEG (quality 90), other pictures
 JSON Lines: one line per picture, written as it finishes, with its faces (box, scores, 68 keypoints in pixels,
 rounded to 0.01) or its error. It is never replaced without --overwrite; --resume goes on with it, skipping the
 pictures it holds (those that failed are tried again). Pictures are annotated by --workers processes of one thread.
+More in docs/batch.md.
 
 Exit status: 0 when every picture or frame was processed (finding no face is not an error); 1 when a picture could
-not be read or written, the model could not be loaded, or Ray could not be started or reached; 2 for wrong arguments, among them an output path that
-cannot be written, a results file that exists (without --resume or --overwrite) and --ray without Ray installed;
-130 when stopped with Ctrl-C (run the same command with --resume to go on).
+not be read or written, the model could not be loaded, or Ray could not be started or reached; 2 for wrong
+arguments, among them an output path that cannot be written, a results file that exists (without --resume or
+--overwrite) and --ray without Ray installed; 130 when stopped with Ctrl-C (run the same command with --resume).
 """
 from __future__ import annotations
 
