@@ -364,7 +364,7 @@ def test_wrong_arguments_exit_with_2_and_one_line(capsys, tmp_path, args):
     code, _, err = run_cli(capsys, *args, "--out", tmp_path)
     assert code == 2
     one_error_line(err)
-    assert "2 for wrong arguments" in detect_cli.build_parser().format_help()
+    assert "2 for wrong arguments" in " ".join(detect_cli.build_parser().format_help().split())
 
 
 def test_ray_not_installed_says_what_to_install(capsys, tmp_path, monkeypatch):
