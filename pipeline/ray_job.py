@@ -26,7 +26,7 @@ from pipeline.batch import Annotator, Job, Settings, one_thread
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 # What the job's copy of the project leaves out (Ray also leaves out what .gitignore lists: data/, outputs/, ...).
-SHIP_EXCLUDES = [".venv", "*.ipynb", "benchmarks", "tests", "course", "docs", "images/*.gif"]
+SHIP_EXCLUDES = [".venv", "*.ipynb", "benchmarks", "tests", "course", "docs"]
 # Pictures per Ray Data block: a block is the unit handed to an actor, so small blocks spread a collection evenly
 # over the pool and return results steadily; every actor has at least 4 blocks to take.
 PICTURES_PER_BLOCK = 16
