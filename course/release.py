@@ -18,7 +18,7 @@ it, so the two never drift apart:
   and undeletable, solution cells undeletable, as nbgrader's generate_assignment does.
 * Everything else is copied unchanged, except what git ignores (``.gitignore``: data, caches, outputs, earlier
   releases, ...) and what only instructors use: the tests, CI, this script, the grading command (``course/grade.py``),
-  and the README's instructors' sections (between ``<!-- BEGIN INSTRUCTORS -->`` and ``<!-- END INSTRUCTORS -->``)
+  its page (``docs/grading.md``) and benchmark, and the README's instructors' sections (between ``<!-- BEGIN INSTRUCTORS -->`` and ``<!-- END INSTRUCTORS -->``)
   and lines marked ``<!-- instructors only -->``.
 * The repository's public address, ``course.notebook_helpers.REPO_URL`` (a placeholder in the source), is replaced in
   every file by ``--repo-url``: the notebooks' Colab badges and setup cells use it. Without ``--repo-url`` the
@@ -56,8 +56,8 @@ INSTRUCTORS = re.compile(r"\n?<!-- BEGIN INSTRUCTORS -->.*?<!-- END INSTRUCTORS 
 # Only instructors need these; they stay out of the release (paths relative to the course folder).
 # ``.git`` is a folder in a clone and a file in a worktree or submodule; setup.cfg, requirements-dev.txt and
 # mutation.sh are the mutation testing of the tests.
-INSTRUCTOR_ONLY = ("course/release.py", "course/grade.py", "tests/", ".ci/", "pytest.ini", "requirements-test.txt", ".git/", ".git", "setup.cfg",
-                   "requirements-dev.txt", "benchmarks/mutation.sh")
+INSTRUCTOR_ONLY = ("course/release.py", "course/grade.py", "docs/grading.md", "benchmarks/grading_time.py", "tests/", ".ci/", "pytest.ini",
+                   "requirements-test.txt", ".git/", ".git", "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh")
 # A README line only instructors need (a table row, a command), left out of the release.
 INSTRUCTORS_LINE = re.compile(r"^.*<!-- instructors only -->.*\n?", re.MULTILINE)
 # The TODO comment above a module's solution, and the notebook it names: "# TODO (notebook 2): ...".
