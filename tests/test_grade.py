@@ -261,6 +261,21 @@ def test_a_zip_file_gives_up_only_what_grading_needs(tiny, tmp_path):
     assert set(found.modules) == {"lesson.py"} and not found.notebooks
 
 
+def test_the_course_cache_is_linked_into_each_copy_and_never_written_through(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "crops_training_112_abc.npz").write_bytes(b"crops")
+    (cache / "crops_training_112_abc.npz.tmp.npz").write_bytes(b"half written")
+    grade.link_cache(cache, tmp_path / "copy" / ".cache")
+    linked = tmp_path / "copy" / ".cache" / "crops_training_112_abc.npz"
+    assert sorted(p.name for p in linked.parent.iterdir()) == [linked.name]
+    assert linked.stat().st_ino == (cache / linked.name).stat().st_ino
+    replacement = linked.with_name("new.tmp")
+    replacement.write_bytes(b"rebuilt")
+    os.replace(replacement, linked)  # how the notebooks write a cache file: a new file renamed over the old one
+    assert (cache / linked.name).read_bytes() == b"crops"
+
+
 def test_the_command_says_in_one_line_what_is_wrong(tmp_path, capsys, monkeypatch):
     assert grade.main([str(tmp_path / "nowhere")]) == 1
     assert capsys.readouterr().err.count("\n") == 1

@@ -216,7 +216,8 @@ def test_readme_leaves_out_the_instructors_section(release):
     assert released.splitlines()[0] == source.splitlines()[0]
 
 
-INSTRUCTOR_PATHS = ("tests/", ".ci/", "pytest.ini", "course.release", "course/release.py", "course.grade", "course/grade.py", "instructors only")
+INSTRUCTOR_PATHS = ("tests/", ".ci/", "pytest.ini", "course.release", "course/release.py", "course.grade", "course/grade.py", "instructors only",
+                    "docs/grading.md", "grading_time")
 
 
 def test_no_released_file_mentions_what_only_instructors_have(release):
