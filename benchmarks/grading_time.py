@@ -8,8 +8,10 @@ The submissions cycle through five kinds a class hands in: every solution in the
 notebooks beside the released ones), every solution with a cell that never ends (``while True: pass``, in
 notebook 2), every solution with a cell that kills its kernel (``os._exit(1)``, in notebook 3), and the bare
 release handed in. ``python -m course.grade`` then grades them with its default limits (``--jobs``,
-``--cell-timeout``, ``--timeout``); the script prints the wall time, each row of the table and the machine's load
-average before and after (the figures depend on what else runs).
+``--cell-timeout``, ``--timeout``); the script prints the wall time, the processor time the grading used (all its
+processes and kernels together: divided by the number of CPUs, the least wall time it could take on an idle
+machine of this size), each row of the table and the machine's load average before and after (the wall time
+depends on what else runs).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -101,10 +104,13 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.keep) / "grades.csv" if args.keep else scratch / "out" / "grades.csv"
         options = [o for o in args.grade_options if o != "--"]
         load = os.getloadavg()[0]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         tic = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "course.grade", str(submissions), "--out", str(out), *options], cwd=REPO_DIR,
                               capture_output=True, text=True)
         seconds = time.perf_counter() - tic
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if done.returncode != 0:
             print(done.stderr.strip(), file=sys.stderr)
             return 1
@@ -112,10 +118,12 @@ def main(argv: list[str] | None = None) -> int:
             rows = list(csv.DictReader(f))
     print(f"graded {args.students} submissions in {seconds:.0f} s ({seconds / 60:.1f} min) with python -m course.grade "
           f"{' '.join(options) or '(defaults)'}; load average {load:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs")
+    print(f"processor time: {cpu:.0f} s in all, {cpu / (os.cpu_count() or 1):.0f} s per CPU (the wall time on an idle machine "
+          f"of {os.cpu_count()} CPUs cannot be less)")
     for row in rows:
         print(f"  {row['student']:<14} {row['auto']:>3} / {rows[0]['auto']}  {row['test_nme_io'] or '-':>7}  {row['status']}"
               + (f"  [{row['notes'][:160]}]" if row["notes"] else ""))
-    print(json.dumps({"seconds": round(seconds, 1), "students": args.students}))
+    print(json.dumps({"seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "students": args.students}))
     return 0
 
 

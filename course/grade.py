@@ -622,6 +622,7 @@ def grade_one(entry: Path, student: str, course: Course, base: Path, settings: S
     graded = Graded(student, entry)
     tic = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="grade-") as scratch:
+        work, log = None, ""
         try:
             found = find_submission(entry, Path(scratch), course)
         except NotGradable as error:
@@ -646,30 +647,28 @@ def grade_one(entry: Path, student: str, course: Course, base: Path, settings: S
                     reason = graded.stopped if graded.stopped and run.get("status") in (None, "running") else (run.get("reason") or "did not run")
                     graded.outcomes[check.grade_id] = results["checks"].get(check.grade_id) or f"not run: {reason}"
             graded.model = measure_model(work, settings) if found.model is not None else {}
-            if feedback is not None:
-                keep_notebooks(work, course, feedback / student, settings.html, log)
+        if feedback is not None:
+            write_feedback(graded, course, feedback / student, work, settings, log)
     graded.seconds = time.perf_counter() - tic
-    if feedback is not None:
-        write_report(graded, course, feedback / student)
     return graded
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Feedback
 # ---------------------------------------------------------------------------------------------------------
-def keep_notebooks(work: Path, course: Course, folder: Path, html: bool, log: str) -> None:
-    """Copy the executed notebooks (and their HTML, with ``html``) and the run's log into ``folder``, replacing an
-    earlier grading's; the new folder is complete before the old one goes."""
+def write_feedback(graded: Graded, course: Course, folder: Path, work: Path | None, settings: Settings, log: str) -> None:
+    """Write a student's feedback folder: ``report.md``, the executed notebooks of ``work`` (and their HTML, with
+    ``settings.html``) and the run's log. It replaces an earlier grading's folder once it is complete."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     building.chmod(0o755)
     try:
-        for known in course.notebooks:
+        for known in course.notebooks if work is not None else []:
             executed = work / GRADE_DIR / known.name
             if not executed.is_file():
                 continue
             shutil.copy2(executed, building / known.name)
-            if html:
+            if settings.html:
                 try:
                     from nbconvert import HTMLExporter
 
@@ -677,7 +676,9 @@ def keep_notebooks(work: Path, course: Course, folder: Path, html: bool, log: st
                     (building / known.name).with_suffix(".html").write_text(body, encoding="utf-8")
                 except Exception as error:  # a notebook nbconvert cannot render keeps its .ipynb
                     (building / f"{Path(known.name).stem}.html-failed.txt").write_text(f"{type(error).__name__}: {error}\n")
-        (building / "run.log").write_text(log, encoding="utf-8")
+        if log:
+            (building / "run.log").write_text(log, encoding="utf-8")
+        (building / "report.md").write_text(report_text(graded, course, quick=settings.env.get("FKP_QUICK") == "1"), encoding="utf-8")
         replace_folder(building, folder)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
@@ -694,7 +695,7 @@ def replace_folder(new: Path, folder: Path) -> None:
         os.replace(new, folder)
 
 
-def notebook_lines(graded: Graded, course: Course, settings_note: str = "") -> list[str]:
+def notebook_lines(graded: Graded, course: Course) -> list[str]:
     lines = []
     for known in course.notebooks:
         run = graded.notebooks.get(known.name)
@@ -727,23 +728,20 @@ def cell_text(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def write_report(graded: Graded, course: Course, folder: Path) -> None:
-    """``report.md`` in ``folder``: points, each check's outcome, how the notebooks ran, the model, the answers."""
-    folder.mkdir(parents=True, exist_ok=True)
+def report_text(graded: Graded, course: Course, quick: bool = True) -> str:
+    """The text of ``report.md``: points, each check's outcome, what was graded, how the notebooks ran, the model,
+    the written answers (markdown)."""
     lines = [f"# Feedback: {graded.student}", ""]
     if graded.problem:
-        lines += [f"**Not graded:** {graded.problem}."]
-        temporary = folder / ".report.md.tmp"
-        temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        os.replace(temporary, folder / "report.md")
-        return
+        return "\n".join([*lines, f"**Not graded:** {graded.problem}."]) + "\n"
     else:
         hand = sum(a.points for a in course.answers)
+        mode = ("in quick mode (small subsets, a short training: the checks test the code, not the training)" if quick
+                else "in full (the whole dataset, the full training)")
         lines += [f"**Checks: {graded.auto(course):g} of {course.max_auto:g} points.** "
                   f"Written answers: {hand:g} point{'s' if hand != 1 else ''}, graded by hand.", "",
                   f"**Your model** ({handin.STUDENT_MODEL}): {model_text(graded.model)}.", "",
-                  "The notebooks ran from the top in quick mode (small subsets, a short training: the checks test the code, "
-                  "not the training), with the course's check cells.", "", "## What was graded", ""]
+                  f"The notebooks ran from the top {mode}, with the course's check cells.", "", "## What was graded", ""]
         lines += [f"- {line}" for line in graded.found + graded.notes]
         lines += ["", "## Checks", "", "| notebook | check | points | outcome |", "|---|---|---|---|"]
         for check in course.checks:
@@ -757,9 +755,7 @@ def write_report(graded: Graded, course: Course, folder: Path) -> None:
         text = graded.answers.get(answer.grade_id, "")
         quoted = "\n".join(f"> {line}" for line in text.splitlines()) if text else "_(no answer)_"
         lines += [f"### {answer.grade_id} (notebook {course.number(answer.notebook)}, {answer.points:g} point{'s' if answer.points != 1 else ''})", "", quoted, ""]
-    temporary = folder / ".report.md.tmp"
-    temporary.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
-    os.replace(temporary, folder / "report.md")
+    return "\n".join(lines).rstrip() + "\n"
 
 
 # ---------------------------------------------------------------------------------------------------------
