@@ -261,6 +261,18 @@ def test_a_zip_file_gives_up_only_what_grading_needs(tiny, tmp_path):
     assert set(found.modules) == {"lesson.py"} and not found.notebooks
 
 
+def test_a_failing_check_is_told_by_its_message_else_by_the_line_that_raised():
+    bare_assert = {"output_type": "error", "ename": "AssertionError", "evalue": "",
+                   "traceback": ["\x1b[0;31mAssertionError\x1b[0m  Traceback (most recent call last)",
+                                 "Cell \x1b[0;32mIn[7], line 2\x1b[0m\n\x1b[1;32m      1\x1b[0m x = 1\n\x1b[0;32m----> 2\x1b[0m \x1b[38;5;28;01massert\x1b[39;00m value \x1b[38;5;241m==\x1b[39m \x1b[38;5;241m3\x1b[39m\n",
+                                 "\x1b[0;31mAssertionError\x1b[0m: "]}
+    assert grade.cell_outcome({"outputs": [bare_assert], "execution_count": 7}) == "fail: AssertionError: assert value == 3"
+    told = {**bare_assert, "evalue": "value should be 3\nmore detail"}
+    assert grade.cell_outcome({"outputs": [told], "execution_count": 7}) == "fail: AssertionError: value should be 3"
+    assert grade.cell_outcome({"outputs": [], "execution_count": 3}) == "pass"
+    assert grade.cell_outcome({"outputs": [], "execution_count": None}) == "not run"
+
+
 def test_the_course_cache_is_linked_into_each_copy_and_never_written_through(tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()
