@@ -9,7 +9,6 @@ Colab-style submission with every solution, and the bare release handed in as a 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 import subprocess
