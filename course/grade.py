@@ -159,11 +159,6 @@ def load_course(folder: str | os.PathLike = REPO_DIR) -> Course:
     return Course(folder, notebooks, checks, answers, graded_modules(folder))
 
 
-def course_checks(course: str | os.PathLike = REPO_DIR) -> list[Check]:
-    """The check cells of the course's notebooks, in order, with their points (nbgrader metadata)."""
-    return load_course(course).checks
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Finding what a student handed in
 # ---------------------------------------------------------------------------------------------------------
