@@ -27,6 +27,7 @@ from resources.download import DATA_ENV_VAR, DataError, ensure_dataset
 
 REPO_DIR = Path(__file__).resolve().parent
 DEFAULT_DATA_DIR = REPO_DIR / "data"
+CACHE_ENV_VAR = "FKP_CACHE"  # where the cut face crops are cached (default: .cache/ in the repository)
 NUM_KEYPOINTS = 68
 
 # 0-based iBUG 68-point left/right permutation: point i of a mirrored face is point FLIP_PERMUTATION_68[i].
@@ -782,12 +783,13 @@ def cut_context_crops(dataset: FacialKeypointsDataset, input_size: int, progress
 
 
 def crop_cache_file(kind: str, input_size: int, key: str, cache_dir: str | os.PathLike | None = None) -> Path:
-    """The cache file of one set of context crops: ``.cache/crops_<kind>_<size>_<hash>.npz``; ``key`` says what
-    the crops depend on (source files, their sizes and times), and the crop geometry is added to it."""
+    """The cache file of one set of context crops: ``.cache/crops_<kind>_<size>_<hash>.npz`` (in ``cache_dir``, else
+    the folder named by $FKP_CACHE, else ``.cache/`` in the repository); ``key`` says what the crops depend on
+    (source files, their sizes and times), and the crop geometry is added to it."""
     import hashlib
 
     key = f"{key}|{CONTEXT_FACTOR}|{CONTEXT_DENSITY}|{CROP_SCALE}|{CROP_SHIFT}|{CACHE_VERSION}"
-    cache_dir = Path(cache_dir) if cache_dir else REPO_DIR / ".cache"
+    cache_dir = Path(cache_dir) if cache_dir else Path(os.environ.get(CACHE_ENV_VAR) or REPO_DIR / ".cache")
     return cache_dir / f"crops_{kind}_{input_size}_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
 
 
