@@ -1,0 +1,697 @@
+"""The second, local stage: keypoints refined from patches of the picture itself, region by region.
+
+The first stage (``models.FastKeypointNet``) reads the whole face from one 128-px crop. This stage takes its keypoints
+and, for each face region, cuts a small patch from the picture at its own resolution, placed on the region's
+current keypoints and turned upright along the eye line, and a small network per region says where the region's
+keypoints lie in its patch. Run again from its own answer, it is a cascade (Sun, Wang and Tang, "Deep
+Convolutional Network Cascade for Facial Point Detection", CVPR 2013; the principle of dlib's regression-tree
+cascade, Kazemi and Sullivan, CVPR 2014: local appearance, indexed by the current shape).
+
+    refiner = Refiner.from_file("saved_models/keypoints_fast.refine.pt")      # ONNX Runtime when its export is beside it
+    better = refiner.refine(gray_picture, keypoints, convention="300w")   # (N, 68, 2) picture pixels -> the same
+
+Regions (``REGIONS``): the jaw in four overlapping runs of five points, each brow, the nose, each eye, the mouth;
+a point in two regions (jaw points 4, 8, 12) gets the mean of both answers. Patch geometry is in units of the
+distance between the eye centres (``d``, about 0.73 inter-ocular distances) and fixed per region; each patch covers
+its region's points on 99 % of the training faces plus a margin of 0.15 d for the first stage's error.
+
+Training (``python -m pipeline.refinement --first-stage saved_models/keypoints_fast.pt``): the first stage's own
+predictions on the training faces (course training faces except the held-out people, 300-W training faces), made on
+crops whose framing is jittered so that their errors are as large as on new faces, are the starting shapes; the
+held-out people of the course data measure each epoch. Never the course test set or the held-out 300-W faces.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+
+from data_load import invert_matrix, normalize_keypoints, transform_points, warp
+from models import CONVENTIONS, ModelError, atomic_torch_save, file_sha256, init_kaiming, read_checkpoint
+
+REFINEMENT_FORMAT = "facial-keypoints-refinement/1"
+NUM_KEYPOINTS = 68
+LEFT_EYE, RIGHT_EYE = range(36, 42), range(42, 48)
+
+
+PATCH_SIZE = 32  # every region's patch is PATCH_SIZE x PATCH_SIZE pixels, stretched over its own width and height
+
+
+@dataclass(frozen=True)
+class Region:
+    """A face region the second stage refines: its keypoints (iBUG 0-based) and its patch's width and height in eye
+    distances ``d`` (between the eye centres), along and across the eye line."""
+
+    name: str
+    points: tuple[int, ...]
+    size: tuple[float, float]
+
+
+# Sizes: twice the 99th percentile of the region's points' distance from their centre, along and across the eye
+# line, plus a margin of 0.15 d on each side (measured on the 1709 300-W and 3462 course training faces). At
+# PATCH_SIZE = 32 that is 15-57 patch pixels per d; the labelled faces have d of about 30 px (inter-ocular
+# distances of 40-45 px), so the eyes are read above the pictures' own resolution and the jaw a little below it.
+REGIONS: tuple[Region, ...] = (
+    Region("jaw_0", (0, 1, 2, 3, 4), (0.96, 2.08)),
+    Region("jaw_1", (4, 5, 6, 7, 8), (2.09, 1.52)),
+    Region("jaw_2", (8, 9, 10, 11, 12), (2.14, 1.53)),
+    Region("jaw_3", (12, 13, 14, 15, 16), (1.00, 2.08)),
+    Region("brow_left", (17, 18, 19, 20, 21), (1.44, 0.81)),
+    Region("brow_right", (22, 23, 24, 25, 26), (1.44, 0.81)),
+    Region("nose", tuple(range(27, 36)), (1.04, 1.81)),
+    Region("eye_left", tuple(range(36, 42)), (0.88, 0.56)),
+    Region("eye_right", tuple(range(42, 48)), (0.88, 0.56)),
+    Region("mouth", tuple(range(48, 68)), (1.69, 1.08)),
+)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Geometry: the patches of a face
+# ---------------------------------------------------------------------------------------------------------
+def eye_frame(keypoints: np.ndarray) -> tuple[float, float]:
+    """The roll (degrees, positive when the face leans clockwise as seen, picture y down) and the distance ``d``
+    between the eye centres (points 36-41 and 42-47) of a (68, 2) shape in pixels."""
+    left, right = keypoints[list(LEFT_EYE)].mean(axis=0), keypoints[list(RIGHT_EYE)].mean(axis=0)
+    dx, dy = float(right[0] - left[0]), float(right[1] - left[1])
+    return math.degrees(math.atan2(dy, dx)), max(math.hypot(dx, dy), 1e-6)
+
+
+@functools.lru_cache(maxsize=8)
+def _region_tables(regions: tuple[Region, ...], num_keypoints: int = NUM_KEYPOINTS) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fixed tables of a region list: (R, K) rows averaging each region's points (its patch's centre), (R, 2) sizes,
+    (R, M) point indices padded with 0 (M the most points of a region), and (K, R M) rows averaging the answers a
+    point gets (padding gets no weight)."""
+    count = len(regions)
+    most = max(len(r.points) for r in regions)
+    centre = np.zeros((count, num_keypoints))
+    index = np.zeros((count, most), np.int64)
+    gather = np.zeros((num_keypoints, count * most))
+    for r, region in enumerate(regions):
+        centre[r, list(region.points)] = 1.0 / len(region.points)
+        index[r, : len(region.points)] = region.points
+        gather[list(region.points), r * most + np.arange(len(region.points))] = 1.0
+    gather /= np.maximum(gather.sum(axis=1, keepdims=True), 1.0)
+    return centre, np.array([r.size for r in regions], np.float64), index, gather
+
+
+def patch_matrices(keypoints: np.ndarray, regions: Sequence[Region] = REGIONS, size: int = PATCH_SIZE) -> np.ndarray:
+    """(R, 2, 3) matrices from picture pixels to each region's patch for a (68, 2) shape in pixels: turned so that
+    the eye line is level, the region's width and height (in eye distances) stretched over ``size`` pixels each,
+    the mean of the region's points at the patch's middle ((size - 1) / 2, pixel centres at whole numbers)."""
+    centre_rows, sizes, _, _ = _region_tables(tuple(regions), NUM_KEYPOINTS)
+    roll, distance = eye_frame(keypoints)
+    cos, sin = math.cos(math.radians(roll)), math.sin(math.radians(roll))
+    linear = (size / (sizes * distance))[:, :, None] * np.array([[cos, sin], [-sin, cos]])[None]  # rows scaled: (R, 2, 2)
+    centres = centre_rows @ np.asarray(keypoints, np.float64)
+    shift = (size - 1) / 2 - np.einsum("rij,rj->ri", linear, centres)
+    return np.concatenate([linear, shift[:, :, None]], axis=2)
+
+
+@functools.lru_cache(maxsize=4)
+def _grid(size: int) -> np.ndarray:
+    """The (size * size, 2) pixel centres (u, v) of a patch, row by row."""
+    u, v = np.meshgrid(np.arange(size, dtype=np.float64), np.arange(size, dtype=np.float64))
+    return np.stack([u.ravel(), v.ravel()], axis=1)
+
+
+def cut_patches(gray: np.ndarray, matrices: np.ndarray, size: int = PATCH_SIZE) -> np.ndarray:
+    """(R, size, size) float32 patches in [0, 1] of a grayscale uint8 picture through (R, 2, 3) ``matrices``, in one
+    bilinear ``cv2.remap`` with the picture's border replicated. Where the patches are more than twice coarser than
+    the picture (a big face in a big photo), the region they cover is first reduced by a whole factor with area
+    averaging, so they are not aliased."""
+    inverse = np.linalg.inv(matrices[:, :, :2])  # (R, 2, 2): patch pixels -> picture pixels
+    points = (_grid(size)[None] - matrices[:, None, :, 2]) @ inverse.transpose(0, 2, 1)  # (R, size * size, 2)
+    # the finest step between neighbouring patch pixels, in picture pixels: reduce only when every patch is coarser
+    step = float(np.linalg.norm(inverse, axis=1).min())
+    factor = int(step / 2) if step >= 4 else 1
+    source = gray
+    if factor >= 2:
+        flat = points.reshape(-1, 2)
+        low = np.maximum(np.floor(flat.min(axis=0)).astype(int) - 2 * factor, 0)
+        high = np.minimum(np.ceil(flat.max(axis=0)).astype(int) + 2 * factor, np.array(gray.shape[1::-1]))
+        columns, rows = (high - low) // factor
+        if columns >= 2 and rows >= 2:
+            region = gray[low[1] : low[1] + rows * factor, low[0] : low[0] + columns * factor]
+            source = cv2.resize(region, (int(columns), int(rows)), interpolation=cv2.INTER_AREA)
+            # pixel u of the reduced region is pixel low + factor u + (factor - 1) / 2 of the picture
+            points = (points - low - (factor - 1) / 2) / factor
+    maps = points.reshape(-1, size, 2).astype(np.float32)
+    patches = cv2.remap(source, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return patches.reshape(len(matrices), size, size).astype(np.float32) / 255.0
+
+
+def to_patches(points: np.ndarray, matrices: np.ndarray, regions: Sequence[Region] = REGIONS, size: int = PATCH_SIZE) -> list[np.ndarray]:
+    """Each region's (n, 2) points of a (68, 2) shape, normalised to [-1, 1] of its patch."""
+    return [normalize_keypoints(points[list(r.points)] @ m[:, :2].T + m[:, 2], size) for r, m in zip(regions, matrices)]
+
+
+def from_patches(output: np.ndarray, matrices: np.ndarray, regions: Sequence[Region] = REGIONS, size: int = PATCH_SIZE,
+                 previous: np.ndarray | None = None) -> np.ndarray:
+    """A (68, 2) shape in picture pixels from one face's (R, 2 M) network output of one convention (each region's
+    points normalised to [-1, 1] of its patch, x0, y0, x1, ...; padding past its points ignored): the mean where
+    regions share a point, and the ``previous`` shape's point where no region has it."""
+    _, _, _, gather = _region_tables(tuple(regions), NUM_KEYPOINTS)
+    points = (np.asarray(output, np.float64).reshape(len(regions), -1, 2) + 1) * (size / 2)  # (R, M, 2) patch pixels
+    inverse = np.linalg.inv(matrices[:, :, :2])
+    picture = gather @ ((points - matrices[:, None, :, 2]) @ inverse.transpose(0, 2, 1)).reshape(-1, 2)
+    if previous is not None:
+        uncovered = gather.sum(axis=1) == 0
+        picture[uncovered] = previous[uncovered]
+    return picture.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The network
+# ---------------------------------------------------------------------------------------------------------
+class RefinementNet(nn.Module):
+    """One small CNN per region, run side by side as grouped convolutions (one group per region, so each region has
+    its own weights and the whole stage is a handful of operations).
+
+    Per region: a strided 3x3 stem, a strided 3x3 conv and a residual 3x3 conv at a quarter of the patch, a 1x1 conv
+    to ``head_channels``, a dense layer (a conv as large as the map) of ``hidden`` units, and for each convention the
+    region's points normalised to [-1, 1] of its patch (``data_load.normalize_keypoints``). ``forward``: patches (N, R,
+    S, S) in [0, 1] -> (N, R, conventions, 2 * M), M the most points of a region; a region with fewer points uses
+    the first 2 n numbers of its row (x0, y0, x1, y1, ...).
+    """
+
+    def __init__(
+        self, regions: Sequence[Region] = REGIONS, conventions: Sequence[str] = ("300w", "course"), size: int = PATCH_SIZE,
+        widths: tuple[int, int] = (16, 32), head_channels: int = 8, hidden: int = 64,
+    ) -> None:
+        super().__init__()
+        self.regions, self.conventions, self.size = tuple(regions), tuple(conventions), size
+        self.net_options = {"size": size, "widths": list(widths), "head_channels": head_channels, "hidden": hidden}
+        groups, (w0, w1) = len(self.regions), widths
+        self.outputs = 2 * max(len(r.points) for r in self.regions)
+
+        def conv(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(groups * cin, groups * cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+                                 nn.BatchNorm2d(groups * cout))
+
+        self.stem = nn.Sequential(conv(1, w0, 3, 2), nn.ReLU(inplace=True), conv(w0, w1, 3, 2), nn.ReLU(inplace=True))
+        self.residual = conv(w1, w1, 3)
+        self.reduce = nn.Sequential(conv(w1, head_channels, 1), nn.ReLU(inplace=True))
+        self.dense = nn.Sequential(nn.Conv2d(groups * head_channels, groups * hidden, size // 4, groups=groups), nn.ReLU(inplace=True))
+        self.out = nn.Conv2d(groups * hidden, groups * len(self.conventions) * self.outputs, 1, groups=groups)
+        init_kaiming(self)
+        nn.init.normal_(self.out.weight, std=1e-3)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        x = self.stem(patches)
+        x = torch.relu(x + self.residual(x))
+        x = self.out(self.dense(self.reduce(x)))
+        return x.reshape(-1, len(self.regions), len(self.conventions), self.outputs)
+
+
+def region_metadata(regions: Sequence[Region]) -> list[dict]:
+    return [{"name": r.name, "points": list(r.points), "size": list(r.size)} for r in regions]
+
+
+def regions_from_metadata(items: Sequence[dict]) -> tuple[Region, ...]:
+    return tuple(Region(item["name"], tuple(item["points"]), tuple(item["size"])) for item in items)
+
+
+def save_refinement(model: RefinementNet, path: str | Path, onnx: bool = True, **extra: Any) -> None:
+    """Write the refinement stage (state dict and metadata, atomically), and its ONNX export beside it (same name,
+    .onnx), recorded by its SHA-256 in the metadata as the first stage's is."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"regions": region_metadata(model.regions), "conventions": list(model.conventions), "net_options": model.net_options, **extra}
+    if onnx:
+        onnx_path = path.with_suffix(".onnx")
+        export_refinement_onnx(model, onnx_path)
+        meta["onnx_sha256"] = file_sha256(onnx_path)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_torch_save({"format": REFINEMENT_FORMAT, "meta": meta, "state_dict": state}, path)
+
+
+def load_refinement(path: str | Path) -> tuple[RefinementNet, dict]:
+    """The refinement network saved at ``path`` (eval mode) and its metadata; ModelError (one line) otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"Refinement file {path} does not exist: train it with `python -m pipeline.refinement` or pass the right path.")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for truncated or foreign files
+        raise ModelError(f"Refinement file {path} is corrupted ({type(error).__name__}): retrain or restore it.") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != REFINEMENT_FORMAT:
+        raise ModelError(f"{path} is not a refinement stage saved by this project (expected format {REFINEMENT_FORMAT}).")
+    meta = checkpoint.get("meta", {})
+    try:
+        options = {k: tuple(v) if isinstance(v, list) else v for k, v in meta.get("net_options", {}).items()}
+        model = RefinementNet(regions_from_metadata(meta["regions"]), meta["conventions"], **options)
+        model.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, ValueError, RuntimeError, TypeError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(f"{path} does not match its design ({first_line}): retrain or restore it.") from None
+    return model.eval(), meta
+
+
+def export_refinement_onnx(model: RefinementNet, path: str | Path) -> None:
+    """Export the network (BatchNorm folded) with input ``patches`` (N, R, S, S) and output ``points``, variable N,
+    written atomically."""
+    import copy
+    import os
+    import tempfile
+    import warnings
+
+    from models import fuse_for_inference
+
+    path = Path(path)
+    fused = fuse_for_inference(copy.deepcopy(model).cpu())
+    dummy = torch.zeros(1, len(model.regions), model.size, model.size)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(fused, dummy, tmp, dynamo=False, input_names=["patches"], output_names=["points"],
+                              dynamic_axes={"patches": {0: "batch"}, "points": {0: "batch"}})
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running it
+# ---------------------------------------------------------------------------------------------------------
+class Refiner:
+    """Refines 68-point shapes in picture pixels with a ``RefinementNet`` run by PyTorch or ONNX Runtime.
+
+    ``rounds``: how many times the patches are cut again from the last answer and refined (see the model card for
+    what each round bought)."""
+
+    def __init__(self, model: RefinementNet, meta: dict | None = None, onnx_path: str | Path | None = None,
+                 threads: int | None = None, rounds: int = 1) -> None:
+        from models import fuse_for_inference
+
+        self.regions, self.conventions, self.size = model.regions, model.conventions, model.size
+        self.meta, self.rounds, self.session = dict(meta or {}), rounds, None
+        if onnx_path is not None:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            if threads:
+                options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+            self.model = None
+        else:
+            import copy
+
+            self.model = fuse_for_inference(copy.deepcopy(model).eval())
+
+    @classmethod
+    def from_file(cls, path: str | Path, backend: str = "auto", threads: int | None = None, rounds: int | None = None) -> "Refiner":
+        """The refinement stage saved at ``path``; ONNX Runtime (``backend`` "auto" or "onnx") when its export sits
+        beside it with the recorded hash and onnxruntime is installed, else PyTorch. ``rounds``: None for the
+        number recorded in the file (``meta["rounds"]``, else 1)."""
+        model, meta = load_refinement(path)
+        onnx_path = Path(path).with_suffix(".onnx")
+        fresh = onnx_path.is_file() and meta.get("onnx_sha256") == file_sha256(onnx_path)
+        if backend == "onnx" and not fresh:
+            raise ModelError(f"{onnx_path} is missing or was not exported from {Path(path).name}: train or export it again.")
+        use_onnx = backend in ("auto", "onnx") and fresh
+        if use_onnx:
+            try:
+                import onnxruntime  # noqa: F401
+            except ImportError:
+                if backend == "onnx":
+                    raise ModelError("onnxruntime is not installed: `pip install onnxruntime`, or use the torch backend.") from None
+                use_onnx = False
+        if not use_onnx and threads:
+            torch.set_num_threads(threads)
+        chosen_rounds = int(meta.get("rounds", 1)) if rounds is None else rounds
+        return cls(model, {**meta, "file": Path(path).name}, onnx_path if use_onnx else None, threads, chosen_rounds)
+
+    def run(self, patches: np.ndarray) -> np.ndarray:
+        """(N, R, conventions, 2 M) outputs for (N, R, S, S) float32 patches."""
+        if self.session is not None:
+            return self.session.run(None, {"patches": patches})[0]
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(patches)).numpy()
+
+    def refine(self, gray: np.ndarray, keypoints: np.ndarray, convention: str = "300w", rounds: int | None = None) -> np.ndarray:
+        """Refined (N, 68, 2) shapes in picture pixels for (N, 68, 2) shapes in the same ``convention``
+        (``models.CONVENTIONS``) on a grayscale uint8 picture; ``rounds`` (None: the refiner's) passes."""
+        if convention not in self.conventions:
+            raise ModelError(f"This refinement stage knows the {' and '.join(self.conventions)} convention(s), not {convention!r}.")
+        shapes = np.array(keypoints, np.float32).reshape(-1, NUM_KEYPOINTS, 2)
+        index = self.conventions.index(convention)
+        for _ in range(self.rounds if rounds is None else rounds):
+            if not len(shapes):
+                break
+            matrices = [patch_matrices(shape, self.regions, self.size) for shape in shapes]
+            patches = np.stack([cut_patches(gray, m, self.size) for m in matrices])
+            output = np.asarray(self.run(patches))[:, :, index]
+            shapes = np.stack([from_patches(row, m, self.regions, self.size, shape) for row, m, shape in zip(output, matrices, shapes)])
+        return shapes
+
+    def refine_pictures(self, pictures: Sequence[np.ndarray], keypoints: np.ndarray, convention: str = "300w", rounds: int | None = None) -> np.ndarray:
+        """``refine`` for one face per picture (gray or RGB uint8): (N, 68, 2)."""
+        out = []
+        for picture, shape in zip(pictures, keypoints):
+            gray = cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY) if picture.ndim == 3 else picture
+            out.append(self.refine(gray, shape[None], convention, rounds)[0])
+        return np.stack(out) if out else np.zeros((0, NUM_KEYPOINTS, 2), np.float32)
+
+
+def refinement_file(model_path: str | Path) -> Path:
+    """Where a first-stage model's refinement stage is kept: ``NAME.refine.pt`` beside ``NAME.pt``."""
+    path = Path(model_path)
+    return path.with_name(f"{path.stem}.refine.pt")
+
+
+def companion_refiner(model_path: str | Path, refiner: str | Path | None = "auto", backend: str = "auto",
+                      threads: int | None = None, rounds: int | None = None) -> "Refiner | None":
+    """The refinement stage to run after a first-stage model: ``refiner`` "auto" for the model's own
+    (``refinement_file``) when it exists, None or "none" for none, else the file it names (ModelError when that
+    file cannot be used)."""
+    if refiner is None or str(refiner) == "none":
+        return None
+    path = refinement_file(model_path) if str(refiner) == "auto" else Path(refiner)
+    if str(refiner) == "auto" and not path.is_file():
+        return None
+    return Refiner.from_file(path, backend, threads, rounds)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class RefineConfig:
+    """A training run of the refinement stage (stored in its checkpoints, so plain values only)."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    jitters: int = 4  # first-stage predictions per training face, each from a crop framed with random jitter
+    framing: tuple = (0.06, 0.08, 8.0)  # that jitter: shift (share of the box side), scale (share), roll (degrees)
+    residual_scale: tuple = (0.6, 1.6)  # the first stage's residual on a face is scaled by a factor drawn from this
+    small_share: float = 0.3  # ... or, for this share of the samples, from (0, 0.5): the second round's starting errors
+    brightness: float = 0.2
+    contrast: float = 0.25
+    val_fraction: float = 0.1  # the course data's held-out people (the first stage's own split)
+    limit: int | None = None  # this many faces per source (quick runs and tests)
+    regions: tuple = ()  # the names of the REGIONS refined (empty: all); the others keep the first stage's points
+    size: int = PATCH_SIZE
+    widths: tuple = (16, 32)
+    head_channels: int = 8
+    hidden: int = 64
+
+
+@dataclass
+class FaceSet:
+    """Faces to train or measure on: grayscale pictures, true (N, 68, 2) shapes, each face's convention index and
+    the first stage's predictions (N, J, 68, 2), all in picture pixels."""
+
+    pictures: list
+    truth: np.ndarray
+    convention: np.ndarray
+    start: np.ndarray
+
+
+def chosen_regions(names: Sequence[str] = ()) -> tuple[Region, ...]:
+    """The ``REGIONS`` named (all for none); ValueError naming the known ones for a name that is not one."""
+    known = {region.name: region for region in REGIONS}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"Unknown region(s) {', '.join(unknown)}: choose from {', '.join(known)}.")
+    return tuple(known[name] for name in names) if names else REGIONS
+
+
+def d_units(points: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per-face mean point-to-point distance in eye distances ``d`` of the true shapes: (N,)."""
+    distance = np.array([eye_frame(t)[1] for t in truth])
+    return np.linalg.norm(points - truth, axis=-1).mean(axis=-1) / distance
+
+
+def first_stage_predictions(runner: Any, pictures: Sequence[np.ndarray], truth: np.ndarray, convention: str,
+                            jitters: int, framing: Sequence[float], rng: np.random.Generator) -> np.ndarray:
+    """The first stage's flip-averaged keypoints (N, J, 68, 2) in picture pixels, from crops framed by each face's
+    keypoint box (``data_load.haar_box_from_keypoints``, as evaluation frames faces) moved, scaled and turned at
+    random (``framing``: shift, scale, roll); J = ``jitters``, 0 for the unjittered framing alone (J = 1)."""
+    from data_load import compose_matrices, crop_matrix, crop_square_from_box, haar_box_from_keypoints
+    from pipeline.inference import predict
+
+    size, out = runner.input_size, []
+    for picture, shape in zip(pictures, truth):
+        cx, cy, side = crop_square_from_box(haar_box_from_keypoints(shape))
+        matrices = []
+        for _ in range(max(jitters, 1)):
+            if jitters:
+                shift, scale, roll = framing
+                dx, dy = rng.uniform(-shift, shift, 2) * side
+                matrix = crop_matrix(cx + dx, cy + dy, side * rng.uniform(1 - scale, 1 + scale), size, rng.uniform(-roll, roll))
+            else:
+                matrix = crop_matrix(cx, cy, side, size)
+            matrices.append(matrix)
+        crops = np.stack([warp(picture, m, size) for m in matrices]).astype(np.float32) / 255.0
+        points = predict(runner, crops, convention, flip_average=True).keypoints
+        out.append(np.stack([transform_points(p, invert_matrix(m)) for p, m in zip(points, matrices)]))
+    return np.stack(out)
+
+
+def load_face_sets(runner: Any, config: RefineConfig, data_dir: str | None, data_300w: str | None,
+                   log: Callable[[str], None] = print) -> tuple[FaceSet, FaceSet]:
+    """The training faces (course training faces but the held-out people, 300-W training faces) with jittered
+    first-stage starts, and the held-out people with the first stage's plain predictions."""
+    from data_load import read_image, read_keypoints_csv, resolve_data_dir, split_paths
+    from pipeline.data_300w import Faces300WDataset
+    from pipeline.training import split_by_person
+
+    rng = np.random.default_rng(config.seed)
+    csv_file, root = split_paths(resolve_data_dir(data_dir), "training")
+    names, course_truth = read_keypoints_csv(csv_file)
+    train_idx, val_idx = split_by_person(list(names), config.val_fraction, config.seed)
+    if config.limit:
+        train_idx, val_idx = train_idx[: config.limit], val_idx[: max(config.limit // 4, 1)]
+
+    def gray(path: Path) -> np.ndarray:
+        return cv2.cvtColor(read_image(path, as_stored=True), cv2.COLOR_RGB2GRAY)
+
+    course_pictures = {i: gray(root / names[i]) for i in np.concatenate([train_idx, val_idx])}
+    wild = Faces300WDataset(data_300w, "training")
+    wild_faces = wild.faces[: config.limit] if config.limit else wild.faces
+    wild_pictures = [gray(face.picture) for face in wild_faces]
+    wild_truth = np.stack([face.keypoints for face in wild_faces])
+    course_index, wild_index = CONVENTIONS.index("course"), CONVENTIONS.index("300w")
+    val_pictures = [course_pictures[i] for i in val_idx]
+    tic = time.perf_counter()
+
+    def predict_starts() -> dict[str, np.ndarray]:
+        course = first_stage_predictions(runner, [course_pictures[i] for i in train_idx], course_truth[train_idx], "course",
+                                         config.jitters, config.framing, rng)
+        wild_starts = first_stage_predictions(runner, wild_pictures, wild_truth, "300w", config.jitters, config.framing, rng)
+        held_out = first_stage_predictions(runner, val_pictures, course_truth[val_idx], "course", 0, config.framing, rng)
+        return {"training": np.concatenate([course, wild_starts]).astype(np.float32), "validation": held_out.astype(np.float32)}
+
+    identity = getattr(runner, "meta", {}).get("onnx_sha256")  # the first stage's export: its predictions are cached
+    if identity:
+        from data_load import cached_crops, crop_cache_file
+
+        key = f"{identity}|{config.seed}|{config.jitters}|{list(config.framing)}|{config.val_fraction}|{config.limit}|{csv_file.stat().st_size}|{len(wild_faces)}"
+        starts = cached_crops(crop_cache_file("refine-starts", runner.input_size, key), predict_starts)
+    else:
+        starts = predict_starts()
+    training = FaceSet(
+        [course_pictures[i] for i in train_idx] + wild_pictures,
+        np.concatenate([course_truth[train_idx], wild_truth]).astype(np.float32),
+        np.array([course_index] * len(train_idx) + [wild_index] * len(wild_pictures)),
+        starts["training"],
+    )
+    validation = FaceSet(val_pictures, course_truth[val_idx].astype(np.float32), np.full(len(val_idx), course_index), starts["validation"])
+    log(f"faces: {len(training.truth)} training ({len(train_idx)} course, {len(wild_pictures)} 300-W), {len(val_idx)} held-out people; "
+        f"first-stage starts in {time.perf_counter() - tic:.0f} s: error {d_units(training.start[:, 0], training.truth).mean():.4f} d on the "
+        f"training faces (jittered framing), {d_units(validation.start[:, 0], validation.truth).mean():.4f} d on the held-out people")
+    return training, validation
+
+
+class PatchDataset(torch.utils.data.Dataset):
+    """Training samples: a face's patches cut around a perturbed first-stage shape, and the true points in them.
+
+    The start is one of the face's first-stage predictions with its residual scaled (``RefineConfig``), so the
+    network learns from errors of the size and kind the first stage makes. Item: patches (R, S, S), targets
+    (R, 2 M) normalised in the patches (zero past a region's points), the convention index, and the weights
+    (R, 2 M): normalised units to eye distances ``d`` on a region's points, 0 past them."""
+
+    def __init__(self, faces: FaceSet, config: RefineConfig, regions: Sequence[Region] = REGIONS, augment: bool = True) -> None:
+        self.faces, self.config, self.regions, self.augment = faces, config, tuple(regions), augment
+        self.rng = np.random.default_rng(config.seed)
+        self.outputs = 2 * max(len(r.points) for r in self.regions)
+        self.weights = np.zeros((len(self.regions), self.outputs), np.float32)
+        for r, region in enumerate(self.regions):  # half the patch side, in d, along x and across y
+            self.weights[r, : 2 * len(region.points)] = np.tile([region.size[0] / 2, region.size[1] / 2], len(region.points))
+
+    def __len__(self) -> int:
+        return len(self.faces.truth)
+
+    def start_shape(self, index: int) -> np.ndarray:
+        truth, starts = self.faces.truth[index], self.faces.start[index]
+        if not self.augment:
+            return starts[0]
+        c, rng = self.config, self.rng
+        low, high = (0.0, 0.5) if rng.random() < c.small_share else c.residual_scale
+        return truth + rng.uniform(low, high) * (starts[rng.integers(len(starts))] - truth)
+
+    def __getitem__(self, index: int):
+        start = self.start_shape(index)
+        matrices = patch_matrices(start, self.regions, self.config.size)
+        patches = cut_patches(self.faces.pictures[index], matrices, self.config.size)
+        if self.augment:
+            gain = self.rng.uniform(1 - self.config.contrast, 1 + self.config.contrast)
+            bias = self.rng.uniform(-self.config.brightness, self.config.brightness)
+            mean = patches.mean(axis=(1, 2), keepdims=True)
+            patches = np.clip((patches - mean) * gain + mean + bias, 0, 1).astype(np.float32)
+        targets = np.zeros_like(self.weights)
+        for r, points in enumerate(to_patches(self.faces.truth[index], matrices, self.regions, self.config.size)):
+            targets[r, : points.size] = points.ravel()
+        return torch.from_numpy(patches), torch.from_numpy(targets), int(self.faces.convention[index]), torch.from_numpy(self.weights)
+
+
+def wing(error: torch.Tensor, width: float = 0.28, curvature: float = 0.055) -> torch.Tensor:
+    """Wing loss (Feng et al., 2018) of absolute errors in eye distances d, elementwise; the first stage's Wing of
+    w = 10 px, e = 2 px in its 128-px crop, where d is about 36 px."""
+    offset = width - width * math.log(1 + width / curvature)
+    return torch.where(error < width, width * torch.log1p(error / curvature), error - offset)
+
+
+def refinement_loss(output: torch.Tensor, targets: torch.Tensor, conventions: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mean Wing loss in eye distances of each face's own convention's outputs (N, R, C, 2 M) against targets
+    (N, R, 2 M), over the numbers that are points (``weights`` > 0)."""
+    chosen = output[torch.arange(len(output)), :, conventions]  # (N, R, 2 M)
+    used = weights > 0
+    return wing((chosen - targets).abs()[used] * weights[used]).mean()
+
+
+def measure(refiner: Refiner, faces: FaceSet, rounds: int = 2) -> list[float]:
+    """Mean error in d of the starts (``faces.start[:, 0]``) and after each round of refinement."""
+    convention = CONVENTIONS[int(faces.convention[0])] if len(faces.convention) else "course"
+    shapes = faces.start[:, 0].copy()
+    errors = [float(d_units(shapes, faces.truth).mean())]
+    for _ in range(rounds):
+        shapes = np.stack([refiner.refine(picture, shape[None], convention, 1)[0] for picture, shape in zip(faces.pictures, shapes)])
+        errors.append(float(d_units(shapes, faces.truth).mean()))
+    return errors
+
+
+def train_refinement(
+    runner: Any, config: RefineConfig, data_dir: str | None = None, data_300w: str | None = None,
+    run_dir: str | Path | None = None, resume: bool = False, log: Callable[[str], None] = print,
+) -> tuple[RefinementNet, dict]:
+    """Train the refinement stage for the first stage ``runner`` (``models.make_runner``); returns the network (eval
+    mode) and its history. Each epoch writes ``run_dir/last.pt`` (network, optimizer, schedule, history); with
+    ``resume`` a run continues from it exactly as it would have gone on."""
+    torch.manual_seed(config.seed)
+    training, validation = load_face_sets(runner, config, data_dir, data_300w, log)
+    regions = chosen_regions(config.regions)
+    model = RefinementNet(regions, CONVENTIONS, config.size, tuple(config.widths), config.head_channels, config.hidden)
+    dataset = PatchDataset(training, config, regions)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=len(dataset) > config.batch_size,
+                                         generator=torch.Generator().manual_seed(config.seed))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, epochs=config.epochs, steps_per_epoch=len(loader), pct_start=0.15)
+    history: dict[str, list] = {"epoch": [], "train_loss": [], "val_start": [], "val_round1": [], "val_round2": [], "seconds": []}
+    start_epoch, checkpoint = 0, Path(run_dir) / "last.pt" if run_dir else None
+    if resume:
+        if checkpoint is None or not checkpoint.is_file():
+            raise ModelError(f"Nothing to resume: {checkpoint} does not exist; run without --resume first.")
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        if state.get("config") != dataclasses.asdict(config):
+            raise ModelError(f"{checkpoint} was written with another configuration: use the same options, or a new --run-dir.")
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        history, start_epoch = state["history"], state["epoch"]
+        log(f"resumed from {checkpoint} after epoch {start_epoch}")
+    for epoch in range(start_epoch, config.epochs):
+        loader.generator.manual_seed(config.seed + epoch)
+        dataset.rng = np.random.default_rng([config.seed, epoch])
+        torch.manual_seed(config.seed + epoch)
+        tic, total, count = time.perf_counter(), 0.0, 0
+        model.train()
+        for patches, targets, conventions, weights in loader:
+            optimizer.zero_grad(set_to_none=True)
+            loss = refinement_loss(model(patches), targets, conventions, weights)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total, count = total + loss.item() * len(targets), count + len(targets)
+        model.eval()
+        errors = measure(Refiner(model), validation) if len(validation.truth) else [float("nan")] * 3
+        for key, value in zip(history, (epoch + 1, total / max(count, 1), *errors, time.perf_counter() - tic)):
+            history[key].append(value)
+        log(f"epoch {epoch + 1:3d}/{config.epochs}  train loss {history['train_loss'][-1]:.4f}  held-out people (d): "
+            f"first stage {errors[0]:.4f}, 1 round {errors[1]:.4f}, 2 rounds {errors[2]:.4f}  ({history['seconds'][-1]:.0f} s)")
+        if checkpoint is not None:
+            atomic_torch_save({"format": REFINEMENT_FORMAT + "-run", "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "schedule": schedule.state_dict(), "epoch": epoch + 1, "history": history,
+                               "config": dataclasses.asdict(config)}, checkpoint)
+    return model.eval(), history
+
+
+def main(argv: list[str] | None = None) -> int:
+    from data_load import DataError as _DataError
+    from models import make_runner
+    from pipeline.inference import SHIPPED_MODEL
+
+    parser = argparse.ArgumentParser(description="Train the second, local stage for a first-stage keypoint model.")
+    parser.add_argument("--first-stage", default=str(SHIPPED_MODEL), help="the first stage's model file (default: the shipped model)")
+    parser.add_argument("--out", help="where to save it (default: beside the first stage, NAME.refine.pt, with its ONNX export)")
+    parser.add_argument("--data", help="course dataset folder (default: $FKP_DATA)")
+    parser.add_argument("--data-300w", help="300-W folder (default: $FKP_300W)")
+    parser.add_argument("--run-dir", help="checkpoint folder (default: runs/refine)")
+    parser.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt")
+    parser.add_argument("--epochs", type=int, default=RefineConfig.epochs)
+    parser.add_argument("--rounds", type=int, default=1, help="refinement rounds the saved stage runs by default (recorded in its metadata)")
+    parser.add_argument("--patch-size", type=int, default=RefineConfig.size, help=f"patch side in pixels (default: {RefineConfig.size})")
+    parser.add_argument("--regions", help=f"comma-separated regions to refine (default: all of {', '.join(r.name for r in REGIONS)})")
+    parser.add_argument("--limit", type=int, help="this many faces per source (a quick check)")
+    parser.add_argument("--threads", type=int, help="CPU threads (1 is faster on a busy machine)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
+    if args.patch_size % 4:
+        parser.error(f"--patch-size must be a multiple of 4 (the network halves it twice), not {args.patch_size}")
+    names = tuple(filter(None, (args.regions or "").split(",")))
+    try:
+        chosen_regions(names)
+    except ValueError as error:
+        parser.error(str(error))
+    config = RefineConfig(epochs=args.epochs, limit=args.limit, size=args.patch_size, regions=names)
+    out = Path(args.out) if args.out else refinement_file(args.first_stage)
+    run_dir = Path(args.run_dir) if args.run_dir else Path(__file__).resolve().parents[1] / "runs" / "refine"
+    try:
+        runner = make_runner(args.first_stage, threads=args.threads)
+        tic = time.perf_counter()
+        model, history = train_refinement(runner, config, args.data, args.data_300w, run_dir, args.resume)
+        minutes = (time.perf_counter() - tic) / 60
+        save_refinement(model, out, first_stage=Path(args.first_stage).name, first_stage_sha256=file_sha256(args.first_stage),
+                        rounds=args.rounds, config=dataclasses.asdict(config), train_minutes=round(minutes, 2),
+                        val_held_out_people_d=history["val_round1"][-1] if history["val_round1"] else None)
+    except (_DataError, ModelError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    (run_dir / "history.json").write_text(json.dumps(history))
+    print(f"trained in {minutes:.1f} min; saved {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
