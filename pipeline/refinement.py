@@ -157,6 +157,18 @@ def to_patches(points: np.ndarray, matrices: np.ndarray, regions: Sequence[Regio
     return [normalize_keypoints(points[list(r.points)] @ m[:, :2].T + m[:, 2], size) for r, m in zip(regions, matrices)]
 
 
+def patch_points(points: np.ndarray, matrices: np.ndarray, regions: Sequence[Region] = REGIONS, size: int = PATCH_SIZE) -> np.ndarray:
+    """``to_patches`` as one (R, 2 M) float32 array, the network's layout: each region's x0, y0, x1, ..., zero past
+    its points."""
+    _, _, index, _ = _region_tables(tuple(regions), NUM_KEYPOINTS)
+    used = np.zeros(index.shape, bool)
+    for r, region in enumerate(regions):
+        used[r, : len(region.points)] = True
+    moved = np.einsum("rij,rmj->rmi", matrices[:, :, :2], np.asarray(points, np.float64)[index]) + matrices[:, None, :, 2]
+    normalised = (moved - size / 2) / (size / 2) * used[..., None]
+    return normalised.reshape(len(regions), -1).astype(np.float32)
+
+
 def from_patches(output: np.ndarray, matrices: np.ndarray, regions: Sequence[Region] = REGIONS, size: int = PATCH_SIZE,
                  previous: np.ndarray | None = None) -> np.ndarray:
     """A (68, 2) shape in picture pixels from one face's (R, 2 M) network output of one convention (each region's
@@ -182,17 +194,20 @@ class RefinementNet(nn.Module):
     Per region: a strided 3x3 stem, a strided 3x3 conv and a residual 3x3 conv at a quarter of the patch, a 1x1 conv
     to ``head_channels``, a dense layer (a conv as large as the map) of ``hidden`` units, and for each convention the
     region's points normalised to [-1, 1] of its patch (``data_load.normalize_keypoints``). ``forward``: patches (N, R,
-    S, S) in [0, 1] -> (N, R, conventions, 2 * M), M the most points of a region; a region with fewer points uses
-    the first 2 n numbers of its row (x0, y0, x1, y1, ...).
+    S, S) in [0, 1] and the points the patches were cut around (N, R, 2 M, ``patch_points``) -> (N, R, conventions,
+    2 M), M the most points of a region; a region with fewer points uses the first 2 n numbers of its row (x0, y0,
+    x1, y1, ...). With ``residual`` (the cascade's form) the dense layer also reads the points it was given and the
+    network answers with their corrections: it starts from the first stage's shape and moves it where the patch
+    shows it should be; without, it places the points from the patch alone.
     """
 
     def __init__(
         self, regions: Sequence[Region] = REGIONS, conventions: Sequence[str] = ("300w", "course"), size: int = PATCH_SIZE,
-        widths: tuple[int, int] = (16, 32), head_channels: int = 8, hidden: int = 64,
+        widths: tuple[int, int] = (16, 32), head_channels: int = 8, hidden: int = 64, residual: bool = False,
     ) -> None:
         super().__init__()
-        self.regions, self.conventions, self.size = tuple(regions), tuple(conventions), size
-        self.net_options = {"size": size, "widths": list(widths), "head_channels": head_channels, "hidden": hidden}
+        self.regions, self.conventions, self.size, self.residual_points = tuple(regions), tuple(conventions), size, residual
+        self.net_options = {"size": size, "widths": list(widths), "head_channels": head_channels, "hidden": hidden, "residual": residual}
         groups, (w0, w1) = len(self.regions), widths
         self.outputs = 2 * max(len(r.points) for r in self.regions)
 
@@ -203,16 +218,25 @@ class RefinementNet(nn.Module):
         self.stem = nn.Sequential(conv(1, w0, 3, 2), nn.ReLU(inplace=True), conv(w0, w1, 3, 2), nn.ReLU(inplace=True))
         self.residual = conv(w1, w1, 3)
         self.reduce = nn.Sequential(conv(w1, head_channels, 1), nn.ReLU(inplace=True))
-        self.dense = nn.Sequential(nn.Conv2d(groups * head_channels, groups * hidden, size // 4, groups=groups), nn.ReLU(inplace=True))
+        self.dense = nn.Sequential(nn.Conv2d(groups * head_channels, groups * hidden, size // 4, groups=groups))
+        # the points given, read by the dense layer too (a 1 x 1 conv per region on its 2 M numbers)
+        self.given = nn.Conv2d(groups * self.outputs, groups * hidden, 1, groups=groups, bias=False) if residual else None
         self.out = nn.Conv2d(groups * hidden, groups * len(self.conventions) * self.outputs, 1, groups=groups)
         init_kaiming(self)
         nn.init.normal_(self.out.weight, std=1e-3)
+        if residual:
+            nn.init.zeros_(self.out.bias)
 
-    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+    def forward(self, patches: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         x = self.stem(patches)
         x = torch.relu(x + self.residual(x))
-        x = self.out(self.dense(self.reduce(x)))
-        return x.reshape(-1, len(self.regions), len(self.conventions), self.outputs)
+        x = self.dense(self.reduce(x))
+        if self.given is not None:
+            x = x + self.given(points.reshape(-1, len(self.regions) * self.outputs, 1, 1))
+        x = self.out(torch.relu(x)).reshape(-1, len(self.regions), len(self.conventions), self.outputs)
+        if self.given is not None:
+            x = x + points[:, :, None, :]
+        return x
 
 
 def region_metadata(regions: Sequence[Region]) -> list[dict]:
@@ -260,8 +284,8 @@ def load_refinement(path: str | Path) -> tuple[RefinementNet, dict]:
 
 
 def export_refinement_onnx(model: RefinementNet, path: str | Path) -> None:
-    """Export the network (BatchNorm folded) with input ``patches`` (N, R, S, S) and output ``points``, variable N,
-    written atomically."""
+    """Export the network (BatchNorm folded) with inputs ``patches`` (N, R, S, S) and ``given`` (N, R, 2 M) and output
+    ``points``, variable N, written atomically (a network that does not read the given points has no such input)."""
     import copy
     import os
     import tempfile
@@ -271,14 +295,14 @@ def export_refinement_onnx(model: RefinementNet, path: str | Path) -> None:
 
     path = Path(path)
     fused = fuse_for_inference(copy.deepcopy(model).cpu())
-    dummy = torch.zeros(1, len(model.regions), model.size, model.size)
+    dummy = (torch.zeros(1, len(model.regions), model.size, model.size), torch.zeros(1, len(model.regions), model.outputs))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(fused, dummy, tmp, dynamo=False, input_names=["patches"], output_names=["points"],
-                              dynamic_axes={"patches": {0: "batch"}, "points": {0: "batch"}})
+            torch.onnx.export(fused, dummy, tmp, dynamo=False, input_names=["patches", "given"], output_names=["points"],
+                              dynamic_axes={"patches": {0: "batch"}, "given": {0: "batch"}, "points": {0: "batch"}})
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
@@ -308,6 +332,7 @@ class Refiner:
             if threads:
                 options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
             self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+            self.input_names = [item.name for item in self.session.get_inputs()]
             self.model = None
         else:
             import copy
@@ -337,12 +362,13 @@ class Refiner:
         chosen_rounds = int(meta.get("rounds", 1)) if rounds is None else rounds
         return cls(model, {**meta, "file": Path(path).name}, onnx_path if use_onnx else None, threads, chosen_rounds)
 
-    def run(self, patches: np.ndarray) -> np.ndarray:
-        """(N, R, conventions, 2 M) outputs for (N, R, S, S) float32 patches."""
+    def run(self, patches: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """(N, R, conventions, 2 M) outputs for (N, R, S, S) float32 patches cut around (N, R, 2 M) points."""
         if self.session is not None:
-            return self.session.run(None, {"patches": patches})[0]
+            feeds = {"patches": patches, "given": points}
+            return self.session.run(None, {name: feeds[name] for name in self.input_names})[0]
         with torch.inference_mode():
-            return self.model(torch.from_numpy(patches)).numpy()
+            return self.model(torch.from_numpy(patches), torch.from_numpy(points)).numpy()
 
     def refine(self, gray: np.ndarray, keypoints: np.ndarray, convention: str = "300w", rounds: int | None = None) -> np.ndarray:
         """Refined (N, 68, 2) shapes in picture pixels for (N, 68, 2) shapes in the same ``convention``
@@ -356,7 +382,8 @@ class Refiner:
                 break
             matrices = [patch_matrices(shape, self.regions, self.size) for shape in shapes]
             patches = np.stack([cut_patches(gray, m, self.size) for m in matrices])
-            output = np.asarray(self.run(patches))[:, :, index]
+            given = np.stack([patch_points(shape, m, self.regions, self.size) for shape, m in zip(shapes, matrices)])
+            output = np.asarray(self.run(patches, given))[:, :, index]
             shapes = np.stack([from_patches(row, m, self.regions, self.size, shape) for row, m, shape in zip(output, matrices, shapes)])
         return shapes
 
@@ -409,6 +436,7 @@ class RefineConfig:
     val_fraction: float = 0.1  # the course data's held-out people (the first stage's own split)
     limit: int | None = None  # this many faces per source (quick runs and tests)
     regions: tuple = ()  # the names of the REGIONS refined (empty: all); the others keep the first stage's points
+    residual: bool = True  # the network corrects the points it is given (RefinementNet), rather than placing them afresh
     size: int = PATCH_SIZE
     widths: tuple = (16, 32)
     head_channels: int = 8
@@ -526,9 +554,9 @@ class PatchDataset(torch.utils.data.Dataset):
     """Training samples: a face's patches cut around a perturbed first-stage shape, and the true points in them.
 
     The start is one of the face's first-stage predictions with its residual scaled (``RefineConfig``), so the
-    network learns from errors of the size and kind the first stage makes. Item: patches (R, S, S), targets
-    (R, 2 M) normalised in the patches (zero past a region's points), the convention index, and the weights
-    (R, 2 M): normalised units to eye distances ``d`` on a region's points, 0 past them."""
+    network learns from errors of the size and kind the first stage makes. Item: patches (R, S, S), the start's
+    points and the true points (R, 2 M, ``patch_points``), the convention index, and the weights (R, 2 M):
+    normalised units to eye distances ``d`` on a region's points, 0 past them."""
 
     def __init__(self, faces: FaceSet, config: RefineConfig, regions: Sequence[Region] = REGIONS, augment: bool = True) -> None:
         self.faces, self.config, self.regions, self.augment = faces, config, tuple(regions), augment
@@ -558,10 +586,10 @@ class PatchDataset(torch.utils.data.Dataset):
             bias = self.rng.uniform(-self.config.brightness, self.config.brightness)
             mean = patches.mean(axis=(1, 2), keepdims=True)
             patches = np.clip((patches - mean) * gain + mean + bias, 0, 1).astype(np.float32)
-        targets = np.zeros_like(self.weights)
-        for r, points in enumerate(to_patches(self.faces.truth[index], matrices, self.regions, self.config.size)):
-            targets[r, : points.size] = points.ravel()
-        return torch.from_numpy(patches), torch.from_numpy(targets), int(self.faces.convention[index]), torch.from_numpy(self.weights)
+        targets = patch_points(self.faces.truth[index], matrices, self.regions, self.config.size)
+        given = patch_points(start, matrices, self.regions, self.config.size)
+        return (torch.from_numpy(patches), torch.from_numpy(given), torch.from_numpy(targets), int(self.faces.convention[index]),
+                torch.from_numpy(self.weights))
 
 
 def wing(error: torch.Tensor, width: float = 0.28, curvature: float = 0.055) -> torch.Tensor:
@@ -600,7 +628,7 @@ def train_refinement(
     torch.manual_seed(config.seed)
     training, validation = load_face_sets(runner, config, data_dir, data_300w, log)
     regions = chosen_regions(config.regions)
-    model = RefinementNet(regions, CONVENTIONS, config.size, tuple(config.widths), config.head_channels, config.hidden)
+    model = RefinementNet(regions, CONVENTIONS, config.size, tuple(config.widths), config.head_channels, config.hidden, config.residual)
     dataset = PatchDataset(training, config, regions)
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=len(dataset) > config.batch_size,
                                          generator=torch.Generator().manual_seed(config.seed))
@@ -625,9 +653,9 @@ def train_refinement(
         torch.manual_seed(config.seed + epoch)
         tic, total, count = time.perf_counter(), 0.0, 0
         model.train()
-        for patches, targets, conventions, weights in loader:
+        for patches, given, targets, conventions, weights in loader:
             optimizer.zero_grad(set_to_none=True)
-            loss = refinement_loss(model(patches), targets, conventions, weights)
+            loss = refinement_loss(model(patches, given), targets, conventions, weights)
             loss.backward()
             optimizer.step()
             schedule.step()

@@ -44,6 +44,8 @@ def randomized(model: RefinementNet, seed: int = 0) -> RefinementNet:
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 1.5)
         torch.nn.init.normal_(model.out.weight, std=0.05)
+        if model.given is not None:
+            torch.nn.init.normal_(model.given.weight, std=0.5)
     return model.eval()
 
 
@@ -97,18 +99,24 @@ def test_a_dot_at_a_keypoint_shows_where_the_patch_puts_it(scale):
 
 
 def test_the_network_gives_every_region_its_points_for_each_convention():
-    model = RefinementNet().eval()
-    out = model(torch.rand(3, len(REGIONS), PATCH_SIZE, PATCH_SIZE))
-    assert out.shape == (3, len(REGIONS), 2, 2 * max(len(r.points) for r in REGIONS))
+    most = 2 * max(len(r.points) for r in REGIONS)
+    for residual in (False, True):
+        model = RefinementNet(residual=residual).eval()
+        given = torch.rand(3, len(REGIONS), most) - 0.5
+        out = model(torch.rand(3, len(REGIONS), PATCH_SIZE, PATCH_SIZE), given)
+        assert out.shape == (3, len(REGIONS), 2, most)
+        if residual:  # an untrained corrector leaves the points where they were given
+            torch.testing.assert_close(out, given[:, :, None].expand_as(out), atol=0.05, rtol=0)
     # an untrained network leaves every point near the middle of its patch
     shape = turned_face()
     refined = Refiner(model).refine(np.full((240, 240), 128, np.uint8), shape[None], "300w")
     assert refined.shape == (1, 68, 2)
 
 
-def test_pytorch_and_onnx_runtime_refine_within_a_tenth_of_a_pixel(tmp_path):
+@pytest.mark.parametrize("residual", [False, True])
+def test_pytorch_and_onnx_runtime_refine_within_a_tenth_of_a_pixel(tmp_path, residual):
     pytest.importorskip("onnxruntime")
-    model = randomized(RefinementNet())
+    model = randomized(RefinementNet(residual=residual))
     path = tmp_path / "stage.refine.pt"
     save_refinement(model, path, rounds=2)
     rng = np.random.default_rng(0)
@@ -123,13 +131,14 @@ def test_pytorch_and_onnx_runtime_refine_within_a_tenth_of_a_pixel(tmp_path):
 
 
 def test_a_refinement_file_round_trips_and_bad_ones_are_told_in_one_line(tmp_path):
-    model = randomized(RefinementNet(), seed=1)
+    model = randomized(RefinementNet(residual=True), seed=1)
     path = tmp_path / "m.refine.pt"
     save_refinement(model, path, onnx=False, rounds=1)
     loaded, meta = load_refinement(path)
-    x = torch.rand(2, len(REGIONS), PATCH_SIZE, PATCH_SIZE)
+    x, given = torch.rand(2, len(REGIONS), PATCH_SIZE, PATCH_SIZE), torch.rand(2, len(REGIONS), model.outputs)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(x), model(x))
+        torch.testing.assert_close(loaded(x, given), model(x, given))
+    assert loaded.given is not None
     assert meta["rounds"] == 1 and [r["name"] for r in meta["regions"]] == [r.name for r in REGIONS]
     assert Refiner.from_file(path).session is None  # no export beside it: PyTorch
     with pytest.raises(ModelError, match="onnx"):
@@ -220,7 +229,7 @@ def test_training_lowers_the_loss_writes_each_epoch_and_resumes_exactly(tiny_dat
 
 def test_a_stage_of_some_regions_leaves_the_other_points_as_they_were():
     eyes = refinement.chosen_regions(("eye_left", "eye_right"))
-    model = randomized(RefinementNet(eyes))
+    model = randomized(RefinementNet(eyes, residual=True))
     shape = turned_face(10.0)
     refined = Refiner(model).refine(np.full((240, 240), 100, np.uint8), shape[None], "course")[0]
     moved = np.abs(refined - shape).max(axis=1) > 1e-4
