@@ -88,68 +88,112 @@ def eye_frame(keypoints: np.ndarray) -> tuple[float, float]:
     return math.degrees(math.atan2(dy, dx)), max(math.hypot(dx, dy), 1e-6)
 
 
+class PatchGeometry:
+    """Where a list of regions' patches lie for a face shape, and the way between picture and patch pixels.
+
+    Patches are turned so that the eye line is level, each region's width and height (in eye distances ``d``)
+    stretched over ``size`` pixels, the mean of the region's current points at the patch's middle ((size - 1) / 2:
+    pixel centres at whole numbers). Every method works on all regions at once: the tables it needs are made here."""
+
+    def __init__(self, regions: Sequence[Region] = REGIONS, size: int = PATCH_SIZE) -> None:
+        self.regions, self.size = tuple(regions), size
+        count, most = len(self.regions), max(len(r.points) for r in self.regions)
+        rows = np.zeros((count + 2, NUM_KEYPOINTS))  # each region's centre, then the two eye centres
+        self.index = np.zeros((count, most), np.int64)
+        self.used = np.zeros((count, most, 1))
+        gather = np.zeros((NUM_KEYPOINTS, count * most))
+        for r, region in enumerate(self.regions):
+            rows[r, list(region.points)] = 1.0 / len(region.points)
+            self.index[r, : len(region.points)] = region.points
+            self.used[r, : len(region.points)] = 1.0
+            gather[list(region.points), r * most + np.arange(len(region.points))] = 1.0
+        rows[count, list(LEFT_EYE)] = rows[count + 1, list(RIGHT_EYE)] = 1.0 / len(LEFT_EYE)
+        self.rows, self.most = rows, most
+        self.uncovered = gather.sum(axis=1) == 0
+        self.gather = gather / np.maximum(gather.sum(axis=1, keepdims=True), 1.0)  # the mean of the answers a point gets
+        self.pixels_per_d = size / np.array([r.size for r in self.regions], np.float64)  # (R, 2): along, across
+        u, v = np.meshgrid(np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32))
+        self.u, self.v = u[None], v[None]
+
+    def matrices(self, keypoints: np.ndarray) -> np.ndarray:
+        """(R, 2, 3) matrices from picture pixels to each region's patch for a (68, 2) shape in pixels."""
+        centres = self.rows @ np.asarray(keypoints, np.float64)
+        dx, dy = centres[-1] - centres[-2]
+        distance = max(math.hypot(dx, dy), 1e-6)
+        cos, sin = dx / distance, dy / distance
+        linear = (self.pixels_per_d / distance)[:, :, None] * np.array([[cos, sin], [-sin, cos]])  # rows scaled: (R, 2, 2)
+        shift = (self.size - 1) / 2 - (linear * centres[:-2, None, :]).sum(axis=2)
+        return np.concatenate([linear, shift[:, :, None]], axis=2)
+
+    @staticmethod
+    def inverse(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The (R, 2, 2) linear part and (R, 2) offset of the matrices from patch pixels back to picture pixels."""
+        a, b, c, d = matrices[:, 0, 0], matrices[:, 0, 1], matrices[:, 1, 0], matrices[:, 1, 1]
+        determinant = a * d - b * c
+        inverse = np.empty((len(matrices), 2, 2))
+        inverse[:, 0, 0], inverse[:, 0, 1], inverse[:, 1, 0], inverse[:, 1, 1] = d / determinant, -b / determinant, -c / determinant, a / determinant
+        return inverse, -(inverse * matrices[:, None, :, 2]).sum(axis=2)
+
+    def cut(self, gray: np.ndarray, matrices: np.ndarray) -> np.ndarray:
+        """(R, size, size) float32 patches in [0, 1] of a grayscale uint8 picture, in one bilinear ``cv2.remap`` with
+        the picture's border replicated. Where the patches are more than twice coarser than the picture (a big face
+        in a big photo), the region they cover is first reduced by a whole factor with area averaging, so they are
+        not aliased."""
+        inverse, origin = self.inverse(matrices)
+        step = float(np.sqrt((inverse**2).sum(axis=1)).min())  # the finest step between patch pixels, in picture pixels
+        factor = int(step / 2) if step >= 4 else 1
+        source = gray
+        if factor >= 2:
+            ends = np.array([[0, 0], [self.size, 0], [0, self.size], [self.size, self.size]], np.float64)
+            corners = (origin[:, None, :] + ends @ inverse.transpose(0, 2, 1)).reshape(-1, 2)
+            low = np.maximum(np.floor(corners.min(axis=0)).astype(int) - 2 * factor, 0)
+            high = np.minimum(np.ceil(corners.max(axis=0)).astype(int) + 2 * factor, np.array(gray.shape[1::-1]))
+            columns, rows = (high - low) // factor
+            if columns >= 2 and rows >= 2:
+                region = gray[low[1] : low[1] + rows * factor, low[0] : low[0] + columns * factor]
+                source = cv2.resize(region, (int(columns), int(rows)), interpolation=cv2.INTER_AREA)
+                # pixel u of the reduced region is pixel low + factor u + (factor - 1) / 2 of the picture
+                inverse, origin = inverse / factor, (origin - low - (factor - 1) / 2) / factor
+        inverse, origin = inverse.astype(np.float32)[:, :, :, None, None], origin.astype(np.float32)[:, :, None, None]
+        map_x = inverse[:, 0, 0] * self.u + inverse[:, 0, 1] * self.v + origin[:, 0]
+        map_y = inverse[:, 1, 0] * self.u + inverse[:, 1, 1] * self.v + origin[:, 1]
+        patches = cv2.remap(source, map_x.reshape(-1, self.size), map_y.reshape(-1, self.size), cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
+        return patches.reshape(len(matrices), self.size, self.size).astype(np.float32) * np.float32(1 / 255.0)
+
+    def points(self, keypoints: np.ndarray, matrices: np.ndarray) -> np.ndarray:
+        """A (68, 2) shape's points in each region's patch, normalised to [-1, 1] (``data_load.normalize_keypoints``),
+        as the network's (R, 2 M) rows: x0, y0, x1, ..., zero past a region's points."""
+        chosen = np.asarray(keypoints, np.float64)[self.index]  # (R, M, 2)
+        moved = (matrices[:, None, :, :2] * chosen[:, :, None, :]).sum(axis=3) + matrices[:, None, :, 2]
+        half = self.size / 2
+        return (((moved - half) / half) * self.used).reshape(len(self.regions), -1).astype(np.float32)
+
+    def shape(self, output: np.ndarray, matrices: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+        """A (68, 2) shape in picture pixels from one face's (R, 2 M) rows of normalised points (padding ignored): the
+        mean where regions share a point, the ``previous`` shape's point where no region has it."""
+        inverse, origin = self.inverse(matrices)
+        points = (np.asarray(output, np.float64)[:, : 2 * self.most].reshape(len(self.regions), -1, 2) + 1) * (self.size / 2)
+        picture = (inverse[:, None, :, :] * points[:, :, None, :]).sum(axis=3) + origin[:, None, :]
+        result = self.gather @ picture.reshape(-1, 2)
+        if previous is not None and self.uncovered.any():
+            result[self.uncovered] = previous[self.uncovered]
+        return result.astype(np.float32)
+
+
 @functools.lru_cache(maxsize=8)
-def _region_tables(regions: tuple[Region, ...], num_keypoints: int = NUM_KEYPOINTS) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Fixed tables of a region list: (R, K) rows averaging each region's points (its patch's centre), (R, 2) sizes,
-    (R, M) point indices padded with 0 (M the most points of a region), and (K, R M) rows averaging the answers a
-    point gets (padding gets no weight)."""
-    count = len(regions)
-    most = max(len(r.points) for r in regions)
-    centre = np.zeros((count, num_keypoints))
-    index = np.zeros((count, most), np.int64)
-    gather = np.zeros((num_keypoints, count * most))
-    for r, region in enumerate(regions):
-        centre[r, list(region.points)] = 1.0 / len(region.points)
-        index[r, : len(region.points)] = region.points
-        gather[list(region.points), r * most + np.arange(len(region.points))] = 1.0
-    gather /= np.maximum(gather.sum(axis=1, keepdims=True), 1.0)
-    return centre, np.array([r.size for r in regions], np.float64), index, gather
+def _geometry(regions: tuple[Region, ...], size: int) -> PatchGeometry:
+    return PatchGeometry(regions, size)
 
 
 def patch_matrices(keypoints: np.ndarray, regions: Sequence[Region] = REGIONS, size: int = PATCH_SIZE) -> np.ndarray:
-    """(R, 2, 3) matrices from picture pixels to each region's patch for a (68, 2) shape in pixels: turned so that
-    the eye line is level, the region's width and height (in eye distances) stretched over ``size`` pixels each,
-    the mean of the region's points at the patch's middle ((size - 1) / 2, pixel centres at whole numbers)."""
-    centre_rows, sizes, _, _ = _region_tables(tuple(regions), NUM_KEYPOINTS)
-    roll, distance = eye_frame(keypoints)
-    cos, sin = math.cos(math.radians(roll)), math.sin(math.radians(roll))
-    linear = (size / (sizes * distance))[:, :, None] * np.array([[cos, sin], [-sin, cos]])[None]  # rows scaled: (R, 2, 2)
-    centres = centre_rows @ np.asarray(keypoints, np.float64)
-    shift = (size - 1) / 2 - np.einsum("rij,rj->ri", linear, centres)
-    return np.concatenate([linear, shift[:, :, None]], axis=2)
-
-
-@functools.lru_cache(maxsize=4)
-def _grid(size: int) -> np.ndarray:
-    """The (size * size, 2) pixel centres (u, v) of a patch, row by row."""
-    u, v = np.meshgrid(np.arange(size, dtype=np.float64), np.arange(size, dtype=np.float64))
-    return np.stack([u.ravel(), v.ravel()], axis=1)
+    """``PatchGeometry.matrices``: (R, 2, 3) matrices from picture pixels to each region's patch."""
+    return _geometry(tuple(regions), size).matrices(keypoints)
 
 
 def cut_patches(gray: np.ndarray, matrices: np.ndarray, size: int = PATCH_SIZE) -> np.ndarray:
-    """(R, size, size) float32 patches in [0, 1] of a grayscale uint8 picture through (R, 2, 3) ``matrices``, in one
-    bilinear ``cv2.remap`` with the picture's border replicated. Where the patches are more than twice coarser than
-    the picture (a big face in a big photo), the region they cover is first reduced by a whole factor with area
-    averaging, so they are not aliased."""
-    inverse = np.linalg.inv(matrices[:, :, :2])  # (R, 2, 2): patch pixels -> picture pixels
-    points = (_grid(size)[None] - matrices[:, None, :, 2]) @ inverse.transpose(0, 2, 1)  # (R, size * size, 2)
-    # the finest step between neighbouring patch pixels, in picture pixels: reduce only when every patch is coarser
-    step = float(np.linalg.norm(inverse, axis=1).min())
-    factor = int(step / 2) if step >= 4 else 1
-    source = gray
-    if factor >= 2:
-        flat = points.reshape(-1, 2)
-        low = np.maximum(np.floor(flat.min(axis=0)).astype(int) - 2 * factor, 0)
-        high = np.minimum(np.ceil(flat.max(axis=0)).astype(int) + 2 * factor, np.array(gray.shape[1::-1]))
-        columns, rows = (high - low) // factor
-        if columns >= 2 and rows >= 2:
-            region = gray[low[1] : low[1] + rows * factor, low[0] : low[0] + columns * factor]
-            source = cv2.resize(region, (int(columns), int(rows)), interpolation=cv2.INTER_AREA)
-            # pixel u of the reduced region is pixel low + factor u + (factor - 1) / 2 of the picture
-            points = (points - low - (factor - 1) / 2) / factor
-    maps = points.reshape(-1, size, 2).astype(np.float32)
-    patches = cv2.remap(source, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return patches.reshape(len(matrices), size, size).astype(np.float32) / 255.0
+    """``PatchGeometry.cut``: (R, size, size) float32 patches in [0, 1] of a grayscale picture through ``matrices``."""
+    return _geometry(REGIONS[:1], size).cut(gray, matrices)
 
 
 def to_patches(points: np.ndarray, matrices: np.ndarray, regions: Sequence[Region] = REGIONS, size: int = PATCH_SIZE) -> list[np.ndarray]:
@@ -158,30 +202,14 @@ def to_patches(points: np.ndarray, matrices: np.ndarray, regions: Sequence[Regio
 
 
 def patch_points(points: np.ndarray, matrices: np.ndarray, regions: Sequence[Region] = REGIONS, size: int = PATCH_SIZE) -> np.ndarray:
-    """``to_patches`` as one (R, 2 M) float32 array, the network's layout: each region's x0, y0, x1, ..., zero past
-    its points."""
-    _, _, index, _ = _region_tables(tuple(regions), NUM_KEYPOINTS)
-    used = np.zeros(index.shape, bool)
-    for r, region in enumerate(regions):
-        used[r, : len(region.points)] = True
-    moved = np.einsum("rij,rmj->rmi", matrices[:, :, :2], np.asarray(points, np.float64)[index]) + matrices[:, None, :, 2]
-    normalised = (moved - size / 2) / (size / 2) * used[..., None]
-    return normalised.reshape(len(regions), -1).astype(np.float32)
+    """``PatchGeometry.points``: ``to_patches`` as the network's (R, 2 M) rows."""
+    return _geometry(tuple(regions), size).points(points, matrices)
 
 
 def from_patches(output: np.ndarray, matrices: np.ndarray, regions: Sequence[Region] = REGIONS, size: int = PATCH_SIZE,
                  previous: np.ndarray | None = None) -> np.ndarray:
-    """A (68, 2) shape in picture pixels from one face's (R, 2 M) network output of one convention (each region's
-    points normalised to [-1, 1] of its patch, x0, y0, x1, ...; padding past its points ignored): the mean where
-    regions share a point, and the ``previous`` shape's point where no region has it."""
-    _, _, _, gather = _region_tables(tuple(regions), NUM_KEYPOINTS)
-    points = (np.asarray(output, np.float64).reshape(len(regions), -1, 2) + 1) * (size / 2)  # (R, M, 2) patch pixels
-    inverse = np.linalg.inv(matrices[:, :, :2])
-    picture = gather @ ((points - matrices[:, None, :, 2]) @ inverse.transpose(0, 2, 1)).reshape(-1, 2)
-    if previous is not None:
-        uncovered = gather.sum(axis=1) == 0
-        picture[uncovered] = previous[uncovered]
-    return picture.astype(np.float32)
+    """``PatchGeometry.shape``: a (68, 2) shape in picture pixels from one face's (R, 2 M) network rows."""
+    return _geometry(tuple(regions), size).shape(output, matrices, previous)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -324,6 +352,7 @@ class Refiner:
         from models import fuse_for_inference
 
         self.regions, self.conventions, self.size = model.regions, model.conventions, model.size
+        self.geometry = PatchGeometry(self.regions, self.size)
         self.meta, self.rounds, self.session = dict(meta or {}), rounds, None
         if onnx_path is not None:
             import onnxruntime as ort
@@ -380,11 +409,12 @@ class Refiner:
         for _ in range(self.rounds if rounds is None else rounds):
             if not len(shapes):
                 break
-            matrices = [patch_matrices(shape, self.regions, self.size) for shape in shapes]
-            patches = np.stack([cut_patches(gray, m, self.size) for m in matrices])
-            given = np.stack([patch_points(shape, m, self.regions, self.size) for shape, m in zip(shapes, matrices)])
+            geometry = self.geometry
+            matrices = [geometry.matrices(shape) for shape in shapes]
+            patches = np.stack([geometry.cut(gray, m) for m in matrices])
+            given = np.stack([geometry.points(shape, m) for shape, m in zip(shapes, matrices)])
             output = np.asarray(self.run(patches, given))[:, :, index]
-            shapes = np.stack([from_patches(row, m, self.regions, self.size, shape) for row, m, shape in zip(output, matrices, shapes)])
+            shapes = np.stack([geometry.shape(row, m, shape) for row, m, shape in zip(output, matrices, shapes)])
         return shapes
 
     def refine_pictures(self, pictures: Sequence[np.ndarray], keypoints: np.ndarray, convention: str = "300w", rounds: int | None = None) -> np.ndarray:
@@ -492,7 +522,7 @@ def first_stage_predictions(runner: Any, pictures: Sequence[np.ndarray], truth: 
         crops = np.stack([warp(picture, m, size) for m in matrices]).astype(np.float32) / 255.0
         points = predict(runner, crops, convention, flip_average=True).keypoints
         out.append(np.stack([transform_points(p, invert_matrix(m)) for p, m in zip(points, matrices)]))
-    return np.stack(out)
+    return np.stack(out) if out else np.zeros((0, max(jitters, 1), NUM_KEYPOINTS, 2), np.float32)
 
 
 def load_face_sets(runner: Any, config: RefineConfig, data_dir: str | None, data_300w: str | None,
@@ -544,9 +574,10 @@ def load_face_sets(runner: Any, config: RefineConfig, data_dir: str | None, data
         starts["training"],
     )
     validation = FaceSet(val_pictures, course_truth[val_idx].astype(np.float32), np.full(len(val_idx), course_index), starts["validation"])
+    held_out_error = f"{d_units(validation.start[:, 0], validation.truth).mean():.4f} d" if len(val_idx) else "none"
     log(f"faces: {len(training.truth)} training ({len(train_idx)} course, {len(wild_pictures)} 300-W), {len(val_idx)} held-out people; "
         f"first-stage starts in {time.perf_counter() - tic:.0f} s: error {d_units(training.start[:, 0], training.truth).mean():.4f} d on the "
-        f"training faces (jittered framing), {d_units(validation.start[:, 0], validation.truth).mean():.4f} d on the held-out people")
+        f"training faces (jittered framing), {held_out_error} on the held-out people")
     return training, validation
 
 
@@ -560,6 +591,7 @@ class PatchDataset(torch.utils.data.Dataset):
 
     def __init__(self, faces: FaceSet, config: RefineConfig, regions: Sequence[Region] = REGIONS, augment: bool = True) -> None:
         self.faces, self.config, self.regions, self.augment = faces, config, tuple(regions), augment
+        self.geometry = PatchGeometry(self.regions, config.size)
         self.rng = np.random.default_rng(config.seed)
         self.outputs = 2 * max(len(r.points) for r in self.regions)
         self.weights = np.zeros((len(self.regions), self.outputs), np.float32)
@@ -579,15 +611,15 @@ class PatchDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         start = self.start_shape(index)
-        matrices = patch_matrices(start, self.regions, self.config.size)
-        patches = cut_patches(self.faces.pictures[index], matrices, self.config.size)
+        matrices = self.geometry.matrices(start)
+        patches = self.geometry.cut(self.faces.pictures[index], matrices)
         if self.augment:
             gain = self.rng.uniform(1 - self.config.contrast, 1 + self.config.contrast)
             bias = self.rng.uniform(-self.config.brightness, self.config.brightness)
             mean = patches.mean(axis=(1, 2), keepdims=True)
             patches = np.clip((patches - mean) * gain + mean + bias, 0, 1).astype(np.float32)
-        targets = patch_points(self.faces.truth[index], matrices, self.regions, self.config.size)
-        given = patch_points(start, matrices, self.regions, self.config.size)
+        targets = self.geometry.points(self.faces.truth[index], matrices)
+        given = self.geometry.points(start, matrices)
         return (torch.from_numpy(patches), torch.from_numpy(given), torch.from_numpy(targets), int(self.faces.convention[index]),
                 torch.from_numpy(self.weights))
 

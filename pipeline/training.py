@@ -124,6 +124,9 @@ PRESETS: dict[str, TrainConfig] = {
 # augmentation (PHOTO_AUGMENT: head roll, framing noise, light, blur, occlusion) was measured against the light one
 # on the held-out 300-W faces and did not pay at this length (saved_models/README.md).
 COURSE_MODEL = "saved_models/keypoints_course.pt"
+# Presets whose command also trains the second, local stage on the model it has trained (pipeline/refinement.py,
+# saved beside it as NAME.refine.pt), and for how many epochs.
+SECOND_STAGE_EPOCHS = {"wild": 30}
 PHOTO_AUGMENT = {**FAST_AUGMENT, "rotation": 20.0, "scale": 0.10, "shift": 0.05, "blur": 0.3, "illumination": 0.3, "occlusion": 0.3}
 WILD = {"conventions": ["300w", "course"], "face_score": True, "wild_repeat": 2, "init": COURSE_MODEL}
 PRESETS.update({
@@ -642,6 +645,9 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--from-scratch", action="store_true", help="start from random weights, not from the preset's model to start from")
     parser.add_argument("--input-size", type=positive_int, help="the network's input side in pixels, for the fast models (default: the preset's)")
     parser.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: its own choice; 1 is faster on a busy machine)")
+    parser.add_argument("--second-stage-epochs", type=int,
+                        help="then train the second, local stage (pipeline/refinement.py) for this many epochs on the trained model, "
+                             "saved beside it as NAME.refine.pt (default: the preset's, 0 for none)")
     parser.add_argument("--workers", type=int, default=0,
                         help="processes that augment crops beside the training loop, e.g. 4 with --device cuda (default: 0, none)")
     parser.add_argument("--flip-offsets", action=argparse.BooleanOptionalAction, default=None,
@@ -727,6 +733,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     (run_dir / "history.json").write_text(json.dumps(history))
     print(f"trained in {minutes:.1f} min; saved {out}")
+    epochs = SECOND_STAGE_EPOCHS.get(args.preset, 0) if args.second_stage_epochs is None else args.second_stage_epochs
+    if epochs:
+        from pipeline import refinement
+
+        stage_args = ["--first-stage", str(out), "--epochs", str(epochs), "--run-dir", str(run_dir / "second_stage")]
+        stage_args += [f"--{name}={value}" for name, value in (("data", args.data), ("data-300w", args.data_300w), ("threads", args.threads)) if value]
+        return refinement.main(stage_args + (["--resume"] if args.resume and (run_dir / "second_stage" / "last.pt").is_file() else []))
     return 0
 
 

@@ -236,3 +236,26 @@ def test_a_stage_of_some_regions_leaves_the_other_points_as_they_were():
     assert moved[36:48].all() and not moved[:36].any() and not moved[48:].any()
     with pytest.raises(ValueError, match="eye_left"):
         refinement.chosen_regions(("eyes",))
+
+
+def test_one_training_command_trains_both_stages(tiny_dataset, tiny_300w, tmp_path, isolated_cache, monkeypatch):
+    from pipeline import no_faces, training
+
+    monkeypatch.setattr(no_faces, "BOXES_PER_SKIMAGE_PICTURE", 1)
+    @dataclasses.dataclass
+    class TinyConfig(RefineConfig):  # a network small enough for a test
+        batch_size: int = 4
+        jitters: int = 2
+        widths: tuple = (4, 8)
+        head_channels: int = 2
+        hidden: int = 8
+
+    monkeypatch.setattr(refinement, "RefineConfig", TinyConfig)
+    out = tmp_path / "m.pt"
+    argv = ["--preset", "wild-cpu", "--data", str(tiny_dataset), "--data-300w", str(tiny_300w), "--out", str(out), "--run-dir",
+            str(tmp_path / "run"), "--epochs", "1", "--limit", "8", "--input-size", "32", "--from-scratch", "--no-progress",
+            "--second-stage-epochs", "1"]
+    assert training.main(argv) == 0
+    stage = Refiner.from_file(refinement_file(out))
+    assert stage.meta["first_stage"] == "m.pt" and (tmp_path / "run" / "second_stage" / "last.pt").is_file()
+    assert training.SECOND_STAGE_EPOCHS["wild"] > 0 and "wild-cpu" not in training.SECOND_STAGE_EPOCHS
