@@ -93,11 +93,12 @@ class PatchGeometry:
 
     Patches are turned so that the eye line is level, each region's width and height (in eye distances ``d``)
     stretched over ``size`` pixels, the mean of the region's current points at the patch's middle ((size - 1) / 2:
-    pixel centres at whole numbers). Every method works on all regions at once: the tables it needs are made here."""
+    pixel centres at whole numbers). Every method works on all regions at once: the tables it needs are made here.
+    ``most``: the points per region in the network's rows (default: the most any region has)."""
 
-    def __init__(self, regions: Sequence[Region] = REGIONS, size: int = PATCH_SIZE) -> None:
+    def __init__(self, regions: Sequence[Region] = REGIONS, size: int = PATCH_SIZE, most: int | None = None) -> None:
         self.regions, self.size = tuple(regions), size
-        count, most = len(self.regions), max(len(r.points) for r in self.regions)
+        count, most = len(self.regions), most or max(len(r.points) for r in self.regions)
         rows = np.zeros((count + 2, NUM_KEYPOINTS))  # each region's centre, then the two eye centres
         self.index = np.zeros((count, most), np.int64)
         self.used = np.zeros((count, most, 1))
@@ -232,12 +233,14 @@ class RefinementNet(nn.Module):
     def __init__(
         self, regions: Sequence[Region] = REGIONS, conventions: Sequence[str] = ("300w", "course"), size: int = PATCH_SIZE,
         widths: tuple[int, int] = (16, 32), head_channels: int = 8, hidden: int = 64, residual: bool = False,
+        outputs: int | None = None,
     ) -> None:
         super().__init__()
         self.regions, self.conventions, self.size, self.residual_points = tuple(regions), tuple(conventions), size, residual
-        self.net_options = {"size": size, "widths": list(widths), "head_channels": head_channels, "hidden": hidden, "residual": residual}
         groups, (w0, w1) = len(self.regions), widths
-        self.outputs = 2 * max(len(r.points) for r in self.regions)
+        self.outputs = outputs or 2 * max(len(r.points) for r in self.regions)  # numbers per region and convention
+        self.net_options = {"size": size, "widths": list(widths), "head_channels": head_channels, "hidden": hidden, "residual": residual,
+                            "outputs": self.outputs}
 
         def conv(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:
             return nn.Sequential(nn.Conv2d(groups * cin, groups * cout, kernel, stride, kernel // 2, groups=groups, bias=False),
@@ -265,6 +268,29 @@ class RefinementNet(nn.Module):
         if self.given is not None:
             x = x + points[:, :, None, :]
         return x
+
+
+def subset(model: RefinementNet, names: Sequence[str]) -> RefinementNet:
+    """The part of a trained network that refines the regions ``names``: each region's weights are its own groups,
+    so the part computes exactly what the whole does for them (``Refiner`` then keeps the first stage's points
+    elsewhere). ValueError for a region the network does not have."""
+    known = [region.name for region in model.regions]
+    missing = [name for name in names if name not in known]
+    if missing:
+        raise ValueError(f"The network refines {', '.join(known)}, not {', '.join(missing)}.")
+    chosen = [known.index(name) for name in names]
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in model.net_options.items()}
+    part = RefinementNet([model.regions[r] for r in chosen], model.conventions, **options)
+    groups = len(model.regions)
+    state = {}
+    for name, tensor in model.state_dict().items():
+        if tensor.ndim == 0:  # BatchNorm's batch counter
+            state[name] = tensor.clone()
+            continue
+        per_group = tensor.shape[0] // groups
+        state[name] = torch.cat([tensor[r * per_group : (r + 1) * per_group] for r in chosen]).clone()
+    part.load_state_dict(state)
+    return part.eval()
 
 
 def region_metadata(regions: Sequence[Region]) -> list[dict]:
@@ -352,7 +378,7 @@ class Refiner:
         from models import fuse_for_inference
 
         self.regions, self.conventions, self.size = model.regions, model.conventions, model.size
-        self.geometry = PatchGeometry(self.regions, self.size)
+        self.geometry = PatchGeometry(self.regions, self.size, model.outputs // 2)
         self.meta, self.rounds, self.session = dict(meta or {}), rounds, None
         if onnx_path is not None:
             import onnxruntime as ort
@@ -650,15 +676,39 @@ def measure(refiner: Refiner, faces: FaceSet, rounds: int = 2) -> list[float]:
     return errors
 
 
+def region_errors(refiner: Refiner, faces: FaceSet) -> dict[str, tuple[float, float]]:
+    """Each region's mean point error in d on ``faces``: (first stage, after one round of refinement)."""
+    convention = CONVENTIONS[int(faces.convention[0])]
+    start = faces.start[:, 0]
+    refined = np.stack([refiner.refine(picture, shape[None], convention, 1)[0] for picture, shape in zip(faces.pictures, start)])
+    distance = np.array([eye_frame(t)[1] for t in faces.truth])[:, None]
+    before = np.linalg.norm(start - faces.truth, axis=-1) / distance
+    after = np.linalg.norm(refined - faces.truth, axis=-1) / distance
+    return {r.name: (float(before[:, list(r.points)].mean()), float(after[:, list(r.points)].mean())) for r in refiner.regions}
+
+
+def regions_that_pay(model: RefinementNet, faces: FaceSet, log: Callable[[str], None] = print) -> tuple[RefinementNet, dict]:
+    """The part of ``model`` (``subset``) for the regions whose points one round brings closer to the truth on
+    ``faces`` (the held-out people), and each region's (first stage, refined) error in d."""
+    errors = region_errors(Refiner(model), faces)
+    paying = [name for name, (before, after) in errors.items() if after < before]
+    log("regions (held-out people, error in d, first stage -> one round): " + ", ".join(
+        f"{name} {before:.4f} -> {after:.4f}{'' if name in paying else ' (not kept)'}" for name, (before, after) in errors.items()))
+    if not paying:
+        raise ModelError("The second stage brings no region closer to the truth on the held-out people: nothing to keep.")
+    return (model if len(paying) == len(model.regions) else subset(model, paying)), errors
+
+
 def train_refinement(
     runner: Any, config: RefineConfig, data_dir: str | None = None, data_300w: str | None = None,
     run_dir: str | Path | None = None, resume: bool = False, log: Callable[[str], None] = print,
+    faces: tuple[FaceSet, FaceSet] | None = None,
 ) -> tuple[RefinementNet, dict]:
     """Train the refinement stage for the first stage ``runner`` (``models.make_runner``); returns the network (eval
     mode) and its history. Each epoch writes ``run_dir/last.pt`` (network, optimizer, schedule, history); with
     ``resume`` a run continues from it exactly as it would have gone on."""
     torch.manual_seed(config.seed)
-    training, validation = load_face_sets(runner, config, data_dir, data_300w, log)
+    training, validation = faces or load_face_sets(runner, config, data_dir, data_300w, log)
     regions = chosen_regions(config.regions)
     model = RefinementNet(regions, CONVENTIONS, config.size, tuple(config.widths), config.head_channels, config.hidden, config.residual)
     dataset = PatchDataset(training, config, regions)
@@ -722,6 +772,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patch-size", type=int, default=RefineConfig.size, help=f"patch side in pixels (default: {RefineConfig.size})")
     parser.add_argument("--regions", help=f"comma-separated regions to refine (default: all of {', '.join(r.name for r in REGIONS)})")
     parser.add_argument("--limit", type=int, help="this many faces per source (a quick check)")
+    parser.add_argument("--all-regions", action="store_true",
+                        help="keep every region (default: only those one round brings closer to the truth on the held-out people)")
+    parser.add_argument("--select", metavar="STAGE_PT", help="do not train: keep the paying regions of this saved stage, written to --out")
     parser.add_argument("--threads", type=int, help="CPU threads (1 is faster on a busy machine)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -739,12 +792,23 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else Path(__file__).resolve().parents[1] / "runs" / "refine"
     try:
         runner = make_runner(args.first_stage, threads=args.threads)
+        if args.select:
+            model, meta = load_refinement(args.select)
+            _, validation = load_face_sets(runner, RefineConfig(**{**meta.get("config", {}), "limit": args.limit}), args.data, args.data_300w)
+            model, errors = regions_that_pay(model, validation)
+            save_refinement(model, Path(args.out) if args.out else Path(args.select), **{**meta, "rounds": args.rounds, "region_errors_d": errors})
+            print(f"kept {', '.join(r.name for r in model.regions)}; saved {Path(args.out) if args.out else Path(args.select)}")
+            return 0
         tic = time.perf_counter()
-        model, history = train_refinement(runner, config, args.data, args.data_300w, run_dir, args.resume)
+        faces = load_face_sets(runner, config, args.data, args.data_300w)
+        model, history = train_refinement(runner, config, args.data, args.data_300w, run_dir, args.resume, faces=faces)
         minutes = (time.perf_counter() - tic) / 60
+        errors = {}
+        if not args.all_regions and len(faces[1].truth):
+            model, errors = regions_that_pay(model, faces[1])
         save_refinement(model, out, first_stage=Path(args.first_stage).name, first_stage_sha256=file_sha256(args.first_stage),
                         rounds=args.rounds, config=dataclasses.asdict(config), train_minutes=round(minutes, 2),
-                        val_held_out_people_d=history["val_round1"][-1] if history["val_round1"] else None)
+                        val_held_out_people_d=history["val_round1"][-1] if history["val_round1"] else None, region_errors_d=errors)
     except (_DataError, ModelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

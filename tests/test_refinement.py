@@ -259,3 +259,34 @@ def test_one_training_command_trains_both_stages(tiny_dataset, tiny_300w, tmp_pa
     stage = Refiner.from_file(refinement_file(out))
     assert stage.meta["first_stage"] == "m.pt" and (tmp_path / "run" / "second_stage" / "last.pt").is_file()
     assert training.SECOND_STAGE_EPOCHS["wild"] > 0 and "wild-cpu" not in training.SECOND_STAGE_EPOCHS
+
+
+def test_the_part_of_a_network_for_some_regions_answers_as_the_whole_does():
+    whole = randomized(RefinementNet(residual=True), seed=3)
+    names = ("nose", "eye_left", "eye_right")
+    part = refinement.subset(whole, names)
+    chosen = [[r.name for r in REGIONS].index(name) for name in names]
+    patches, given = torch.rand(2, len(REGIONS), PATCH_SIZE, PATCH_SIZE), torch.rand(2, len(REGIONS), whole.outputs) - 0.5
+    with torch.no_grad():
+        torch.testing.assert_close(part(patches[:, chosen], given[:, chosen]), whole(patches, given)[:, chosen])
+    shape = turned_face(5.0)
+    gray = cv2.GaussianBlur(np.random.default_rng(1).integers(0, 255, (240, 240)).astype(np.uint8), (0, 0), 2)
+    full, partial = Refiner(whole).refine(gray, shape[None], "300w")[0], Refiner(part).refine(gray, shape[None], "300w")[0]
+    np.testing.assert_allclose(partial[27:48], full[27:48], atol=1e-4)
+    np.testing.assert_allclose(partial[:27], shape[:27])
+    np.testing.assert_allclose(partial[48:], shape[48:])
+    with pytest.raises(ValueError, match="mouths"):
+        refinement.subset(whole, ("mouths",))
+
+
+def test_only_the_regions_that_pay_on_the_held_out_people_are_kept(monkeypatch):
+    whole = RefinementNet(residual=True)
+    errors = {r.name: (0.05, 0.04 if r.name.startswith(("eye", "nose")) else 0.06) for r in REGIONS}
+    monkeypatch.setattr(refinement, "region_errors", lambda refiner, faces: errors)
+    log: list[str] = []
+    kept, measured = refinement.regions_that_pay(whole, None, log.append)
+    assert [r.name for r in kept.regions] == ["nose", "eye_left", "eye_right"] and measured == errors
+    assert "mouth 0.0500 -> 0.0600 (not kept)" in log[0]
+    monkeypatch.setattr(refinement, "region_errors", lambda refiner, faces: {r.name: (0.05, 0.06) for r in REGIONS})
+    with pytest.raises(ModelError):
+        refinement.regions_that_pay(whole, None, log.append)
