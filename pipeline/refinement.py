@@ -306,7 +306,8 @@ def save_refinement(model: RefinementNet, path: str | Path, onnx: bool = True, *
     .onnx), recorded by its SHA-256 in the metadata as the first stage's is."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"regions": region_metadata(model.regions), "conventions": list(model.conventions), "net_options": model.net_options, **extra}
+    meta = {**extra, "regions": region_metadata(model.regions), "conventions": list(model.conventions), "net_options": model.net_options}
+    meta.pop("onnx_sha256", None)
     if onnx:
         onnx_path = path.with_suffix(".onnx")
         export_refinement_onnx(model, onnx_path)
@@ -490,6 +491,7 @@ class RefineConfig:
     brightness: float = 0.2
     contrast: float = 0.25
     val_fraction: float = 0.1  # the course data's held-out people (the first stage's own split)
+    wild_val_fraction: float = 0.15  # 300-W training photos the second stage does not train on, to measure it
     limit: int | None = None  # this many faces per source (quick runs and tests)
     regions: tuple = ()  # the names of the REGIONS refined (empty: all); the others keep the first stage's points
     residual: bool = True  # the network corrects the points it is given (RefinementNet), rather than placing them afresh
@@ -552,11 +554,14 @@ def first_stage_predictions(runner: Any, pictures: Sequence[np.ndarray], truth: 
 
 
 def load_face_sets(runner: Any, config: RefineConfig, data_dir: str | None, data_300w: str | None,
-                   log: Callable[[str], None] = print) -> tuple[FaceSet, FaceSet]:
-    """The training faces (course training faces but the held-out people, 300-W training faces) with jittered
-    first-stage starts, and the held-out people with the first stage's plain predictions."""
+                   log: Callable[[str], None] = print) -> tuple[FaceSet, FaceSet, FaceSet]:
+    """The training faces (course training faces but the held-out people, 300-W training faces but a share of their
+    photos) with jittered first-stage starts; the course's held-out people with the first stage's plain predictions;
+    and that share of the 300-W training photos (``wild_val_fraction``, chosen as ``data_300w.validation_photos``
+    chooses, with another seed) with jittered starts (the first stage learned from them, so its plain predictions
+    there are better than on new faces). Never the held-out 300-W faces."""
     from data_load import read_image, read_keypoints_csv, resolve_data_dir, split_paths
-    from pipeline.data_300w import Faces300WDataset
+    from pipeline.data_300w import VALIDATION_SEED, Faces300WDataset, validation_photos
     from pipeline.training import split_by_person
 
     rng = np.random.default_rng(config.seed)
@@ -572,8 +577,13 @@ def load_face_sets(runner: Any, config: RefineConfig, data_dir: str | None, data
     course_pictures = {i: gray(root / names[i]) for i in np.concatenate([train_idx, val_idx])}
     wild = Faces300WDataset(data_300w, "training")
     wild_faces = wild.faces[: config.limit] if config.limit else wild.faces
+    measured = validation_photos(wild_faces, config.wild_val_fraction, VALIDATION_SEED + 1) if config.wild_val_fraction else set()
+    wild_val_faces = [face for face in wild_faces if (face.folder, face.photo) in measured]
+    wild_faces = [face for face in wild_faces if (face.folder, face.photo) not in measured]
     wild_pictures = [gray(face.picture) for face in wild_faces]
     wild_truth = np.stack([face.keypoints for face in wild_faces])
+    wild_val_pictures = [gray(face.picture) for face in wild_val_faces]
+    wild_val_truth = np.stack([face.keypoints for face in wild_val_faces]) if wild_val_faces else np.zeros((0, NUM_KEYPOINTS, 2), np.float32)
     course_index, wild_index = CONVENTIONS.index("course"), CONVENTIONS.index("300w")
     val_pictures = [course_pictures[i] for i in val_idx]
     tic = time.perf_counter()
@@ -583,13 +593,16 @@ def load_face_sets(runner: Any, config: RefineConfig, data_dir: str | None, data
                                          config.jitters, config.framing, rng)
         wild_starts = first_stage_predictions(runner, wild_pictures, wild_truth, "300w", config.jitters, config.framing, rng)
         held_out = first_stage_predictions(runner, val_pictures, course_truth[val_idx], "course", 0, config.framing, rng)
-        return {"training": np.concatenate([course, wild_starts]).astype(np.float32), "validation": held_out.astype(np.float32)}
+        wild_measured = first_stage_predictions(runner, wild_val_pictures, wild_val_truth, "300w", 1, config.framing, rng)
+        return {"training": np.concatenate([course, wild_starts]).astype(np.float32), "validation": held_out.astype(np.float32),
+                "wild_validation": wild_measured.astype(np.float32)}
 
     identity = getattr(runner, "meta", {}).get("onnx_sha256")  # the first stage's export: its predictions are cached
     if identity:
         from data_load import cached_crops, crop_cache_file
 
-        key = f"{identity}|{config.seed}|{config.jitters}|{list(config.framing)}|{config.val_fraction}|{config.limit}|{csv_file.stat().st_size}|{len(wild_faces)}"
+        key = (f"{identity}|{config.seed}|{config.jitters}|{list(config.framing)}|{config.val_fraction}|{config.wild_val_fraction}|"
+               f"{config.limit}|{csv_file.stat().st_size}|{len(wild_faces)}")
         starts = cached_crops(crop_cache_file("refine-starts", runner.input_size, key), predict_starts)
     else:
         starts = predict_starts()
@@ -600,11 +613,17 @@ def load_face_sets(runner: Any, config: RefineConfig, data_dir: str | None, data
         starts["training"],
     )
     validation = FaceSet(val_pictures, course_truth[val_idx].astype(np.float32), np.full(len(val_idx), course_index), starts["validation"])
-    held_out_error = f"{d_units(validation.start[:, 0], validation.truth).mean():.4f} d" if len(val_idx) else "none"
-    log(f"faces: {len(training.truth)} training ({len(train_idx)} course, {len(wild_pictures)} 300-W), {len(val_idx)} held-out people; "
-        f"first-stage starts in {time.perf_counter() - tic:.0f} s: error {d_units(training.start[:, 0], training.truth).mean():.4f} d on the "
-        f"training faces (jittered framing), {held_out_error} on the held-out people")
-    return training, validation
+    wild_validation = FaceSet(wild_val_pictures, wild_val_truth.astype(np.float32), np.full(len(wild_val_faces), wild_index),
+                              starts["wild_validation"])
+
+    def error(faces: FaceSet) -> str:
+        return f"{d_units(faces.start[:, 0], faces.truth).mean():.4f} d" if len(faces.truth) else "none"
+
+    log(f"faces: {len(training.truth)} training ({len(train_idx)} course, {len(wild_pictures)} 300-W), measured on {len(val_idx)} held-out "
+        f"people and {len(wild_val_faces)} 300-W training faces; first-stage starts in {time.perf_counter() - tic:.0f} s: error "
+        f"{error(training)} on the training faces (jittered framing), {error(validation)} on the held-out people, {error(wild_validation)} "
+        f"on those 300-W faces (jittered)")
+    return training, validation, wild_validation
 
 
 class PatchDataset(torch.utils.data.Dataset):
@@ -687,28 +706,30 @@ def region_errors(refiner: Refiner, faces: FaceSet) -> dict[str, tuple[float, fl
     return {r.name: (float(before[:, list(r.points)].mean()), float(after[:, list(r.points)].mean())) for r in refiner.regions}
 
 
-def regions_that_pay(model: RefinementNet, faces: FaceSet, log: Callable[[str], None] = print) -> tuple[RefinementNet, dict]:
-    """The part of ``model`` (``subset``) for the regions whose points one round brings closer to the truth on
-    ``faces`` (the held-out people), and each region's (first stage, refined) error in d."""
-    errors = region_errors(Refiner(model), faces)
-    paying = [name for name, (before, after) in errors.items() if after < before]
-    log("regions (held-out people, error in d, first stage -> one round): " + ", ".join(
-        f"{name} {before:.4f} -> {after:.4f}{'' if name in paying else ' (not kept)'}" for name, (before, after) in errors.items()))
+def regions_that_pay(model: RefinementNet, sets: dict[str, FaceSet], log: Callable[[str], None] = print) -> tuple[RefinementNet, dict]:
+    """The part of ``model`` (``subset``) for the regions whose points one round brings closer to the truth on every
+    one of the measuring ``sets`` (name: faces; empty ones are skipped), and each set's (first stage, refined) error
+    in d of each region."""
+    errors = {name: region_errors(Refiner(model), faces) for name, faces in sets.items() if faces is None or len(faces.truth)}
+    paying = [r.name for r in model.regions if all(e[r.name][1] < e[r.name][0] for e in errors.values())]
+    for name, measured in errors.items():
+        log(f"regions ({name}, error in d, first stage -> one round): " + ", ".join(
+            f"{region} {before:.4f} -> {after:.4f}{'' if region in paying else ' (not kept)'}" for region, (before, after) in measured.items()))
     if not paying:
-        raise ModelError("The second stage brings no region closer to the truth on the held-out people: nothing to keep.")
+        raise ModelError("The second stage brings no region closer to the truth on its measuring faces: nothing to keep.")
     return (model if len(paying) == len(model.regions) else subset(model, paying)), errors
 
 
 def train_refinement(
     runner: Any, config: RefineConfig, data_dir: str | None = None, data_300w: str | None = None,
     run_dir: str | Path | None = None, resume: bool = False, log: Callable[[str], None] = print,
-    faces: tuple[FaceSet, FaceSet] | None = None,
+    faces: tuple[FaceSet, FaceSet, FaceSet] | None = None,
 ) -> tuple[RefinementNet, dict]:
     """Train the refinement stage for the first stage ``runner`` (``models.make_runner``); returns the network (eval
     mode) and its history. Each epoch writes ``run_dir/last.pt`` (network, optimizer, schedule, history); with
     ``resume`` a run continues from it exactly as it would have gone on."""
     torch.manual_seed(config.seed)
-    training, validation = faces or load_face_sets(runner, config, data_dir, data_300w, log)
+    training, validation, _ = faces or load_face_sets(runner, config, data_dir, data_300w, log)
     regions = chosen_regions(config.regions)
     model = RefinementNet(regions, CONVENTIONS, config.size, tuple(config.widths), config.head_channels, config.hidden, config.residual)
     dataset = PatchDataset(training, config, regions)
@@ -794,8 +815,8 @@ def main(argv: list[str] | None = None) -> int:
         runner = make_runner(args.first_stage, threads=args.threads)
         if args.select:
             model, meta = load_refinement(args.select)
-            _, validation = load_face_sets(runner, RefineConfig(**{**meta.get("config", {}), "limit": args.limit}), args.data, args.data_300w)
-            model, errors = regions_that_pay(model, validation)
+            _, people, wild_faces = load_face_sets(runner, RefineConfig(**{**meta.get("config", {}), "limit": args.limit}), args.data, args.data_300w)
+            model, errors = regions_that_pay(model, {"held-out people": people, "300-W training faces": wild_faces})
             save_refinement(model, Path(args.out) if args.out else Path(args.select), **{**meta, "rounds": args.rounds, "region_errors_d": errors})
             print(f"kept {', '.join(r.name for r in model.regions)}; saved {Path(args.out) if args.out else Path(args.select)}")
             return 0
@@ -804,8 +825,8 @@ def main(argv: list[str] | None = None) -> int:
         model, history = train_refinement(runner, config, args.data, args.data_300w, run_dir, args.resume, faces=faces)
         minutes = (time.perf_counter() - tic) / 60
         errors = {}
-        if not args.all_regions and len(faces[1].truth):
-            model, errors = regions_that_pay(model, faces[1])
+        if not args.all_regions and (len(faces[1].truth) or len(faces[2].truth)):
+            model, errors = regions_that_pay(model, {"held-out people": faces[1], "300-W training faces not trained on": faces[2]})
         save_refinement(model, out, first_stage=Path(args.first_stage).name, first_stage_sha256=file_sha256(args.first_stage),
                         rounds=args.rounds, config=dataclasses.asdict(config), train_minutes=round(minutes, 2),
                         val_held_out_people_d=history["val_round1"][-1] if history["val_round1"] else None, region_errors_d=errors)

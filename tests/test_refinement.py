@@ -284,9 +284,9 @@ def test_only_the_regions_that_pay_on_the_held_out_people_are_kept(monkeypatch):
     errors = {r.name: (0.05, 0.04 if r.name.startswith(("eye", "nose")) else 0.06) for r in REGIONS}
     monkeypatch.setattr(refinement, "region_errors", lambda refiner, faces: errors)
     log: list[str] = []
-    kept, measured = refinement.regions_that_pay(whole, None, log.append)
-    assert [r.name for r in kept.regions] == ["nose", "eye_left", "eye_right"] and measured == errors
+    kept, measured = refinement.regions_that_pay(whole, {"held-out": None}, log.append)
+    assert [r.name for r in kept.regions] == ["nose", "eye_left", "eye_right"] and measured == {"held-out": errors}
     assert "mouth 0.0500 -> 0.0600 (not kept)" in log[0]
     monkeypatch.setattr(refinement, "region_errors", lambda refiner, faces: {r.name: (0.05, 0.06) for r in REGIONS})
     with pytest.raises(ModelError):
-        refinement.regions_that_pay(whole, None, log.append)
+        refinement.regions_that_pay(whole, {"held-out": None}, log.append)
