@@ -56,7 +56,7 @@ INSTRUCTORS = re.compile(r"\n?<!-- BEGIN INSTRUCTORS -->.*?<!-- END INSTRUCTORS 
 # Only instructors need these; they stay out of the release (paths relative to the course folder).
 # ``.git`` is a folder in a clone and a file in a worktree or submodule; setup.cfg, requirements-dev.txt and
 # mutation.sh are the mutation testing of the tests; docs/instructors.md is the instructors' page.
-INSTRUCTOR_ONLY = ("course/release.py", "course/grade.py", "tests/", ".ci/", "pytest.ini", "requirements-test.txt", ".git/", ".git", "setup.cfg",
+INSTRUCTOR_ONLY = ("course/release.py", "course/grade.py", "tests/", ".ci/", "conftest.py", "pytest.ini", "requirements-test.txt", ".git/", ".git", "setup.cfg",
                    "requirements-dev.txt", "benchmarks/mutation.sh", "docs/instructors.md")
 # The TODO comment above a module's solution, and the notebook it names: "# TODO (notebook 2): ...".
 TODO_COMMENT = re.compile(r"^\s*#\s*TODO(?:\s*\((?P<where>[^)]*)\))?:")

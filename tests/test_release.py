@@ -181,7 +181,7 @@ def test_release_holds_the_course_and_nothing_ignored_or_for_instructors(release
                    "pipeline/keypoint_pipeline.py", "pipeline/training.py", "detect.py", "train.py", "README.md", "requirements.txt", "images/sunglasses.png",
                    "saved_models/keypoints_fast.pt", "detector_architectures/haar.py"]:
         assert needed in files, f"{needed} is missing from the release"
-    for left_out in ("course/release.py", "course/grade.py", "pytest.ini", "requirements-test.txt", "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh",
+    for left_out in ("course/release.py", "course/grade.py", "conftest.py", "pytest.ini", "requirements-test.txt", "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh",
                      "docs/instructors.md"):
         assert left_out not in files
     assert not [f for f in files if f.split("/")[0] in {"tests", ".ci", "data", ".cache", "outputs", "runs", "release", ".git"}]
@@ -197,7 +197,7 @@ def test_release_copies_what_git_keeps_and_nothing_git_ignores(release):
     ignored = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=REPO_DIR, input=listed, capture_output=True, text=True)
     assert ignored.stdout.split() == [], f"the release holds files git ignores: {ignored.stdout.split()[:5]}"
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO_DIR, capture_output=True, text=True, check=True).stdout.split()
-    instructors = ("tests/", ".ci/", "course/release.py", "course/grade.py", "pytest.ini", "requirements-test.txt", "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh",
+    instructors = ("tests/", ".ci/", "conftest.py", "course/release.py", "course/grade.py", "pytest.ini", "requirements-test.txt", "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh",
                    "docs/instructors.md")
     expected = {f for f in tracked if (REPO_DIR / f).is_file() and not f.startswith(instructors)}
     assert expected <= set(report.files), f"tracked files missing from the release: {sorted(expected - set(report.files))[:5]}"
