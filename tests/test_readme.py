@@ -200,3 +200,14 @@ def test_the_dependency_table_names_each_package_once_and_each_requirement():
         if (REPO_DIR / name).is_file():
             required |= requirement_names(REPO_DIR / name)
     assert required == set(listed), f"missing from the table: {sorted(required - set(listed))}; not required: {sorted(set(listed) - required)}"
+
+
+def test_the_model_cards_summary_repeats_only_its_measured_figures():
+    """The model card's *In short* (what the web demo's About panel shows) quotes figures measured further down."""
+    card = (REPO_DIR / "saved_models" / "README.md").read_text(encoding="utf-8")
+    summary = section(card, "In short")
+    rest = card.replace(summary, "")
+    figures = re.findall(r"(?<![\d.])\d+(?:\.\d+)?(?= %| ms)|" + ERROR_FIGURE.pattern, summary)
+    assert len(figures) >= 10
+    for figure in figures:
+        assert re.search(rf"(?<![\d.]){re.escape(figure)}(?![\d])", rest), f"the card's summary quotes {figure}, which it measures nowhere"
