@@ -29,6 +29,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -65,6 +66,7 @@ SYSTEM_FONTS = ("system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica",
 MONO_FONTS = ("ui-monospace", "Menlo", "Consolas", "monospace")
 NO_PICTURE = "No picture yet: upload a picture (PNG, JPEG, ...) or take one with the webcam."
 WELCOME = "Upload a picture to begin."
+CLOSE_TIMEOUT = 10.0  # seconds the server may take to close once the app is asked to stop
 PRIVACY_NOTE = (
     "Pictures you upload or take with the webcam are processed on the computer that runs this app; they and the "
     "results are kept in a temporary folder that is deleted when the app stops."
@@ -337,12 +339,14 @@ def launch(
     share: bool = False,
     inline: bool | None = None,
     block: bool = True,
+    out_dir: Path | None = None,
 ) -> gr.Blocks:
     """Serve the demo on ``host`` (this computer only by default) and ``port`` (None: 7860 or the next free
     one). ``share`` asks Gradio for a public link (off unless asked, on Colab too); ``inline`` shows the page in
-    a notebook (None: when running in one); ``block`` keeps a script running until Ctrl+C. Returns the app."""
-    out_dir = private_temp_dir()
-    print(f"uploads and results go to {out_dir}, deleted when the app stops")
+    a notebook (None: when running in one); ``block`` keeps a script running until Ctrl+C. Uploads and results go
+    to ``out_dir`` (None: a new ``private_temp_dir``). Returns the app."""
+    out_dir = out_dir or private_temp_dir()
+    print(f"uploads and results go to {out_dir}, deleted when the app stops", flush=True)
     demo = build_demo(pipe or shared_pipeline(), out_dir)
     demo.launch(
         server_name=host,
@@ -355,6 +359,25 @@ def launch(
         ssr_mode=False,
     )
     return demo
+
+
+def serve(pipe: KeypointPipeline, host: str = LOCAL_HOST, port: int | None = None, share: bool = False) -> None:
+    """``launch`` the demo and serve it until Ctrl+C (SIGINT) or a stop request (SIGTERM); then delete the uploads
+    and results first, so nothing is left behind, and close the server, waiting at most ``CLOSE_TIMEOUT`` seconds.
+
+    The signals set a flag rather than raising KeyboardInterrupt wherever the main thread happens to be (in
+    Gradio's start-up checks, say), so a stop request at any moment ends the app the same clean way."""
+    stop = threading.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda number, frame: stop.set())
+    out_dir = private_temp_dir()
+    demo = launch(pipe, host=host, port=port, share=share, block=False, out_dir=out_dir)
+    stop.wait()
+    shutil.rmtree(out_dir, ignore_errors=True)
+    print("stopping: uploads and results deleted", flush=True)
+    closing = threading.Thread(target=demo.close, daemon=True)
+    closing.start()
+    closing.join(CLOSE_TIMEOUT)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -376,8 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, ModelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stop request ends the app like Ctrl+C: cleaned up
-    launch(pipe, host=args.host, port=args.port, share=args.share)
+    serve(pipe, host=args.host, port=args.port, share=args.share)
     return 0
 
 

@@ -225,6 +225,16 @@ def test_serving_the_page_contacts_nothing_but_127_0_0_1(pipe, monkeypatch):
         demo.close()
 
 
+def test_stopping_the_app_deletes_its_folder_at_once_and_prints_no_traceback():
+    """``python app.py`` stopped with Ctrl+C (SIGINT) as soon as its page answers: a clean exit that deletes the
+    uploads' folder before the server closes, so a slow close leaves nothing behind."""
+    with screenshot_app.app_server() as server:
+        pass
+    temp_dir = re.search(r"uploads and results go to (\S+),", server.output).group(1)
+    assert server.process.returncode == 0 and "Traceback" not in server.output, server.output
+    assert "stopping: uploads and results deleted" in server.output and not Path(temp_dir).exists()
+
+
 def test_command_line_listens_on_127_0_0_1_unless_asked():
     parser = web_app.build_parser()
     assert parser.parse_args([]).host == "127.0.0.1" and not parser.parse_args([]).share
