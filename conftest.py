@@ -16,8 +16,8 @@ import shlex
 
 import pytest
 
-# The slowest quick-mode cell takes about a minute on a quiet 2-core machine; ten minutes leave room for a busy one
-# and still stop a cell that trains in full by mistake.
+# The slowest quick-mode cell took 20 s on the project's 2-core machine while it was loaded far beyond its cores
+# (load average 9-10); ten minutes leave room for a slower machine and still stop a cell that trains in full.
 QUICK_CELL_TIMEOUT = 600.0
 # Notebook 2's full training is one cell of at most 15 minutes on a quiet 2-core CPU; an hour leaves room for a busy
 # machine.

@@ -14,7 +14,7 @@ counted: it also loads the page's scripts and the model's first call.
 Prints, for each photo: its file size, the median and range of the seconds from upload to result, the detection time
 the page reports, and the size of the picture the page shows and of the annotated file it offers for download.
 Needs Debian's ``chromium`` and ``chromium-driver`` (``apt-get install chromium chromium-driver``) and selenium
-(``pip install -r requirements-test.txt``).
+(``pip install "selenium>=4.20,<5"``).
 """
 from __future__ import annotations
 
