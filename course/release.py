@@ -18,8 +18,9 @@ it, so the two never drift apart:
   and undeletable, solution cells undeletable, as nbgrader's generate_assignment does.
 * Everything else is copied unchanged, except what git ignores (``.gitignore``: data, caches, outputs, earlier
   releases, ...) and the files only instructors use (``INSTRUCTOR_ONLY``: the tests, CI, this script, the grading
-  command ``course/grade.py``, the instructors' page ``docs/instructors.md``, ...), and the README's section for
-  instructors (its test command, between ``<!-- BEGIN INSTRUCTORS -->`` and ``<!-- END INSTRUCTORS -->``).
+  command ``course/grade.py`` with its page ``docs/grading.md`` and benchmark, the instructors' page
+  ``docs/instructors.md``, ...), and the README's section for instructors (its test command, between
+  ``<!-- BEGIN INSTRUCTORS -->`` and ``<!-- END INSTRUCTORS -->``).
 * The repository's public address, ``course.notebook_helpers.REPO_URL`` (a placeholder in the source), is replaced in
   every file by ``--repo-url``: the notebooks' Colab badges and setup cells use it. Without ``--repo-url`` the
   release keeps the placeholder and the command warns; the setup cell then tells students to ask for the address.
@@ -55,9 +56,11 @@ MARKER = re.compile(r"^(?P<indent>[ \t]*)#+[ \t]*(?P<kind>BEGIN|END) SOLUTION\b"
 INSTRUCTORS = re.compile(r"\n?<!-- BEGIN INSTRUCTORS -->.*?<!-- END INSTRUCTORS -->\n?", re.DOTALL)
 # Only instructors need these; they stay out of the release (paths relative to the course folder).
 # ``.git`` is a folder in a clone and a file in a worktree or submodule; setup.cfg, requirements-dev.txt and
-# mutation.sh are the mutation testing of the tests; docs/instructors.md is the instructors' page.
-INSTRUCTOR_ONLY = ("course/release.py", "course/grade.py", "tests/", ".ci/", "conftest.py", "pytest.ini", "requirements-test.txt", ".git/", ".git", "setup.cfg",
-                   "requirements-dev.txt", "benchmarks/mutation.sh", "docs/instructors.md")
+# mutation.sh are the mutation testing of the tests; docs/instructors.md is the instructors' page, docs/grading.md
+# and grading_time.py are grading's page and benchmark; conftest.py holds the test suite's settings.
+INSTRUCTOR_ONLY = ("course/release.py", "course/grade.py", "tests/", ".ci/", "conftest.py", "pytest.ini", "requirements-test.txt", ".git/", ".git",
+                   "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh", "docs/instructors.md", "docs/grading.md",
+                   "benchmarks/grading_time.py")
 # The TODO comment above a module's solution, and the notebook it names: "# TODO (notebook 2): ...".
 TODO_COMMENT = re.compile(r"^\s*#\s*TODO(?:\s*\((?P<where>[^)]*)\))?:")
 # The repository's public address as the source holds it, and the form --repo-url must take.

@@ -181,8 +181,8 @@ def test_release_holds_the_course_and_nothing_ignored_or_for_instructors(release
                    "pipeline/keypoint_pipeline.py", "pipeline/training.py", "detect.py", "train.py", "README.md", "requirements.txt", "images/sunglasses.png",
                    "saved_models/keypoints_fast.pt", "detector_architectures/haar.py"]:
         assert needed in files, f"{needed} is missing from the release"
-    for left_out in ("course/release.py", "course/grade.py", "conftest.py", "pytest.ini", "requirements-test.txt", "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh",
-                     "docs/instructors.md"):
+    for left_out in ("course/release.py", "course/grade.py", "conftest.py", "pytest.ini", "requirements-test.txt", "setup.cfg", "requirements-dev.txt",
+                     "benchmarks/mutation.sh", "docs/instructors.md", "docs/grading.md", "benchmarks/grading_time.py"):
         assert left_out not in files
     assert not [f for f in files if f.split("/")[0] in {"tests", ".ci", "data", ".cache", "outputs", "runs", "release", ".git"}]
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc") or f.startswith("saved_models/student_")]
@@ -197,8 +197,8 @@ def test_release_copies_what_git_keeps_and_nothing_git_ignores(release):
     ignored = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=REPO_DIR, input=listed, capture_output=True, text=True)
     assert ignored.stdout.split() == [], f"the release holds files git ignores: {ignored.stdout.split()[:5]}"
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO_DIR, capture_output=True, text=True, check=True).stdout.split()
-    instructors = ("tests/", ".ci/", "conftest.py", "course/release.py", "course/grade.py", "pytest.ini", "requirements-test.txt", "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh",
-                   "docs/instructors.md")
+    instructors = ("tests/", ".ci/", "conftest.py", "course/release.py", "course/grade.py", "pytest.ini", "requirements-test.txt", "setup.cfg",
+                   "requirements-dev.txt", "benchmarks/mutation.sh", "docs/instructors.md", "docs/grading.md", "benchmarks/grading_time.py")
     expected = {f for f in tracked if (REPO_DIR / f).is_file() and not f.startswith(instructors)}
     assert expected <= set(report.files), f"tracked files missing from the release: {sorted(expected - set(report.files))[:5]}"
 
@@ -218,11 +218,11 @@ def test_readme_leaves_out_the_tests_and_the_instructors_page(release):
     assert released.splitlines()[0] == source.splitlines()[0]
     assert "## The course" in released and "## Results" in released
     docs = {f for f in report.files if f.startswith("docs/")}
-    assert docs == {f"docs/{p.name}" for p in (REPO_DIR / "docs").glob("*.md")} - {"docs/instructors.md"} and "docs/pipeline.md" in docs
+    assert docs == {f"docs/{p.name}" for p in (REPO_DIR / "docs").glob("*.md")} - {"docs/instructors.md", "docs/grading.md"} and "docs/pipeline.md" in docs
 
 
 INSTRUCTOR_PATHS = ("tests/", ".ci/", "pytest.ini", "course.release", "course/release.py", "course.grade", "course/grade.py", "instructors only",
-                    "docs/instructors.md", "requirements-test.txt")
+                    "docs/instructors.md", "requirements-test.txt", "docs/grading.md", "grading_time")
 
 
 def test_no_released_file_mentions_what_only_instructors_have(release):
