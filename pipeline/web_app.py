@@ -6,7 +6,7 @@
     python app.py --host 192.168.1.20    # listen on one address of this computer
 
 The page is a Gradio app built on ``keypoint_pipeline.KeypointPipeline`` (one per process), ``detect_cli.render`` (the
-keypoints, or a filter of ``filters.FILTERS``) and ``detect_cli.picture_record`` (the JSON schema of ``detect.py
+keypoints, or a filter of ``filters.FILTERS``) and ``detect_cli.picture_record`` (a record of ``detect.py
 --json``). It works without network access: the theme uses the system's fonts, usage statistics are off and no
 public share link is made unless ``--share`` is given (Gradio otherwise makes one on Colab). Uploads, webcam
 shots and results live in one temporary folder that is deleted when the app stops.
@@ -44,6 +44,7 @@ from pipeline import detect_cli
 from data_load import DataError, read_image
 from filters import FILTERS
 from models import ModelError
+from pipeline.batch import save_rgb
 from pipeline.keypoint_pipeline import KeypointPipeline, as_rgb_image
 
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -53,10 +54,9 @@ MODEL_CARD = REPO_DIR / "saved_models" / "README.md"
 MAX_PICTURE_PIXELS = 25_000_000
 MAX_UPLOAD_SIZE = "50mb"  # Gradio refuses bigger files before they reach the app
 # The page shows the annotated picture at most this many pixels on its longer side, as a JPEG: a screen shows no more,
-# and a 12-megapixel PNG would take seconds to encode, send and decode. The download is the full-size picture.
+# and a 12-megapixel PNG would take seconds to encode, send and decode. The download is the full-size picture, saved
+# like the main job's (``batch.save_rgb``: JPEG of quality ``batch.JPEG_QUALITY`` or PNG).
 SHOWN_MAX_SIDE = 2000
-SHOWN_JPEG_QUALITY = 85
-DOWNLOAD_JPEG_QUALITY = 95  # the full-size annotated photo, for JPEG uploads and webcam shots
 JPEG_FORMATS = ("JPEG", "MPO")  # Pillow's names for JPEG files (phones write MPO: JPEG with a second picture)
 KEYPOINTS = "keypoints"  # the drawing choice that shows boxes and keypoints instead of a filter
 DRAWINGS = (KEYPOINTS, *FILTERS)
@@ -167,19 +167,6 @@ def shown_picture(image: np.ndarray, max_side: int = SHOWN_MAX_SIDE) -> np.ndarr
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
-def save_picture(path: Path, image: np.ndarray, jpeg_quality: int | None = None) -> Path:
-    """Write an RGB picture as JPEG (``jpeg_quality`` 0-100) or, when it is None, as PNG, atomically: to a
-    temporary file beside ``path``, then renamed onto it. Returns ``path``."""
-    extension, options = (".jpg", [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]) if jpeg_quality is not None else (".png", [])
-    ok, encoded = cv2.imencode(extension, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), options)
-    if not ok:
-        raise DataError(f"Could not encode {path.name}.")
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(encoded.tobytes())
-    os.replace(partial, path)
-    return path
-
-
 def annotate_picture(pipe: KeypointPipeline, picture: Picture, drawing: str, out_dir: str | os.PathLike) -> Result:
     """Find every face of ``picture``, draw ``drawing`` (``KEYPOINTS`` or a filter name) and save, in a new folder
     inside ``out_dir``: the annotated picture at full size (JPEG for a JPEG picture, else PNG) and the JSON record
@@ -189,10 +176,10 @@ def annotate_picture(pipe: KeypointPipeline, picture: Picture, drawing: str, out
     faces, annotated, milliseconds = detect_cli.annotate(pipe, picture.image, filter_name)
     folder = Path(tempfile.mkdtemp(dir=out_dir))
     name = Path(detect_cli.annotated_name(picture.label, filter_name))
-    download = save_picture(folder / name.with_suffix(".jpg" if picture.jpeg else ".png"), annotated, DOWNLOAD_JPEG_QUALITY if picture.jpeg else None)
-    shown_dir = folder / "shown"  # its own folder, so the shown file keeps the download's name in the browser
-    shown_dir.mkdir()
-    shown = save_picture(shown_dir / name.with_suffix(".jpg"), shown_picture(annotated), SHOWN_JPEG_QUALITY)
+    download = folder / name.with_suffix(".jpg" if picture.jpeg else ".png")
+    save_rgb(download, annotated)
+    shown = folder / "shown" / name.with_suffix(".jpg")  # its own folder: the shown file keeps the download's name
+    save_rgb(shown, shown_picture(annotated))
     record = folder / f"{name.stem}.json"
     record.write_text(json.dumps([detect_cli.picture_record(picture.label, picture.image, faces)], indent=1))
     files = [str(download), str(record)]
