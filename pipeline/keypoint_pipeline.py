@@ -14,8 +14,11 @@ no sure face, a wider one (``WiderSearch``) looks at padded, equalised and turne
 Cost: every search reads a copy of the picture at the resolution its face sizes need (``GrayPyramid``): big faces
 first on a small copy, smaller ones only down to a quarter of the biggest face found (``SIZE_RATIO``) and to 2.5 % of
 the picture's shorter side (``detector_architectures.DEFAULT_PARAMS["min_face_fraction"]``), searches around a doubtful
-detection for faces of about its size, the wider search on a copy of at most ``WIDER_MAX_SIDE`` pixels; past
-``TIME_BUDGET`` the searches not yet begun are given up.
+detection for faces of about its size, the wider search on a copy of at most ``WIDER_MAX_SIDE`` pixels. The work of a call is bounded by counts,
+never by the clock, so a picture gives the same faces on an idle and on a busy machine: a fixed list of searches,
+each on a copy of bounded size, each checking at most ``MAX_DETECTIONS`` detections, at most ``MAX_DOUBTS``
+doubtful detections looked at again, at most ``NETWORK_SEARCH_MAX_POSITIONS`` boxes along a side in the network's
+search, and at most ``REFINE_STEPS`` re-crops a face.
 
 Frames: a face found in a turned or padded copy carries a 2 x 3 matrix from picture pixels to that copy's pixels
 (its *frame*); its box is given in the frame, and crops are cut through the frame, so the network always sees an
@@ -24,7 +27,6 @@ upright face.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -175,12 +177,6 @@ WIDER_DETECTOR_NAME = "cnn"
 # The long side, in pixels, of the picture's copy that the wider search works on (``WiderSearch.max_side``): a
 # 640 x 480 picture is searched as it is, a 12-megapixel one for faces of at least a sixteenth of its long side.
 WIDER_MAX_SIDE = 640
-
-# The seconds one ``KeypointPipeline.detect`` call may spend searching (``KeypointPipeline.time_budget``): past it,
-# the searches not yet begun are given up. The hardest pictures of ``benchmarks/pipeline_speed.py`` (a turned, an
-# upside-down, a dark face, a face filling the picture) take 0.1-0.4 s with every search; 0.5 s leaves them whole on
-# a busy machine and bounds every other picture.
-TIME_BUDGET = 0.5
 
 # The fast pass looks for big faces first, those of at least this fraction of the picture's shorter side, on a
 # small working copy (``KeypointPipeline._cascade_search``); the second pass looks for the smaller ones, up to
@@ -385,11 +381,6 @@ class GrayPyramid:
         return copy, scaling_frame(self.picture.shape, copy.shape)
 
 
-def past(deadline: float | None) -> bool:
-    """Whether the ``time.perf_counter`` ``deadline`` has passed (never for None)."""
-    return deadline is not None and time.perf_counter() > deadline
-
-
 def equalized(gray: np.ndarray) -> np.ndarray:
     """Local contrast equalisation (CLAHE, 8 x 8 tiles, clip limit 2: OpenCV's usual setting) of a gray picture."""
     return cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)
@@ -427,10 +418,8 @@ class KeypointPipeline:
     well). ``refine_tolerance``: a face stops being re-cropped once its next crop would lie within this fraction of
     the crop's side of its last one (``REFINE_TOLERANCE``; 0: always ``refine_steps``).
     ``size_ratio``: once a face of side S is found, smaller faces are searched down to S / ``size_ratio`` only
-    (``SIZE_RATIO``; None: down to the detector's smallest face). ``time_budget`` (seconds, None: no limit) bounds
-    one ``detect`` call: the fast pass and the keypoints of its faces always run; past the budget, the thorough
-    searches around doubts and the wider search's steps not yet begun are given up, in the order of
-    ``search_steps`` (the turned copies and the cascades' padded search last).
+    (``SIZE_RATIO``; None: down to the detector's smallest face). A call's work is bounded by counts, not by the
+    clock (module docstring): the same picture gives the same faces whatever the machine's load.
     """
 
     runner: Any
@@ -445,7 +434,6 @@ class KeypointPipeline:
     align_min_roll: float = ALIGN_MIN_ROLL
     wider: WiderSearch = field(default_factory=WiderSearch)
     recheck: bool = True
-    time_budget: float | None = field(default_factory=lambda: TIME_BUDGET)
     size_ratio: float | None = SIZE_RATIO
 
     @classmethod
@@ -555,20 +543,17 @@ class KeypointPipeline:
         The cascades search the picture upright with their fast settings, then again with their thorough ones where
         that leaves doubt (``recheck``); with the learned detector as the pipeline's, it searches first and its sure
         faces are kept alone in a picture that is not small (``CASCADES_TOO_PIXELS``). The ``wider`` search follows
-        where it is asked for (by default only when no face passed the stricter check of the wider search). Past
-        ``time_budget`` seconds, the searches not yet begun are given up (``search_steps``): the call returns the
-        faces found so far."""
-        deadline = None if self.time_budget is None else time.perf_counter() + self.time_budget
+        where it is asked for (by default only when no face passed the stricter check of the wider search)."""
         image = as_rgb_image(image)
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         pyramid = GrayPyramid(gray)
         if not isinstance(self.detector, CNNFaceDetector):
-            return self._searched_wider(pyramid, self._cascade_search(pyramid, deadline), deadline)
+            return self._searched_wider(pyramid, self._cascade_search(pyramid))
         learned = self._learned_pass(pyramid)
         cheap = self._working_pixels(gray.shape, self.cascade_detector.smallest_face(gray.shape)) <= CASCADES_TOO_PIXELS
         if learned and not cheap and self.wider.when != "always":
             return learned
-        return self._searched_wider(pyramid, distinct_faces(learned + self._cascade_search(pyramid, deadline)), deadline)
+        return self._searched_wider(pyramid, distinct_faces(learned + self._cascade_search(pyramid)))
 
     def _learned_pass(self, pyramid: GrayPyramid) -> list[Face]:
         """The faces the learned detector finds that pass the checks and are sure (``learned_sure``); none where one
@@ -586,7 +571,7 @@ class KeypointPipeline:
         flip check (``WIDER_MAX_FLIP_ERROR``) and, for a model with a face score, reaches ``LEARNED_MIN_FACE_SCORE``."""
         return self._sure(face) and (face.face_score is None or face.face_score >= LEARNED_MIN_FACE_SCORE)
 
-    def _cascade_search(self, pyramid: GrayPyramid, deadline: float | None) -> list[Face]:
+    def _cascade_search(self, pyramid: GrayPyramid) -> list[Face]:
         """The upright faces the Haar cascades find: the fast pass by face sizes (big faces first, then the smaller
         ones down to ``size_ratio``, ``COARSE_FRACTION``), and the thorough search where it leaves doubt."""
         gray = pyramid.picture
@@ -596,7 +581,7 @@ class KeypointPipeline:
         faces, doubtful, detected = self._fast_pass(pyramid, coarse, None)
         if smallest < coarse:
             if self.recheck and doubtful:  # a big face the fast pass was unsure of sets the size of the next pass too
-                faces, doubtful = distinct_faces(faces + self._rechecked(pyramid, doubtful, deadline)), []
+                faces, doubtful = distinct_faces(faces + self._rechecked(pyramid, doubtful)), []
             if faces and self.size_ratio:
                 smallest = max(smallest, max(float(face.box[2]) for face in faces) / self.size_ratio)
         if smallest < coarse:
@@ -605,15 +590,15 @@ class KeypointPipeline:
             finer, more_doubtful, finer_detected = self._fast_pass(pyramid, smallest, coarse * COARSE_OVERLAP, secondary=secondary)
             faces, doubtful, detected = distinct_faces(faces + finer), doubtful + more_doubtful, detected or finer_detected
         if self.recheck and (doubtful or not detected):
-            faces = distinct_faces(faces + self._rechecked(pyramid, doubtful if detected else None, deadline))
+            faces = distinct_faces(faces + self._rechecked(pyramid, doubtful if detected else None))
         return faces
 
-    def _searched_wider(self, pyramid: GrayPyramid, faces: list[Face], deadline: float | None) -> list[Face]:
+    def _searched_wider(self, pyramid: GrayPyramid, faces: list[Face]) -> list[Face]:
         """``faces`` with those of the wider search where it is asked for (by default: no face passed its check)."""
         if self.wider.when == "always" or (self.wider.when == "if_unsure" and not any(self._sure(f) for f in faces)):
             # upright faces first, but an unsure one gives way to a sure face of the wider search in its place (an
             # upside-down face read upright, whose turned copy gives the true keypoints)
-            faces = distinct_faces(sorted(faces + self._wider_faces(pyramid, deadline), key=lambda face: not self._sure(face)))
+            faces = distinct_faces(sorted(faces + self._wider_faces(pyramid), key=lambda face: not self._sure(face)))
         return faces
 
     def _working_pixels(self, shape: tuple[int, ...], min_face: float) -> float:
@@ -656,7 +641,7 @@ class KeypointPipeline:
         limit = self.wider.max_flip_error
         return limit is None or face.flip_error is None or face.flip_error <= limit
 
-    def _rechecked(self, pyramid: GrayPyramid, doubtful: Sequence[np.ndarray] | None, deadline: float | None = None) -> list[Face]:
+    def _rechecked(self, pyramid: GrayPyramid, doubtful: Sequence[np.ndarray] | None) -> list[Face]:
         """The faces the thorough upright search finds around the ``doubtful`` boxes (x, y, w, h, picture pixels):
         in each box's ``doubtful_regions``, faces of ``DOUBT_SIZES`` times its side, read from the pyramid's copy
         those sizes need; None: the whole picture, from the detector's smallest face or, in a big picture, from the
@@ -670,8 +655,6 @@ class KeypointPipeline:
             return self._faces(gray, found, search_roll=0.0)
         found = []
         for box, region in zip(doubtful, doubtful_regions(doubtful, gray.shape)):
-            if past(deadline):
-                break
             side = float(max(box[2], box[3]))
             low = max(DOUBT_SIZES[0] * side, self.cascade_detector.params["min_face_size"] or 0)
             copy, frame = self._search_copy(pyramid, low)
@@ -740,14 +723,15 @@ class KeypointPipeline:
             self._learned = CNNFaceDetector()
         return self._learned
 
-    def _wider_faces(self, pyramid: GrayPyramid, deadline: float | None = None) -> list[Face]:
-        """The faces of the ``wider`` search (``search_steps``), as many steps as ``deadline`` leaves time for. A face
+    def _wider_faces(self, pyramid: GrayPyramid) -> list[Face]:
+        """The faces of the ``wider`` search (``search_steps``, all of them; the cascades' steps only where the
+        learned ones found nothing). A face
         found turned must be a strong detection (``TURNED_MIN_SCORE``) and lie along its search (eye line
         within ``ROLL_AGREEMENT`` degrees of the turn); where several searches find one face, the best one by
         ``face_quality`` wins."""
         faces: list[Face] = []
         for name, step in self.search_steps(pyramid):
-            if past(deadline) or (faces and name.startswith("cascades ")):
+            if faces and name.startswith("cascades "):
                 break
             faces += step()
         return distinct_faces(sorted(faces, key=face_quality))
