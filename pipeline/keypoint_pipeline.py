@@ -14,11 +14,11 @@ no sure face, a wider one (``WiderSearch``) looks at padded, equalised and turne
 Cost: every search reads a copy of the picture at the resolution its face sizes need (``GrayPyramid``): big faces
 first on a small copy, smaller ones only down to a quarter of the biggest face found (``SIZE_RATIO``) and to 2.5 % of
 the picture's shorter side (``detector_architectures.DEFAULT_PARAMS["min_face_fraction"]``), searches around a doubtful
-detection for faces of about its size, the wider search on a copy of at most ``WIDER_MAX_SIDE`` pixels. The work of a call is bounded by counts,
-never by the clock, so a picture gives the same faces on an idle and on a busy machine: a fixed list of searches,
-each on a copy of bounded size, each checking at most ``MAX_DETECTIONS`` detections, at most ``MAX_DOUBTS``
-doubtful detections looked at again, at most ``NETWORK_SEARCH_MAX_POSITIONS`` boxes along a side in the network's
-search, and at most ``REFINE_STEPS`` re-crops a face.
+detection for faces of about its size, the wider search on a copy of at most ``WIDER_MAX_SIDE`` pixels. A call's
+work is bounded by counts, never by the clock, so a picture gives the same faces on an idle and on a busy machine:
+a fixed list of searches, each on a copy of bounded size and checking at most ``MAX_DETECTIONS`` detections, the
+thorough search around at most ``MAX_DOUBTS`` doubtful detections a pass, the network's search on at most
+``NETWORK_SEARCH_MAX_POSITIONS`` box positions along a side, and at most ``REFINE_STEPS`` re-crops a face.
 
 Frames: a face found in a turned or padded copy carries a 2 x 3 matrix from picture pixels to that copy's pixels
 (its *frame*); its box is given in the frame, and crops are cut through the frame, so the network always sees an
@@ -147,6 +147,13 @@ TURNED_MIN_SCORE = 10
 # her side cut his face off).
 SETTLED_MIN_SCORE = 5
 DOUBT_REGION = 3.0
+# ... around at most ``MAX_DOUBTS`` of them in each of its two passes (the big faces' pass, then the smaller faces'),
+# the largest first (``most_doubtful``): each look costs about the same whatever the face's size (its region is read
+# at the resolution its face sizes need), so this bounds the thorough search's cost by a count. Measured (one thread,
+# busy machine): ``benchmarks/pipeline_speed.py``'s pictures and every 5th of 330 phone and camera photos (0.1-12
+# megapixels) had at most 5 doubtful boxes; a group of 24 heads of 90 px on 1080 x 720 had 18 and one of 48 had 36,
+# about 9 ms a look (0.29 s and 0.57 s a picture in all); at most 8 looks found 8 of their faces, 32 looks 18 and 32.
+MAX_DOUBTS = 32
 # ... and it looks there for faces of ``DOUBT_SIZES`` times the doubtful detection's side (its neighbour in a group, or
 # the same face framed better), at the resolution the smallest of them needs, not from the detector's smallest face.
 DOUBT_SIZES = (0.5, 2.0)
@@ -159,6 +166,11 @@ DOUBT_SIZES = (0.5, 2.0)
 NETWORK_SEARCH_SIDES = (0.35, 0.5, 0.7, 1.0)
 NETWORK_SEARCH_STEP = 0.25
 NETWORK_SEARCH_CANDIDATES = 8
+# ... and at most this many box positions along each side of the picture for each box side: on a picture longer than
+# about 2.1 : 1 (a panorama, a strip) they are spread evenly instead of a quarter of the side apart, so the grid holds
+# at most 8 + 5 + 2 + 1 rows of 20 boxes (320) whatever the picture's shape; 94 boxes on a square picture, 141 on 4 : 3
+# and 209 on 16 : 9, as before (a 100 x 10000 strip: 160 instead of 5518).
+NETWORK_SEARCH_MAX_POSITIONS = 20
 # Chosen on the training parts only, with the shipped model (``python benchmarks/network_search.py``): on the 613
 # training pictures without faces of ``no_faces`` (13 scikit-image pictures, 600 course backgrounds) the network
 # search alone kept 3 / 1 / 1 / 0 / 0 false faces at 0.9 / 0.95 / 0.97 / 0.98 / 0.99 (5 / 2 / 2 / 0 / 0 with the
@@ -220,6 +232,12 @@ CASCADES_TOO_PIXELS = 320 * 240
 # was also read upright, from part of it, in a copy turned less (a box 0.6 times its side, inside it).
 SAME_FACE_IOU = 0.4
 SAME_FACE_CONTAINED = 0.5
+
+# Each search of a call (and each detection of the video tracker) checks at most this many of its detections, the
+# surest first (``surest``): each costs up to 1 + ``REFINE_STEPS`` network passes, so this bounds a call's network
+# work by a count. It is the learned detector's own cap (``detector_architectures.cnn``, ``max_faces``); the
+# pictures measured for ``MAX_DOUBTS`` gave at most 38 detections a picture, all its searches together.
+MAX_DETECTIONS = 100
 
 
 @dataclass
@@ -561,7 +579,7 @@ class KeypointPipeline:
         smallest = self.detector.smallest_face(pyramid.picture.shape)
         copy, frame = pyramid.level(self.detector.scale_for(smallest))
         found = self.detector.detect(copy, smallest * frame[0, 0])
-        candidates = [Candidate(d, frame) for d in found if d.box[2] >= LEARNED_MIN_SIDE * smallest * frame[0, 0]]
+        candidates = [Candidate(d, frame) for d in surest(found) if d.box[2] >= LEARNED_MIN_SIDE * smallest * frame[0, 0]]
         checked = self._checked(pyramid.picture, candidates, search_roll=0.0)
         faces = [face for face in checked if face is not None]
         return faces if faces and all(self.learned_sure(face) for face in faces) else []
@@ -622,7 +640,7 @@ class KeypointPipeline:
         copy, frame = self._search_copy(pyramid, low)
         scale = frame[0, 0]
         found = self.cascade_detector.detect(copy, low * scale, None if high is None else high * scale, **options)
-        candidates = [Candidate(d, frame) for d in found]
+        candidates = [Candidate(d, frame) for d in surest(found)]
         trusted = [c.detection.score > SETTLED_MIN_SCORE or not self.recheck for c in candidates]
         strong = [c for c, sure in zip(candidates, trusted) if sure]
         checked = self._checked(pyramid.picture, strong, search_roll=0.0)
@@ -644,16 +662,18 @@ class KeypointPipeline:
     def _rechecked(self, pyramid: GrayPyramid, doubtful: Sequence[np.ndarray] | None) -> list[Face]:
         """The faces the thorough upright search finds around the ``doubtful`` boxes (x, y, w, h, picture pixels):
         in each box's ``doubtful_regions``, faces of ``DOUBT_SIZES`` times its side, read from the pyramid's copy
-        those sizes need; None: the whole picture, from the detector's smallest face or, in a big picture, from the
-        face size a working picture of ``SINGLE_PASS_PIXELS`` holds."""
+        those sizes need (the ``MAX_DOUBTS`` largest boxes only, ``most_doubtful``); None: the whole picture, from
+        the detector's smallest face or, in a big picture, from the face size a working picture of
+        ``SINGLE_PASS_PIXELS`` holds."""
         gray = pyramid.picture
         if doubtful is None:  # faces of every size, but on a working picture of at most SINGLE_PASS_PIXELS
             smallest = self.cascade_detector.smallest_face(gray.shape)
             smallest *= max(1.0, np.sqrt(self._working_pixels(gray.shape, smallest) / SINGLE_PASS_PIXELS))
             copy, frame = self._search_copy(pyramid, smallest)
-            found = [Candidate(d, frame) for d in self.thorough_detector.detect(copy, smallest * frame[0, 0])]
+            found = [Candidate(d, frame) for d in surest(self.thorough_detector.detect(copy, smallest * frame[0, 0]))]
             return self._faces(gray, found, search_roll=0.0)
         found = []
+        doubtful = most_doubtful(doubtful)
         for box, region in zip(doubtful, doubtful_regions(doubtful, gray.shape)):
             side = float(max(box[2], box[3]))
             low = max(DOUBT_SIZES[0] * side, self.cascade_detector.params["min_face_size"] or 0)
@@ -663,6 +683,7 @@ class KeypointPipeline:
             scale = frame[0, 0]
             detections = self.thorough_detector.detect(copy[y0:y1, x0:x1], low * scale, DOUBT_SIZES[1] * side * scale)
             found += [Candidate(d, compose_matrices(cut, frame)) for d in detections]
+        found = sorted(found, key=lambda c: -c.detection.score)[:MAX_DETECTIONS]
         return self._faces(gray, found, search_roll=0.0)
 
     def search_steps(self, pyramid: GrayPyramid) -> list[tuple[str, Any]]:
@@ -682,12 +703,12 @@ class KeypointPipeline:
             padded, pad_frame = padded_copy(small, self.wider.pad)
             padded_searched = self._searched(padded)
             frame = compose_matrices(pad_frame, shrink)
-            return self._faces(gray, [Candidate(d, frame) for d in self.wider_detector.detect(padded_searched)], strict)
+            return self._faces(gray, [Candidate(d, frame) for d in surest(self.wider_detector.detect(padded_searched))], strict)
 
         def turned(angle: float) -> list[Face]:
             copy, frame = turned_copy(searched, angle)
             frame = compose_matrices(frame, shrink)
-            strong = [Candidate(d, frame) for d in self.thorough_detector.detect(copy) if d.score >= TURNED_MIN_SCORE]
+            strong = [Candidate(d, frame) for d in surest(self.thorough_detector.detect(copy)) if d.score >= TURNED_MIN_SCORE]
             return self._faces(gray, strong, strict, search_roll=angle)
 
         cascades: list[tuple[str, Any]] = [("padded upright", upright), ("network", lambda: self._network_faces(gray, strict))]
@@ -706,7 +727,7 @@ class KeypointPipeline:
         smallest = LEARNED_MIN_SIDE * learned.params["min_face_size"] * shrink[0, 0]  # in the copy's pixels
 
         def step(copy: np.ndarray, frame: np.ndarray, roll: float) -> list[Face]:
-            found = [Candidate(d, compose_matrices(frame, shrink)) for d in learned.detect(copy) if d.box[2] >= smallest]
+            found = [Candidate(d, compose_matrices(frame, shrink)) for d in surest(learned.detect(copy)) if d.box[2] >= smallest]
             faces = self._faces(gray, found, self.wider.max_flip_error, search_roll=roll)
             return [f for f in faces if f.face_score is None or f.face_score >= NETWORK_SEARCH_MIN_FACE_SCORE]
 
@@ -853,18 +874,37 @@ def unframed_box(box: np.ndarray, frame: np.ndarray) -> np.ndarray:
 
 def grid_boxes(shape: tuple[int, ...], min_side: float = 0.0) -> np.ndarray:
     """Square boxes (N, 4) as (x, y, w, h) over a picture of ``shape``, inside it: sides of ``NETWORK_SEARCH_SIDES``
-    times its shorter side (those of at least ``min_side`` pixels), ``NETWORK_SEARCH_STEP`` times the side apart."""
+    times its shorter side (those of at least ``min_side`` pixels), ``NETWORK_SEARCH_STEP`` times the side apart, at
+    most ``NETWORK_SEARCH_MAX_POSITIONS`` along a side (then spread evenly over it)."""
     height, width = shape[:2]
     boxes = []
     for fraction in NETWORK_SEARCH_SIDES:
         side = fraction * min(height, width)
         if side < min_side:
             continue
-        step = NETWORK_SEARCH_STEP * side
-        for y in np.arange(0.0, height - side + 1e-6, step):
-            for x in np.arange(0.0, width - side + 1e-6, step):
-                boxes.append((x, y, side, side))
+        ys, xs = (grid_positions(length - side, NETWORK_SEARCH_STEP * side) for length in (height, width))
+        boxes += [(x, y, side, side) for y in ys for x in xs]
     return np.array(boxes, np.float32).reshape(-1, 4)
+
+
+def grid_positions(span: float, step: float) -> np.ndarray:
+    """Positions 0, ``step``, 2 ``step``, ... up to ``span`` (pixels), or ``NETWORK_SEARCH_MAX_POSITIONS`` of them
+    spread evenly from 0 to ``span`` where there would be more."""
+    positions = np.arange(0.0, span + 1e-6, step)
+    if len(positions) > NETWORK_SEARCH_MAX_POSITIONS:
+        positions = np.linspace(0.0, span, NETWORK_SEARCH_MAX_POSITIONS)
+    return positions
+
+
+def surest(detections: Sequence[Detection], count: int | None = None) -> list[Detection]:
+    """The ``count`` (None: ``MAX_DETECTIONS``) highest-scored ``detections``, surest first (ties in the given order)."""
+    return sorted(detections, key=lambda d: -d.score)[: MAX_DETECTIONS if count is None else count]
+
+
+def most_doubtful(boxes: Sequence[np.ndarray], count: int | None = None) -> list[np.ndarray]:
+    """The ``count`` (None: ``MAX_DOUBTS``) largest doubtful ``boxes`` (x, y, w, h), largest first (ties in the given
+    order)."""
+    return sorted(boxes, key=lambda box: -float(max(box[2], box[3])))[: MAX_DOUBTS if count is None else count]
 
 
 def doubtful_regions(boxes: Sequence[np.ndarray], shape: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
@@ -1036,7 +1076,8 @@ class FaceTracker:
         """Start following the faces the detector finds that no track covers yet (if they pass the flip check)."""
         self.frames_since_detection = 0
         detector = self.detector if self.tracks else self.pipeline.thorough_detector
-        new = [d for d in detector.detect(frame) if all(box_iou(d.box, t.box) < 0.3 for t in self.tracks)]
+        room = MAX_DETECTIONS - len(self.tracks)  # at most MAX_DETECTIONS faces followed
+        new = [d for d in surest(detector.detect(frame)) if all(box_iou(d.box, t.box) < 0.3 for t in self.tracks)][:room]
         if not new:
             return
         keypoints, flip_errors, face_scores = self.pipeline.predict_boxes(frame, [d.box for d in new], refine=True)
