@@ -151,8 +151,9 @@ DOUBT_REGION = 3.0
 # the largest first (``most_doubtful``): each look costs about the same whatever the face's size (its region is read
 # at the resolution its face sizes need), so this bounds the thorough search's cost by a count. Measured (one thread,
 # busy machine): ``benchmarks/pipeline_speed.py``'s pictures had at most 3 doubtful boxes a pass and 330 phone and
-# camera photos (0.1-12 megapixels) at most 6; a group of 24 heads of 90 px on 1080 x 720 had 18, 48 on 1440 x 1080 had 36,
-# about 9 ms a look (0.29 s and 0.57 s a picture in all); at most 8 looks found 8 of their faces, 32 looks 18 and 32.
+# camera photos (0.1-12 megapixels) at most 6; a group of 24 heads of 90 px on 1080 x 720 had 18, 48 on 1440 x 1080
+# had 36, about 9 ms a look (0.29 s and 0.57 s a picture in all); at most 8 looks found 8 of their faces, 32 looks 18
+# and 32.
 MAX_DOUBTS = 32
 # ... and it looks there for faces of ``DOUBT_SIZES`` times the doubtful detection's side (its neighbour in a group, or
 # the same face framed better), at the resolution the smallest of them needs, not from the detector's smallest face.
