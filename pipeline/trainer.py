@@ -37,7 +37,6 @@ from pipeline.evaluation import nme_interocular
 from pipeline.inference import predict
 from models import (
     CHECKPOINT_FORMAT,
-    FAST_MODELS,
     MODEL_NAMES,
     ModelError,
     OutputLayout,
@@ -497,7 +496,7 @@ def parse_augment(text: str) -> dict[str, float]:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The preset named by ``args`` with the options given; ValueError (one line) for an input size the preset's
-    model cannot take."""
+    model cannot take (every preset trains a fast model, whose input size can be set)."""
     overrides = {
         key: getattr(args, key)
         for key in ("epochs", "lr", "batch_size", "loss", "val_fraction", "limit", "seed", "init")
@@ -507,8 +506,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if getattr(args, "from_scratch", False):
         config = dataclasses.replace(config, init=None)
     if getattr(args, "input_size", None):
-        if config.model not in FAST_MODELS:
-            raise ValueError(f"--input-size applies to the fast models; the {args.preset} preset's {config.model!r} has a fixed input size.")
         build_model(config.model, **{**config.model_kwargs, "input_size": args.input_size})  # a size the design cannot take is told now
         config = dataclasses.replace(config, model_kwargs={**config.model_kwargs, "input_size": args.input_size})
     if getattr(args, "augment", None):

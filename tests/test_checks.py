@@ -3,7 +3,6 @@ what is wrong (stubs are covered in test_release.py). The notebooks' own solutio
 notebook 2) are read from the notebooks, as course.expected reads them."""
 from __future__ import annotations
 
-import copy
 
 import cv2
 import numpy as np

@@ -330,6 +330,7 @@ def test_a_release_that_would_hold_a_solution_stops_with_one_line(tmp_path, caps
     (source / "helpers.py").write_text("def g(y):\n    return 2 * y + 1\n")  # not a solution region
     (source / "notes.md").write_text("# notes\n\n    def f(x):\n        return 2 * x + 1\n")
     assert course.release.main(["--source", str(source), "--out", str(tmp_path / "out")]) == 0  # short lines alone: idioms
+    capsys.readouterr()
     (source / "notes.md").write_text("    y = some_function_with_a_long_name(x) + another_one(x) - 1\n")
     (source / "mod.py").write_text("def f(x):\n    # TODO: y\n    ### BEGIN SOLUTION\n    y = some_function_with_a_long_name(x) + another_one(x) - 1\n"
                                    "    return y\n    ### END SOLUTION\n")
