@@ -557,10 +557,11 @@ def compare_with_references(nme_io: float, baseline_nme_io: float, reference: di
     ref = float(reference["test"]["nme_io"])
     head = (f"Your model: NME_io {nme_io:.4f}; the mean face: {baseline_nme_io:.4f}; the reference design: {ref:.4f} "
             f"({reference['epochs']} epochs, {reference['train_minutes']:.1f} min).")
-    if not np.isfinite(nme_io) or nme_io >= baseline_nme_io:
-        return (f"{head}\nIt does not beat the mean face yet, so it has learned little about faces. Look at the loss curves: "
-                "if the training loss hardly fell, try another learning rate (about 1e-3 for Adam) and more epochs; if it "
-                "fell but the validation error did not, check your test_transform (notebook 1) and validate.")
+    if not np.isfinite(nme_io) or nme_io >= 0.9 * baseline_nme_io:
+        return (f"{head}\nIt does not beat the mean face clearly, so it has learned little about faces. Look at the loss curves: "
+                "if the validation error got stuck near the mean face's from the first epochs, the network collapsed (it "
+                "predicts the same face for every picture): lower the learning rate; if the training loss hardly fell, train "
+                "more epochs; if it fell but the validation error did not, check your test_transform (notebook 1) and validate.")
     if nme_io > 1.1 * ref:
         return (f"{head}\nIt beats the mean face {baseline_nme_io / nme_io:.1f} times over, but is {nme_io / ref:.2f} times the "
                 "reference's error. To try: more epochs (the budget cell says what they cost), the Wing loss, a cosine "
