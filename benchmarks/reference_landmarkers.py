@@ -1,7 +1,7 @@
 """Reference 68-point landmarkers on the labelled test faces: dlib, MediaPipe Face Mesh and a Haar mean shape.
 
-Gives the reference rows of the README's comparison table (NME_io, failure rate, detection rate and per-face
-times, one CPU thread). Self-contained: it imports neither torch nor the project's modules, so it runs in its
+Gives the reference rows of the comparison tables in docs/speed-and-accuracy.md (NME_io, failure rate, detection
+rate and per-face times, one CPU thread). Self-contained: it imports neither torch nor the project's modules, so it runs in its
 own virtual environment (MediaPipe 0.10.21 needs numpy<2):
 
     python3 -m venv /tmp/benchvenv && /tmp/benchvenv/bin/pip install -r requirements-bench.txt
@@ -22,7 +22,7 @@ Predictors
              One timing per image (face detection and mesh together).
   haar       OpenCV's haarcascade_frontalface_default (scaleFactor 1.1, minNeighbors 5, minSize 30x30) on the
              grey image, and the mean training shape placed in the LARGEST detection (--haar-pick largest, as
-             an application without ground truth would; the README's row). The detection best overlapping the
+             an application without ground truth would; the table's row). The detection best overlapping the
              true keypoint box is reported beside it from the same run. Each training shape is normalised to
              its Haar-convention box: with s = sqrt(keypoint box area), a square of side 1.18 s centred at the
              keypoint box's centre plus (-0.006 s, -0.187 s) (data_load.haar_box_from_keypoints's convention).
@@ -30,7 +30,7 @@ Predictors
 Metrics, as in pipeline/evaluation.py: NME_io is the mean point-to-point error divided by the distance between the true
 points 36 and 45 (outer eye corners), over the faces found. FR@0.10 is the share of faces with NME_io > 0.10,
 given twice: over the faces found, and over all images with every face not found counted as a failure (the
-README's column). Times: time.perf_counter around the detector / landmarker calls only (image decoding and
+table's column). Times: time.perf_counter around the detector / landmarker calls only (image decoding and
 colour conversion excluded), after one warm-up call; with --repeat R each call is timed R times and the
 fastest kept. Medians over faces found (landmarks) and over all images (detector + landmarks; for an image
 without a face that is the detector's time alone). On a CPU that other processes share, the times move by
@@ -435,7 +435,7 @@ def main(argv=None) -> int:
     parser.add_argument("--min-iou", type=float, default=0.0,
                         help="a detection counts as the face when its IoU with the true keypoint box exceeds this")
     parser.add_argument("--haar-pick", choices=["largest", "overlap"], default="largest",
-                        help="which Haar detection gets the mean shape: the largest (default, as the README's row) "
+                        help="which Haar detection gets the mean shape: the largest (default, as the table's row) "
                              "or the one best overlapping the true keypoints; the other is reported too")
     parser.add_argument("--repeat", type=int, default=1,
                         help="time every call this many times and keep the fastest (1: a single timing); "

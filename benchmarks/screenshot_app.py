@@ -1,5 +1,6 @@
 """The web demo in a real browser: start ``python app.py`` on 127.0.0.1, upload the astronaut in headless
-Chromium, wait for the annotated result and save a screenshot of the page (the README's ``images/app_screenshot.png``).
+Chromium, wait for the annotated result and save a screenshot of the page (``images/app_screenshot.png``, shown in
+the README and docs/web-demo.md).
 
     python benchmarks/screenshot_app.py                       # -> images/app_screenshot.png
     python benchmarks/screenshot_app.py --out /tmp/page.png

@@ -2,7 +2,7 @@
 
 ``checks`` says what is right and what is wrong after each ``TODO``; ``notebook_helpers`` sets up a notebook (Colab
 included), plots, and holds the repository's address. The instructors' copy also keeps here the commands that make
-the students' copy of the course and grade submissions (see the README's section for instructors).
+the students' copy of the course and grade submissions.
 
 It imports ``pipeline/``, the modules at the root and ``resources/``; only the notebooks, the tests and the
 benchmarks import it.

@@ -17,10 +17,11 @@ it, so the two never drift apart:
 * Notebook outputs and execution counts are cleared; check cells (nbgrader ``grade: true``) are made read-only
   and undeletable, solution cells undeletable, as nbgrader's generate_assignment does.
 * Everything else is copied unchanged, except what git ignores (``.gitignore``: data, caches, outputs, earlier
-  releases, ...) and what only instructors use (``INSTRUCTOR_ONLY``): the tests, CI, this script, the grading
-  command (``course/grade.py``), the stored answers' generator (``course/expected.py``), the trainers of the shipped
-  models, which hold complete training steps, and the README's instructors' sections (between
-  ``<!-- BEGIN INSTRUCTORS -->`` and ``<!-- END INSTRUCTORS -->``) and lines marked ``<!-- instructors only -->``.
+  releases, ...) and the files only instructors use (``INSTRUCTOR_ONLY``): the tests, CI, this script, the grading
+  command (``course/grade.py``), the instructors' page (``docs/instructors.md``), the stored answers' generator
+  (``course/expected.py``), and the trainers of the shipped models, which hold complete training steps; and the
+  README's section for instructors (its test command, between ``<!-- BEGIN INSTRUCTORS -->`` and
+  ``<!-- END INSTRUCTORS -->``).
 * Last, every released text file is searched for the solutions' code (``find_leaks``): a release that still holds
   one stops with a one-line message naming the file, the line and the solution.
 * The repository's public address, ``course.notebook_helpers.REPO_URL`` (a placeholder in the source), is replaced in
@@ -58,13 +59,13 @@ MARKER = re.compile(r"^(?P<indent>[ \t]*)#+[ \t]*(?P<kind>BEGIN|END) SOLUTION\b"
 INSTRUCTORS = re.compile(r"\n?<!-- BEGIN INSTRUCTORS -->.*?<!-- END INSTRUCTORS -->\n?", re.DOTALL)
 # Only instructors need these; they stay out of the release (paths relative to the course folder).
 # ``.git`` is a folder in a clone and a file in a worktree or submodule; setup.cfg, requirements-dev.txt and
-# mutation.sh are the mutation testing of the tests; course/expected.py computes the checks' stored answers from the
-# solutions. The trainers of the shipped models (their presets and loops, train.py that runs them, the epoch
-# benchmark) and of the learned face detector each hold a complete training step, which students write themselves
-# in notebook 2: they stay out too.
+# mutation.sh are the mutation testing of the tests; docs/instructors.md is the instructors' page; course/expected.py
+# computes the checks' stored answers from the solutions. The trainers of the shipped models (their presets and loops,
+# train.py that runs them, the epoch benchmark) and of the learned face detector each hold a complete training step,
+# which students write themselves in notebook 2: they stay out too.
 INSTRUCTOR_ONLY = ("course/release.py", "course/grade.py", "course/expected.py", "tests/", ".ci/", "pytest.ini", "requirements-test.txt",
-                   ".git/", ".git", "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh", "pipeline/trainer.py", "train.py",
-                   "benchmarks/epoch_time.py", "pipeline/detector_training.py")
+                   ".git/", ".git", "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh", "docs/instructors.md",
+                   "pipeline/trainer.py", "train.py", "benchmarks/epoch_time.py", "pipeline/detector_training.py")
 # A solution line counts as leaked when a released file holds it and it is this long, or when a released file holds
 # it next to the line that follows it in the solution (shorter lines alone are idioms: ``model.eval()``, ``else:``).
 LEAK_MIN_CHARS = 40
@@ -78,8 +79,6 @@ LIBRARY_IDIOMS = (
     "model.eval()",  # course/notebook_helpers.py layer_shapes, pipeline/explain.py
     "with torch.no_grad():",  # the same, models.py
 )
-# A README line only instructors need (a table row, a command), left out of the release.
-INSTRUCTORS_LINE = re.compile(r"^.*<!-- instructors only -->.*\n?", re.MULTILINE)
 # The TODO comment above a module's solution, and the notebook it names: "# TODO (notebook 2): ...".
 TODO_COMMENT = re.compile(r"^\s*#\s*TODO(?:\s*\((?P<where>[^)]*)\))?:")
 # The repository's public address as the source holds it, and the form --repo-url must take.
@@ -501,7 +500,7 @@ def write_release(source: Path, target: Path, repo_url: str | None = None) -> Re
             nbformat.validate(notebook)
             nbformat.write(notebook, dst)
         elif relative == "README.md":
-            readme = INSTRUCTORS_LINE.sub("", INSTRUCTORS.sub("", src.read_text(encoding="utf-8")))
+            readme = INSTRUCTORS.sub("", src.read_text(encoding="utf-8"))
             dst.write_text(stamp_repo_url(readme, repo_url), encoding="utf-8")
         else:
             shutil.copy2(src, dst)

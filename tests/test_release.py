@@ -41,8 +41,8 @@ CHECK_HELPERS = {"check_rescale": "data_load.py", "check_random_crop": "data_loa
                  "check_placement": "filters.py"}
 # What only instructors have: left out of the release, and named by no released file.
 LEFT_OUT = ("course/release.py", "course/grade.py", "course/expected.py", "pytest.ini", "requirements-test.txt", "setup.cfg",
-            "requirements-dev.txt", "benchmarks/mutation.sh", "pipeline/trainer.py", "train.py", "benchmarks/epoch_time.py",
-            "pipeline/detector_training.py")
+            "requirements-dev.txt", "benchmarks/mutation.sh", "docs/instructors.md", "pipeline/trainer.py", "train.py",
+            "benchmarks/epoch_time.py", "pipeline/detector_training.py")
 
 # Run in the course folder (source or release): calls the stubbed code, the check helpers and every check cell,
 # and prints each outcome as [exception type or "pass", message].
@@ -227,16 +227,19 @@ def test_files_other_than_code_notebooks_and_readme_are_copied_unchanged(release
             assert (out / relative).read_bytes() == (REPO_DIR / relative).read_bytes(), relative
 
 
-def test_readme_leaves_out_the_instructors_section(release):
-    out, _ = release
+def test_readme_leaves_out_the_tests_and_the_instructors_page(release):
+    out, report = release
     source, released = (REPO_DIR / "README.md").read_text(), (out / "README.md").read_text()
-    assert "<!-- BEGIN INSTRUCTORS -->" in source and "course.release" in source
-    assert "INSTRUCTORS" not in released and "course.release" not in released
+    assert "<!-- BEGIN INSTRUCTORS -->" in source and "python -m pytest" in source and "docs/instructors.md" in source
+    assert "INSTRUCTORS" not in released and "pytest" not in released.split("## Dependencies")[0] and "docs/instructors.md" not in released
     assert released.splitlines()[0] == source.splitlines()[0]
+    assert "## The course" in released and "## Results" in released
+    docs = {f for f in report.files if f.startswith("docs/")}
+    assert docs == {f"docs/{p.name}" for p in (REPO_DIR / "docs").glob("*.md")} - {"docs/instructors.md"} and "docs/pipeline.md" in docs
 
 
 INSTRUCTOR_PATHS = ("tests/", ".ci/", "pytest.ini", "course.release", "course/release.py", "course.grade", "course/grade.py", "instructors only",
-                    "course/expected.py", "course.expected")
+                    "docs/instructors.md", "requirements-test.txt", "course/expected.py", "course.expected")
 
 
 def test_no_released_file_mentions_what_only_instructors_have(release):
