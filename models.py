@@ -98,6 +98,17 @@ def init_kaiming(module: nn.Module) -> None:
                 nn.init.zeros_(layer.bias)
 
 
+def init_weights(module: nn.Module) -> None:
+    """``init_kaiming``, then the weights of the module's last ``nn.Linear`` (its output layer) near zero (normal, std
+    1e-3): every first prediction then sits near the middle of the crop, so the first errors, and the first steps, stay
+    moderate. Measured on notebook 2's reference design: with its output layer started like the others, its first
+    predictions were far off and it slid within a few epochs into predicting the same face for every picture."""
+    init_kaiming(module)
+    linears = [layer for layer in module.modules() if isinstance(layer, nn.Linear)]
+    if linears:
+        nn.init.normal_(linears[-1].weight, std=1e-3)
+
+
 class Net(nn.Module):
     """Your keypoint network (notebook 2): a batch of gray face crops ``N x 1 x S x S`` in [0, 1], S =
     ``input_size``, to ``N x 2K`` numbers, the K keypoints' (x, y) normalised to [-1, 1] of the crop
@@ -113,7 +124,7 @@ class Net(nn.Module):
         # TODO (notebook 2): define your layers. ``self.features``: convolution stages (nn.Conv2d, nn.BatchNorm2d,
         # nn.ReLU, nn.MaxPool2d, ...) that turn the 1 x S x S input into a small stack of feature maps; ``self.head``:
         # nn.Flatten and nn.Linear layers (and perhaps nn.Dropout) down to 2 * num_keypoints outputs, with nothing
-        # after the last nn.Linear. Finish with ``init_kaiming(self)``.
+        # after the last nn.Linear. Finish with ``init_weights(self)``.
         ### BEGIN SOLUTION
         stages = []
         for channels_in, channels_out in ((1, 16), (16, 32), (32, 64), (64, 128)):
@@ -122,7 +133,7 @@ class Net(nn.Module):
         self.features = nn.Sequential(*stages)
         side = self.input_size // 16
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(128 * side * side, 256), nn.ReLU(inplace=True), nn.Linear(256, 2 * num_keypoints))
-        init_kaiming(self)
+        init_weights(self)
         ### END SOLUTION
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -223,8 +234,7 @@ class FastKeypointNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(hidden, outputs or 2 * num_keypoints),
         )
-        init_kaiming(self)
-        nn.init.normal_(self.head[-1].weight, std=1e-3)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
