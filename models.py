@@ -122,17 +122,24 @@ class Net(nn.Module):
         super().__init__()
         self.num_keypoints = num_keypoints
         # TODO (notebook 2): define your layers. ``self.features``: convolution stages (nn.Conv2d, nn.BatchNorm2d,
-        # nn.ReLU, nn.MaxPool2d, ...) that turn the 1 x S x S input into a small stack of feature maps; ``self.head``:
+        # nn.ReLU, strides or nn.MaxPool2d, ...) that turn the 1 x S x S input into a small stack of feature maps; ``self.head``:
         # nn.Flatten and nn.Linear layers (and perhaps nn.Dropout) down to 2 * num_keypoints outputs, with nothing
         # after the last nn.Linear. Finish with ``init_weights(self)``.
         ### BEGIN SOLUTION
-        stages = []
-        for channels_in, channels_out in ((1, 16), (16, 32), (32, 64), (64, 128)):
-            stages += [nn.Conv2d(channels_in, channels_out, 3, padding=1, bias=False), nn.BatchNorm2d(channels_out),
-                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]  # each stage halves the side: 112 -> 56 -> 28 -> 14 -> 7
-        self.features = nn.Sequential(*stages)
+        def conv(channels_in: int, channels_out: int, stride: int = 1, kernel: int = 3) -> list[nn.Module]:
+            """Convolution (stride 2 halves the side), batch normalisation, ReLU."""
+            return [nn.Conv2d(channels_in, channels_out, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(channels_out),
+                    nn.ReLU(inplace=True)]
+
+        self.features = nn.Sequential(
+            *conv(1, 16, stride=2),  # 16 x 56 x 56 for a 112 px input
+            *conv(16, 32, stride=2), *conv(32, 32),  # 32 x 28 x 28
+            *conv(32, 64, stride=2), *conv(64, 64),  # 64 x 14 x 14
+            *conv(64, 128, stride=2), *conv(128, 128),  # 128 x 7 x 7
+            *conv(128, 32, kernel=1),  # 32 x 7 x 7: each place's 128 channels mixed into 32
+        )
         side = self.input_size // 16
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(128 * side * side, 256), nn.ReLU(inplace=True), nn.Linear(256, 2 * num_keypoints))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(32 * side * side, 384), nn.ReLU(inplace=True), nn.Linear(384, 2 * num_keypoints))
         init_weights(self)
         ### END SOLUTION
 

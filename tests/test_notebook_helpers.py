@@ -188,13 +188,13 @@ def test_marker_offset_is_infinite_when_the_marker_leaves_the_picture():
 # Networks
 # ---------------------------------------------------------------------------------------------------------
 def test_layer_shapes_of_the_course_net():
-    net = models.Net()  # the reference design: four stages that halve a 112 px input
+    net = models.Net()  # the reference design: strided convolutions halve a 112 px input four times
     net.train()
     rows = nh.layer_shapes(net, (1, 1, 112, 112))
     shapes = {name: shape for name, _, shape, _ in rows}
-    assert shapes["features.0"] == (1, 16, 112, 112)
-    assert shapes["features.3"] == (1, 16, 56, 56)
-    assert shapes["features.15"] == (1, 128, 7, 7)
+    assert shapes["features.0"] == (1, 16, 56, 56)
+    assert shapes["features.3"] == (1, 32, 28, 28)
+    assert shapes["features.21"] == (1, 32, 7, 7)
     assert rows[-1][2] == (1, 136)
     assert sum(params for *_, params in rows) == models.count_parameters(net)
     assert net.training  # the mode is restored
