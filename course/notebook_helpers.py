@@ -562,7 +562,7 @@ def compare_with_references(nme_io: float, baseline_nme_io: float, reference: di
                 "if the validation error got stuck near the mean face's from the first epochs, the network collapsed (it "
                 "predicts the same face for every picture): lower the learning rate; if the training loss hardly fell, train "
                 "more epochs; if it fell but the validation error did not, check your test_transform (notebook 1) and validate.")
-    if nme_io > 1.1 * ref:
+    if ref > 0 and nme_io > 1.1 * ref:
         return (f"{head}\nIt beats the mean face {baseline_nme_io / nme_io:.1f} times over, but is {nme_io / ref:.2f} times the "
                 "reference's error. To try: more epochs (the budget cell says what they cost), the Wing loss, a cosine "
                 "schedule, random mirroring in train_transform, or the reference design itself.")

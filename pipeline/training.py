@@ -13,7 +13,7 @@ import itertools
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -176,11 +176,12 @@ class TrainingTime:
 
     ``data``: drawing one training batch (reading and transforming its faces, on the CPU); ``network``: one batch
     of the students' ``train_one_epoch`` on those batches (forward, loss, backward, update, on ``device``);
-    ``validation``: one validation batch of ``validate``. On a GPU such as Colab's T4, the network's part is taken
-    to run ``GPU_SPEEDUP`` (10) times faster than on 2 CPU cores and the data's part as fast as here (Colab gives a
-    T4 two CPU cores). That factor is an estimate, not a measurement: NVIDIA gives the T4 8.1 TFLOPS in float32
-    (T4 datasheet), 40 to 80 times the peak of a 2-core laptop CPU, but networks this small keep a GPU far from its
-    peak, so the course counts on about a tenth of the CPU time.
+    ``validation``: one validation batch of ``validate``. ``threads``: the CPU threads PyTorch trains with, the faster
+    of those tried (``thread_seconds``: the network's time per batch with each). On a GPU such as Colab's T4, the
+    network's part is taken to run ``GPU_SPEEDUP`` (10) times faster than on 2 CPU cores and the data's part as fast
+    as here (Colab gives a T4 two CPU cores). That factor is an estimate, not a measurement: NVIDIA gives the T4 8.1
+    TFLOPS in float32 (T4 datasheet), 40 to 80 times the peak of a 2-core laptop CPU, but networks this small keep a
+    GPU far from its peak, so the course counts on about a tenth of the CPU time.
     """
 
     data: float
@@ -191,6 +192,7 @@ class TrainingTime:
     epochs: int
     device: str
     threads: int
+    thread_seconds: dict = field(default_factory=dict)
 
     @property
     def epoch_seconds(self) -> float:
@@ -212,7 +214,11 @@ class TrainingTime:
     def report(self, budget_minutes: float = BUDGET_MINUTES) -> str:
         """What the numbers mean for the planned training, in a few lines."""
         where = f"{self.device}, {self.threads} CPU thread(s)" if self.device == "cpu" else self.device
-        lines = [
+        lines = []
+        if len(self.thread_seconds) > 1:
+            tried = ", ".join(f"{threads} thread(s) {1000 * seconds:.0f} ms" for threads, seconds in sorted(self.thread_seconds.items()))
+            lines.append(f"a training batch with {tried}: training uses {self.threads} (on a busy machine, threads wait on each other)")
+        lines += [
             f"one batch: {1000 * self.data:.0f} ms to prepare, {1000 * self.network:.0f} ms to train on ({where}); "
             f"one epoch: {self.train_batches} training and {self.val_batches} validation batches, about {self.epoch_seconds:.0f} s",
             f"{self.epochs} epochs: about {self.minutes:.1f} min here",
@@ -239,11 +245,15 @@ def estimate_training_time(
     validate: Callable[..., Any] | None = None,
     val_loader: Any = None,
     batches: int = 4,
+    choose_threads: bool = True,
 ) -> TrainingTime:
     """Time the students' ``train_one_epoch(model, loader, criterion, optimizer, device)`` (and ``validate(model,
     loader, criterion, device)``) on ``batches`` batches of the loaders, after one batch to warm up, and scale to
     ``epochs`` epochs of ``len(loader)`` batches (see ``TrainingTime``).
 
+    On a CPU with ``choose_threads``, the training step is timed with PyTorch's thread count and with one thread, and
+    the faster is kept (``torch.set_num_threads``): on a machine busy with other work, several threads wait on each
+    other and can run many times slower than one (measured on the course's shared 2-core machine: 2.8 to 12 times).
     It trains copies: ``model`` and ``optimizer`` are left as they were (``same_optimizer`` steps the copy). The
     first batch of a loader is drawn outside the timing.
     """
@@ -258,11 +268,20 @@ def estimate_training_time(
         more = list(itertools.islice(iterator, count))
         return first + more, (time.perf_counter() - tic) / max(len(more), 1)
 
+    def step_seconds(batches_: list) -> float:
+        train_one_epoch(trial, batches_[:1], criterion, trial_optimizer, device)  # warm-up
+        tic = time.perf_counter()
+        train_one_epoch(trial, batches_[1:], criterion, trial_optimizer, device)
+        return (time.perf_counter() - tic) / max(len(batches_) - 1, 1)
+
     train_batches, data = draw(train_loader, batches)
-    train_one_epoch(trial, train_batches[:1], criterion, trial_optimizer, device)  # warm-up
-    tic = time.perf_counter()
-    train_one_epoch(trial, train_batches[1:], criterion, trial_optimizer, device)
-    network = (time.perf_counter() - tic) / max(len(train_batches) - 1, 1)
+    thread_seconds = {torch.get_num_threads(): step_seconds(train_batches)}
+    if device.type == "cpu" and choose_threads and torch.get_num_threads() > 1:
+        default = torch.get_num_threads()
+        torch.set_num_threads(1)
+        thread_seconds[1] = step_seconds(train_batches)
+        torch.set_num_threads(1 if thread_seconds[1] < thread_seconds[default] else default)
+    network = thread_seconds[torch.get_num_threads()]
     validation, val_count = 0.0, 0
     if validate is not None and val_loader is not None:
         val_batches, val_data = draw(val_loader, batches)
@@ -270,4 +289,5 @@ def estimate_training_time(
         validate(trial, val_batches[1:] or val_batches, criterion, device)
         validation = val_data + (time.perf_counter() - tic) / max(len(val_batches) - 1, 1)
         val_count = len(val_loader)
-    return TrainingTime(data, network, validation, len(train_loader), val_count, int(epochs), device.type, torch.get_num_threads())
+    return TrainingTime(data, network, validation, len(train_loader), val_count, int(epochs), device.type, torch.get_num_threads(),
+                        thread_seconds)

@@ -192,6 +192,25 @@ def test_the_estimate_times_the_students_epoch_on_copies_and_scales_it(capsys):
     assert "within the budget" in cost.report(budget_minutes=1e9)
 
 
+def test_the_estimate_keeps_the_faster_thread_count(monkeypatch):
+    import time
+
+    def slow_with_two_threads(model, loader, criterion, optimizer, device):
+        time.sleep(0.02 * len(loader) * (5 if torch.get_num_threads() > 1 else 1))
+        return 0.0
+
+    model, optimizer, _ = small_setup()
+    batches = [{"image": torch.rand(2, 1, 32, 32), "keypoints": torch.rand(2, 68, 2)} for _ in range(4)]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        cost = training.estimate_training_time(slow_with_two_threads, model, batches, nn.MSELoss(), optimizer, epochs=1, batches=3)
+        assert torch.get_num_threads() == 1 and cost.threads == 1 and set(cost.thread_seconds) == {1, 2}
+        assert "training uses 1" in cost.report()
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_new_optimizer_of_the_same_kind_takes_only_what_its_constructor_takes():
     model, _, _ = small_setup()
     for optimizer in (torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01), torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)):
