@@ -27,6 +27,7 @@ from resources.download import DATA_ENV_VAR, DataError, ensure_dataset
 
 REPO_DIR = Path(__file__).resolve().parent
 DEFAULT_DATA_DIR = REPO_DIR / "data"
+CACHE_ENV_VAR = "FKP_CACHE"  # where the cut face crops are cached (default: .cache/ in the repository)
 NUM_KEYPOINTS = 68
 
 # 0-based iBUG 68-point left/right permutation: point i of a mirrored face is point FLIP_PERMUTATION_68[i].
@@ -116,6 +117,48 @@ EXIF_ORIENTATION = 0x0112  # the EXIF tag that says how to turn the stored pixel
 FLOAT_UNIT_RANGE_MAX = 2.0  # see to_uint8: the brightest value a float picture on the [0, 1] scale may hold
 
 
+# What ``read_image`` reads: what OpenCV decodes, and HEIC/HEIF (iPhones' default) through pillow-heif.
+READABLE_FORMATS = "JPEG, PNG, HEIC/HEIF, WebP, BMP, TIFF, GIF or PNM"
+# Formats told by their first bytes (their specifications' signatures), so that a file that cannot be read is named
+# for what it is: a damaged picture of a readable format, or a valid picture of a format that is not read.
+SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF8", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"\xff\x0a", "JPEG XL"),
+    (b"\x00\x00\x00\x0cJXL ", "JPEG XL"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (b"8BPS", "Photoshop (PSD)"),
+    (b"%PDF", "PDF"),
+    (b"\x00\x00\x01\x00", "ICO"),
+)
+# The brands of an ISO base media file (``ftyp`` box, ISO/IEC 14496-12) that say HEIF (ISO/IEC 23008-12) or AVIF.
+HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+AVIF_BRANDS = {b"avif", b"avis"}
+OPENCV_FORMATS = {"JPEG", "PNG", "GIF", "BMP", "TIFF", "WebP", "PNM"}
+
+
+def picture_format(data: np.ndarray | bytes) -> str | None:
+    """The format of an encoded picture, told by its first bytes: "JPEG", "PNG", "HEIF", "AVIF", "WebP", ... (the
+    names of ``SIGNATURES``, "PNM" for P1-P7 headers); None when the bytes match none of them."""
+    head = bytes(np.asarray(data, dtype=np.uint8)[:32]) if not isinstance(data, bytes) else data[:32]
+    if head[4:8] == b"ftyp":
+        major = head[8:12]
+        if major in AVIF_BRANDS:
+            return "AVIF"
+        if major in HEIF_BRANDS:
+            return "HEIF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    if len(head) > 2 and head[0:1] == b"P" and head[1:2] in b"1234567" and head[2:3].isspace():
+        return "PNM"
+    return next((name for signature, name in SIGNATURES if head.startswith(signature)), None)
+
+
 def read_image(path: str | os.PathLike, as_stored: bool = False) -> np.ndarray:
     """Read any image file as an H x W x 3 uint8 RGB array, decoding by content rather than by extension.
 
@@ -123,18 +166,47 @@ def read_image(path: str | os.PathLike, as_stored: bool = False) -> np.ndarray:
     picture is turned the way a viewer shows it: phones store a photo as the sensor saw it and record how to turn
     it in the EXIF orientation tag (0x0112, values 1-8; TIFF 6.0 / EXIF 2.3), which is applied here.
     ``as_stored=True`` returns the stored pixels instead: readers of annotated data use it, since keypoint files
-    give coordinates in the stored pixels.
+    give coordinates in the stored pixels. HEIC/HEIF files (``read_heif``) are always turned for display.
+
+    Raises DataError (one line) for a file that cannot be read: missing, empty, damaged, or of a format that is not
+    read (the message names the formats that are, ``READABLE_FORMATS``).
     """
     path = Path(path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as error:
         raise DataError(f"Cannot read image {path}: {error.strerror}.") from None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if data.size == 0:
+        raise DataError(f"{path} is empty: replace or remove the file.")
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise DataError(f"{path} is not a readable image: replace or remove the file.")
+        kind = picture_format(data)
+        if kind == "HEIF":
+            return read_heif(path, data)
+        if kind in OPENCV_FORMATS:
+            raise DataError(f"{path} is a damaged {kind} file that cannot be decoded: replace or remove the file.")
+        if kind is not None:
+            raise DataError(f"{path} is in the {kind} format, which this tool does not read: convert it to {READABLE_FORMATS}.")
+        raise DataError(f"{path} is not a picture in a format this tool reads ({READABLE_FORMATS}): replace or remove the file.")
     image = to_rgb_uint8(image, bgr=True)
     return image if as_stored else apply_exif_orientation(image, exif_orientation(data))
+
+
+def read_heif(path: Path, data: np.ndarray) -> np.ndarray:
+    """A HEIC/HEIF picture's encoded bytes as an H x W x 3 uint8 RGB array, through pillow-heif (libheif).
+
+    The picture comes turned for display: HEIF records the turn in its own rotation and mirror properties (``irot``,
+    ``imir``, ISO/IEC 23008-12), which libheif applies, and pillow-heif resets the EXIF orientation tag that repeats
+    them (an iPhone writes both), so it is not applied twice. 10- and 12-bit pictures are read as 8-bit."""
+    try:
+        import pillow_heif
+    except ImportError:
+        raise DataError(f"{path} is a HEIC/HEIF picture: install pillow-heif to read it (pip install pillow-heif).") from None
+    try:
+        image = np.asarray(pillow_heif.open_heif(io.BytesIO(data.tobytes()), convert_hdr_to_8bit=True))
+    except (ValueError, RuntimeError, OSError, EOFError) as error:
+        raise DataError(f"{path} is a damaged HEIC/HEIF file ({str(error).splitlines()[0] if str(error) else 'no picture'}): replace or remove the file.") from None
+    return to_rgb_uint8(image)
 
 
 def exif_orientation(data: np.ndarray) -> int:
@@ -735,12 +807,13 @@ def cut_context_crops(dataset: FacialKeypointsDataset, input_size: int, progress
 
 
 def crop_cache_file(kind: str, input_size: int, key: str, cache_dir: str | os.PathLike | None = None) -> Path:
-    """The cache file of one set of context crops: ``.cache/crops_<kind>_<size>_<hash>.npz``; ``key`` says what
-    the crops depend on (source files, their sizes and times), and the crop geometry is added to it."""
+    """The cache file of one set of context crops: ``.cache/crops_<kind>_<size>_<hash>.npz`` (in ``cache_dir``, else
+    the folder named by $FKP_CACHE, else ``.cache/`` in the repository); ``key`` says what the crops depend on
+    (source files, their sizes and times), and the crop geometry is added to it."""
     import hashlib
 
     key = f"{key}|{CONTEXT_FACTOR}|{CONTEXT_DENSITY}|{CROP_SCALE}|{CROP_SHIFT}|{CACHE_VERSION}"
-    cache_dir = Path(cache_dir) if cache_dir else REPO_DIR / ".cache"
+    cache_dir = Path(cache_dir) if cache_dir else Path(os.environ.get(CACHE_ENV_VAR) or REPO_DIR / ".cache")
     return cache_dir / f"crops_{kind}_{input_size}_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
 
 

@@ -17,11 +17,11 @@ it, so the two never drift apart:
 * Notebook outputs and execution counts are cleared; check cells (nbgrader ``grade: true``) are made read-only
   and undeletable, solution cells undeletable, as nbgrader's generate_assignment does.
 * Everything else is copied unchanged, except what git ignores (``.gitignore``: data, caches, outputs, earlier
-  releases, ...) and the files only instructors use (``INSTRUCTOR_ONLY``): the tests, CI, this script, the grading
-  command (``course/grade.py``), the instructors' page (``docs/instructors.md``), the stored answers' generator
-  (``course/expected.py``), and the trainers of the shipped models, which hold complete training steps; and the
-  README's section for instructors (its test command, between ``<!-- BEGIN INSTRUCTORS -->`` and
-  ``<!-- END INSTRUCTORS -->``).
+  releases, ...) and the files only instructors use (``INSTRUCTOR_ONLY``): the tests, CI, the test suite's settings,
+  this script, the grading command (``course/grade.py``) with its page ``docs/grading.md`` and benchmark, the
+  instructors' page (``docs/instructors.md``), the stored answers' generator (``course/expected.py``), and the trainers
+  of the shipped models, which hold complete training steps; and the README's section for instructors (its test
+  command, between ``<!-- BEGIN INSTRUCTORS -->`` and ``<!-- END INSTRUCTORS -->``).
 * Last, every released text file is searched for the solutions' code (``find_leaks``): a release that still holds
   one stops with a one-line message naming the file, the line and the solution.
 * The repository's public address, ``course.notebook_helpers.REPO_URL`` (a placeholder in the source), is replaced in
@@ -59,13 +59,15 @@ MARKER = re.compile(r"^(?P<indent>[ \t]*)#+[ \t]*(?P<kind>BEGIN|END) SOLUTION\b"
 INSTRUCTORS = re.compile(r"\n?<!-- BEGIN INSTRUCTORS -->.*?<!-- END INSTRUCTORS -->\n?", re.DOTALL)
 # Only instructors need these; they stay out of the release (paths relative to the course folder).
 # ``.git`` is a folder in a clone and a file in a worktree or submodule; setup.cfg, requirements-dev.txt and
-# mutation.sh are the mutation testing of the tests; docs/instructors.md is the instructors' page; course/expected.py
+# mutation.sh are the mutation testing of the tests; docs/instructors.md is the instructors' page, docs/grading.md
+# and grading_time.py are grading's page and benchmark; conftest.py holds the test suite's settings; course/expected.py
 # computes the checks' stored answers from the solutions. The trainers of the shipped models (their presets and loops,
 # train.py that runs them, the epoch benchmark) and of the learned face detector each hold a complete training step,
 # which students write themselves in notebook 2: they stay out too.
-INSTRUCTOR_ONLY = ("course/release.py", "course/grade.py", "course/expected.py", "tests/", ".ci/", "pytest.ini", "requirements-test.txt",
-                   ".git/", ".git", "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh", "docs/instructors.md",
-                   "pipeline/trainer.py", "train.py", "benchmarks/epoch_time.py", "pipeline/detector_training.py")
+INSTRUCTOR_ONLY = ("course/release.py", "course/grade.py", "course/expected.py", "tests/", ".ci/", "conftest.py", "pytest.ini",
+                   "requirements-test.txt", ".git/", ".git", "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh",
+                   "docs/instructors.md", "docs/grading.md", "benchmarks/grading_time.py", "pipeline/trainer.py", "train.py",
+                   "benchmarks/epoch_time.py", "pipeline/detector_training.py")
 # A solution line counts as leaked when a released file holds it and it is this long, or when a released file holds
 # it next to the line that follows it in the solution (shorter lines alone are idioms: ``model.eval()``, ``else:``).
 LEAK_MIN_CHARS = 40

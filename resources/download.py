@@ -8,7 +8,13 @@ either holds the verified dataset or does not exist: an interrupted or corrupt d
 a half-written dataset behind. Every failure the user can fix is a ``DataError`` whose message is one
 sentence saying what to do.
 
-Command line: ``python -m resources.download [--dest DIR]`` (default: ``data/`` at the repository's root).
+On Colab, the dataset goes on the machine's own disk (thousands of small files are slow in Google Drive) and
+only its archive is kept in Drive: ``ensure_dataset(Path("/content/data"), archive_cache=DRIVE_FILE)`` unpacks
+that file when it holds the verified dataset, and otherwise downloads the archive and keeps a copy there (written
+beside it, then renamed), so a new machine downloads nothing.
+
+Command line: ``python -m resources.download [--dest DIR] [--archive-cache FILE]`` (default: ``data/`` at the
+repository's root, no archive kept).
 """
 from __future__ import annotations
 
@@ -41,6 +47,7 @@ CSV_SHA256: dict[str, str] = {
     "test_frames_keypoints.csv": "348e5e1a5906001f64d3da627e4f61dc3de90771d6d92f5d93628029b3c85e65",
 }
 IMAGE_DIRS = ("training", "test")
+ARCHIVE_NAME = "train-test-data.zip"  # the name a kept archive gets (see ensure_dataset's archive_cache)
 # The file that marks the dataset's folder inside an archive, wherever the archive nests it.
 ANCHOR_FILE = "training_frames_keypoints.csv"
 
@@ -54,13 +61,17 @@ def ensure_dataset(
     urls: Sequence[str] = DATASET_URLS,
     checksums: Mapping[str, str] = CSV_SHA256,
     progress: bool = True,
+    archive_cache: str | os.PathLike | None = None,
 ) -> Path:
     """Return ``target_dir`` holding the verified dataset, downloading it first if it is absent.
 
     An existing folder is accepted only if it has ``training/``, ``test/`` and every CSV in
     ``checksums`` with the right SHA-256; a non-empty folder that fails this raises ``DataError``
-    rather than being overwritten. Otherwise each URL is tried in order until one yields a zip
-    whose dataset folder passes the same check, which is then renamed into place. Downloads and
+    rather than being overwritten. Otherwise the dataset is unpacked from ``archive_cache`` when
+    that file holds it (verified the same way), else each URL is tried in order until one yields a
+    zip whose dataset folder passes the same check; the folder is then renamed into place and the
+    downloaded zip copied to ``archive_cache`` (a temporary file beside it, then renamed: a damaged
+    copy there is replaced, and a copy that cannot be written only costs a warning). Downloads and
     unpacking happen in a temporary folder beside ``target_dir`` (so the final rename stays on one
     file system), removed whatever happens. Raises ``DataError`` if no source works.
     """
@@ -68,6 +79,7 @@ def ensure_dataset(
     if target_dir.exists() and not _is_empty_dir(target_dir):
         _check_existing(target_dir, checksums)
         return target_dir
+    cache = Path(archive_cache) if archive_cache is not None else None
 
     manual = urls[0] if urls else DATASET_URLS[0]
     download_failures: list[str] = []
@@ -76,6 +88,13 @@ def ensure_dataset(
         target_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target_dir.name}-", suffix=".tmp", dir=target_dir.parent))
         try:
+            if cache is not None and cache.is_file():
+                try:
+                    _move_into_place(_unpack_verified(cache, staging / "kept", checksums, str(cache), manual), target_dir)
+                    return target_dir
+                except DataError:
+                    print(f"warning: {cache} does not hold the verified dataset: downloading it again", file=sys.stderr)
+                    shutil.rmtree(staging / "kept", ignore_errors=True)
             for index, url in enumerate(urls):
                 attempt_dir = staging / str(index)
                 try:
@@ -90,9 +109,9 @@ def ensure_dataset(
                     bad_archives.append(error)
                     shutil.rmtree(attempt_dir, ignore_errors=True)
                     continue
-                if target_dir.exists():  # an empty folder: replace it (os.replace only does so on POSIX)
-                    target_dir.rmdir()
-                os.replace(dataset_dir, target_dir)
+                _move_into_place(dataset_dir, target_dir)
+                if cache is not None:
+                    _keep_archive(archive, cache, progress)
                 return target_dir
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -109,6 +128,31 @@ def ensure_dataset(
         f"Could not download the dataset ({reasons}): download {Path(urlsplit(manual).path).name} from {manual} "
         f"and unzip it into {target_dir}, or set {DATA_ENV_VAR} to a folder that holds it."
     )
+
+
+def _move_into_place(dataset_dir: Path, target_dir: Path) -> None:
+    if target_dir.exists():  # an empty folder: replace it (os.replace only does so on POSIX)
+        target_dir.rmdir()
+    os.replace(dataset_dir, target_dir)
+
+
+def _keep_archive(archive: Path, cache: Path, progress: bool) -> None:
+    """Copy the verified ``archive`` to ``cache``: a temporary file beside it, then renamed over it. A copy
+    that cannot be written is told in one line and skipped (the dataset is in place all the same)."""
+    if progress:
+        print(f"Keeping the archive in {cache} for the next time", file=sys.stderr)
+    temporary = None
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{cache.name}.", suffix=".tmp", dir=cache.parent)
+        os.close(descriptor)
+        shutil.copyfile(archive, temporary)
+        os.replace(temporary, cache)
+    except OSError as error:
+        print(f"warning: could not keep the archive in {cache} ({error.strerror or error}): the next machine downloads it again",
+              file=sys.stderr)
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
 
 
 def _is_empty_dir(path: Path) -> bool:
@@ -215,9 +259,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line: make sure the dataset is in ``--dest`` and say where; 1 with a one-line error if not."""
     parser = argparse.ArgumentParser(description="Download and verify the facial keypoint dataset.")
     parser.add_argument("--dest", type=Path, default=DEFAULT_DEST, help=f"dataset folder (default: {DEFAULT_DEST})")
+    parser.add_argument("--archive-cache", type=Path, help=f"keep the downloaded archive in this file, and unpack it from there "
+                        f"next time (e.g. Drive/.../{ARCHIVE_NAME})")
     args = parser.parse_args(argv)
     try:
-        path = ensure_dataset(args.dest)
+        path = ensure_dataset(args.dest, archive_cache=args.archive_cache)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

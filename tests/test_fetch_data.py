@@ -261,3 +261,67 @@ def test_real_checksums() -> None:
         assert hashlib.sha256((Path(data_dir) / name).read_bytes()).hexdigest() == expected, name
     # A verified folder is returned as is: no download (no URLs given) and nothing written.
     assert ensure_dataset(Path(data_dir), urls=()) == Path(data_dir)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The archive kept once (on Colab, in Google Drive), the dataset unpacked on each new machine's disk
+# ---------------------------------------------------------------------------------------------------------
+def fetch_keeping(target: Path, urls: list[str], kept: Path) -> Path:
+    return ensure_dataset(target, urls=urls, checksums=FAKE_CHECKSUMS, progress=False, archive_cache=kept)
+
+
+def test_the_archive_is_kept_once_and_a_new_machine_unpacks_it_without_downloading(server: Server, tmp_path: Path) -> None:
+    body = make_zip(tmp_path / "flat.zip")
+    url = server.add("/train-test-data.zip", body)
+    kept = tmp_path / "drive" / "facial-keypoints" / "downloads" / download.ARCHIVE_NAME
+    first = fetch_keeping(tmp_path / "machine1" / "data", [url], kept)
+    assert (first / "training" / "face_a.png").read_bytes() == TINY_PNG
+    assert kept.read_bytes() == body and [p.name for p in kept.parent.iterdir()] == [kept.name]
+    second = fetch_keeping(tmp_path / "machine2" / "data", [url], kept)
+    assert (second / "test_frames_keypoints.csv").read_bytes() == FAKE_CSVS["test_frames_keypoints.csv"]
+    assert server.hits["/train-test-data.zip"] == 1, "the second machine must unpack the kept archive, not download"
+    assert [p.name for p in (tmp_path / "machine2").iterdir()] == ["data"]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a zip", "wrong dataset"])
+def test_a_damaged_kept_archive_is_downloaded_again_and_replaced(server: Server, tmp_path: Path, damage: str,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    body = make_zip(tmp_path / "flat.zip")
+    url = server.add("/train-test-data.zip", body)
+    kept = tmp_path / "drive" / download.ARCHIVE_NAME
+    kept.parent.mkdir()
+    kept.write_bytes({"truncated": body[: len(body) // 2], "not a zip": b"<html>quota exceeded</html>",
+                      "wrong dataset": make_zip(tmp_path / "other.zip", csvs={"training_frames_keypoints.csv": b"x\n",
+                                                                               "test_frames_keypoints.csv": b"y\n"})}[damage])
+    data = fetch_keeping(tmp_path / "machine" / "data", [url], kept)
+    assert (data / "training" / "face_a.png").is_file()
+    assert kept.read_bytes() == body and server.hits["/train-test-data.zip"] == 1
+    assert f"warning: {kept} does not hold the verified dataset: downloading it again" in capsys.readouterr().err
+
+
+def test_an_archive_that_cannot_be_kept_costs_only_a_warning(server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = server.add("/train-test-data.zip", make_zip(tmp_path / "flat.zip"))
+    (tmp_path / "drive").write_text("a file where the folder should be")
+    kept = tmp_path / "drive" / download.ARCHIVE_NAME
+    data = fetch_keeping(tmp_path / "machine" / "data", [url], kept)
+    assert (data / "training_frames_keypoints.csv").is_file()
+    err = capsys.readouterr().err
+    assert f"warning: could not keep the archive in {kept}" in err and err.count("\n") == 1
+    assert [p.name for p in (tmp_path / "machine").iterdir()] == ["data"]
+
+
+def test_a_kept_archive_is_not_needed_when_the_dataset_is_there(server: Server, tmp_path: Path) -> None:
+    url = server.add("/train-test-data.zip", make_zip(tmp_path / "flat.zip"))
+    data = fetch(tmp_path / "machine" / "data", [url])
+    kept = tmp_path / "drive" / download.ARCHIVE_NAME
+    assert fetch_keeping(data, [url], kept) == data
+    assert not kept.exists() and server.hits["/train-test-data.zip"] == 1
+
+
+def test_the_command_line_keeps_the_archive(server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    url = server.add("/train-test-data.zip", make_zip(tmp_path / "flat.zip"))
+    served = functools.partial(ensure_dataset, urls=[url], checksums=FAKE_CHECKSUMS, progress=False)
+    monkeypatch.setattr(download, "ensure_dataset", served)
+    kept = tmp_path / "kept.zip"
+    assert download.main(["--dest", str(tmp_path / "data"), "--archive-cache", str(kept)]) == 0
+    assert kept.is_file() and (tmp_path / "data" / "training").is_dir()

@@ -40,9 +40,10 @@ CHECK_HELPERS = {"check_rescale": "data_load.py", "check_random_crop": "data_loa
                  "check_normalize": "data_load.py", "check_transforms": "data_load.py", "check_net": "models.py",
                  "check_placement": "filters.py"}
 # What only instructors have: left out of the release, and named by no released file.
-LEFT_OUT = ("course/release.py", "course/grade.py", "course/expected.py", "pytest.ini", "requirements-test.txt", "setup.cfg",
-            "requirements-dev.txt", "benchmarks/mutation.sh", "docs/instructors.md", "pipeline/trainer.py", "train.py",
-            "benchmarks/epoch_time.py", "pipeline/detector_training.py")
+LEFT_OUT = ("course/release.py", "course/grade.py", "course/expected.py", "conftest.py", "pytest.ini", "requirements-test.txt",
+            "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh", "docs/instructors.md", "docs/grading.md",
+            "benchmarks/grading_time.py", "pipeline/trainer.py", "train.py", "benchmarks/epoch_time.py",
+            "pipeline/detector_training.py")
 
 # Run in the course folder (source or release): calls the stubbed code, the check helpers and every check cell,
 # and prints each outcome as [exception type or "pass", message].
@@ -235,11 +236,11 @@ def test_readme_leaves_out_the_tests_and_the_instructors_page(release):
     assert released.splitlines()[0] == source.splitlines()[0]
     assert "## The course" in released and "## Results" in released
     docs = {f for f in report.files if f.startswith("docs/")}
-    assert docs == {f"docs/{p.name}" for p in (REPO_DIR / "docs").glob("*.md")} - {"docs/instructors.md"} and "docs/pipeline.md" in docs
+    assert docs == {f"docs/{p.name}" for p in (REPO_DIR / "docs").glob("*.md")} - {"docs/instructors.md", "docs/grading.md"} and "docs/pipeline.md" in docs
 
 
 INSTRUCTOR_PATHS = ("tests/", ".ci/", "pytest.ini", "course.release", "course/release.py", "course.grade", "course/grade.py", "instructors only",
-                    "docs/instructors.md", "requirements-test.txt", "course/expected.py", "course.expected")
+                    "docs/instructors.md", "requirements-test.txt", "course/expected.py", "course.expected", "docs/grading.md", "grading_time")
 
 
 def test_no_released_file_mentions_what_only_instructors_have(release):
