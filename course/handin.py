@@ -48,7 +48,7 @@ REPO_DIR = Path(__file__).resolve().parents[1]
 # The modules with the course's TODOs, relative to the course folder: what the student writes outside notebooks. The
 # students' release lists them in its manifest (RELEASE_MANIFEST, made from the solution markers); this is the same
 # list for a course folder without one.
-GRADED_MODULES = ("data_load.py", "filters.py", "models.py", "pipeline/training.py")
+GRADED_MODULES = ("data_load.py", "filters.py", "models.py")
 RELEASE_MANIFEST = ".release.json"
 # The model notebook 2 trains and saves; handed in when present, so that its accuracy can be measured.
 STUDENT_MODEL = "saved_models/student_net.pt"
