@@ -478,7 +478,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load a checkpoint dict safely (weights_only) and check its format."""
     path = Path(path)
     if not path.is_file():
-        raise ModelError(f"Model file {path} does not exist: train one with `python train.py` or pass the right path.")
+        raise ModelError(f"Model file {path} does not exist: run notebook 2 (its training saves `saved_models/student_net.pt`) or pass the right path.")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for truncated or foreign files

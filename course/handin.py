@@ -510,7 +510,8 @@ def report(out: Path, course: Sequence[CourseNotebook], chosen: dict[int, tuple[
             continue
         copy, others = chosen[known.number]
         skipped = f" (also found, with fewer done or older: {', '.join(o.where for o in others)})" if others else ""
-        print(f"  notebook {known.number}  {known.name}: from {copy.where}, {copy.done} of {len(known.solutions)} exercises done{skipped}")
+        done = f"{copy.done} of {len(known.solutions)} exercises done" if known.solutions else "its exercises are in the modules below"
+        print(f"  notebook {known.number}  {known.name}: from {copy.where}, {done}{skipped}")
     for relative in wanted:
         if relative in modules:
             left = stubs_left(modules[relative].read_text(encoding="utf-8", errors="replace"))

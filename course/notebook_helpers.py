@@ -566,7 +566,9 @@ def compare_with_references(nme_io: float, baseline_nme_io: float, reference: di
         return (f"{head}\nIt beats the mean face {baseline_nme_io / nme_io:.1f} times over, but is {nme_io / ref:.2f} times the "
                 "reference's error. To try: more epochs (the budget cell says what they cost), the Wing loss, a cosine "
                 "schedule, random mirroring in train_transform, or the reference design itself.")
-    return f"{head}\nIt is as good as the reference design or better."
+    if ref > 0:
+        return f"{head}\nIt is as good as the reference design or better."
+    return f"{head}\nIt beats the mean face {baseline_nme_io / nme_io:.1f} times over (the reference design has no measured figure here)."
 
 
 # ---------------------------------------------------------------------------------------------------------

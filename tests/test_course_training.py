@@ -243,3 +243,33 @@ def test_validation_of_the_notebook_measures_the_mean_nme_over_faces():
         predicted = np.concatenate([model(b["image"]).reshape(-1, 68, 2).numpy() for b in batches])
     truth = np.concatenate([b["keypoints"].numpy() for b in batches])
     assert nme == pytest.approx(float(evaluation.nme_interocular(predicted, truth).mean()), rel=1e-5)
+
+
+def test_notebook_2_states_the_reference_design_as_measured():
+    """The figures notebook 2's prose gives for the reference design are those ``course/reference_design.json``
+    holds, and they were measured: a training time and a test NME_io within the course's target of 0.06."""
+    import json
+
+    from course import notebook_helpers as nh
+
+    reference = nh.reference_design()
+    assert reference["train_minutes"] > 0 and reference["epoch_seconds"] > 0 and reference["measured"]
+    assert 0 < reference["test"]["nme_io"] <= 0.06 and reference["test_nme_io"] == reference["test"]["nme_io"]
+    notebook = json.loads((nh.REPO_DIR / "2_Define_Train_Network.ipynb").read_text(encoding="utf-8"))
+    prose = "".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "markdown")
+    nme = reference["test"]["nme_io"]
+    for stated in (f"{reference['epochs']} epochs took {reference['train_minutes']:.1f} min", f"gave NME_io {nme:.4f}",
+                   f"{reference['epochs']} epochs, {reference['train_minutes']:.1f} min, test NME_io {nme:.4f}",
+                   f"reaches NME_io about {nme:.3f}", f"about {reference['epoch_seconds']:.0f} s an epoch"):
+        assert stated in prose, f"notebook 2 should say {stated!r}, as course/reference_design.json measured"
+
+
+def test_the_comparison_claims_nothing_without_a_measured_reference():
+    from course import notebook_helpers as nh
+
+    text = nh.compare_with_references(0.05, 0.2, {"test": {"nme_io": 0.0}, "epochs": 30, "train_minutes": 0.0})
+    assert "as good as the reference" not in text and "no measured figure" in text
+    text = nh.compare_with_references(0.05, 0.2, {"test": {"nme_io": 0.054}, "epochs": 30, "train_minutes": 10.0})
+    assert "as good as the reference design or better" in text
+    text = nh.compare_with_references(0.08, 0.2, {"test": {"nme_io": 0.054}, "epochs": 30, "train_minutes": 10.0})
+    assert "1.48 times the reference's error" in text
