@@ -19,9 +19,14 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
+
+try:
+    import torch
+    from torch.utils.data import Dataset
+except ImportError:  # the light install (requirements-light.txt): pictures and keypoints only, no datasets
+    torch = None
+    Dataset = object
 
 from resources.download import DATA_ENV_VAR, DataError, ensure_dataset
 
@@ -470,7 +475,7 @@ def normalize_keypoints(keypoints: np.ndarray, size: int | tuple[int, int]) -> n
 
 def denormalize_keypoints(keypoints: np.ndarray | torch.Tensor, size: int | tuple[int, int]) -> np.ndarray:
     """Undo ``normalize_keypoints``; flat model outputs (..., 2K) become (..., K, 2)."""
-    if isinstance(keypoints, torch.Tensor):
+    if torch is not None and isinstance(keypoints, torch.Tensor):
         keypoints = keypoints.detach().cpu().numpy()
     keypoints = np.asarray(keypoints, dtype=np.float32)
     if keypoints.shape[-1] != 2:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,67 +18,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from resources.onnx_model import CONVENTIONS, ModelError, OnnxRunner, OutputLayout, file_sha256, write_onnx_metadata  # noqa: F401
+
 CHECKPOINT_FORMAT = "facial-keypoints-model/1"
 NORMALIZATION = "grayscale/255; keypoints (px - S/2) / (S/2) for an S x S input"
-
-
-class ModelError(RuntimeError):
-    """A model file that cannot be used, told in one sentence that says what to do."""
-
-
-# Labelling conventions of the 68 iBUG points. "300w": the 300-W benchmark's (dlib, face_alignment), point 27 at
-# the level of the eyes; "course": the course dataset's (YouTube Faces frames), points 27-30 lower on the nose.
-CONVENTIONS = ("300w", "course")
-
-
-@dataclass(frozen=True)
-class OutputLayout:
-    """How a model's flat output row is laid out, the same for PyTorch and ONNX.
-
-    For each labelling convention in ``conventions`` (the first is the model's default) come ``2 * num_keypoints``
-    normalised coordinates (x0, y0, x1, y1, ..., in [-1, 1] of the input, see ``data_load.Normalize``); then, if
-    ``face_score``, one face / no-face logit (positive: a face). A model saved without this information (the
-    course's ``Net``, older files) has one convention, "course", and no face score.
-    """
-
-    num_keypoints: int = 68
-    conventions: tuple[str, ...] = ("course",)
-    face_score: bool = False
-
-    def __post_init__(self) -> None:
-        unknown = [c for c in self.conventions if c not in CONVENTIONS]
-        if not self.conventions or unknown or len(set(self.conventions)) != len(self.conventions):
-            raise ModelError(f"Conventions {list(self.conventions)} are not distinct names from {list(CONVENTIONS)}.")
-
-    @property
-    def width(self) -> int:
-        """Numbers per output row."""
-        return 2 * self.num_keypoints * len(self.conventions) + int(self.face_score)
-
-    def resolve(self, convention: str | None) -> str:
-        """``convention``, or the default one for None; ModelError for one the model does not predict."""
-        if convention is None:
-            return self.conventions[0]
-        if convention not in self.conventions:
-            raise ModelError(f"This model predicts the {' and '.join(self.conventions)} convention(s), not {convention!r}.")
-        return convention
-
-    def keypoints(self, raw: Any, convention: str | None = None) -> Any:
-        """(N, K, 2) normalised keypoints of one convention from raw (N, width) outputs (numpy or torch)."""
-        index = self.conventions.index(self.resolve(convention))
-        size = 2 * self.num_keypoints
-        return raw[:, index * size : (index + 1) * size].reshape(-1, self.num_keypoints, 2)
-
-    def face_logits(self, raw: Any) -> Any:
-        """(N,) face logits from raw outputs, or None for a model without a face score."""
-        return raw[:, -1] if self.face_score else None
-
-    def as_meta(self) -> dict:
-        return {"conventions": list(self.conventions), "face_score": self.face_score}
-
-    @classmethod
-    def from_meta(cls, meta: dict) -> "OutputLayout":
-        return cls(int(meta["num_keypoints"]), tuple(meta.get("conventions", ["course"])), bool(meta.get("face_score", False)))
 
 
 def output_layout(model: Any) -> OutputLayout:
@@ -551,17 +493,13 @@ def export_onnx(model: nn.Module, path: str | os.PathLike) -> None:
         raise
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def save_model_with_onnx(model: nn.Module, path: str | os.PathLike, **extra: Any) -> None:
-    """``save_model`` plus an ONNX export beside it (same name, .onnx), recorded by its hash in the metadata."""
+    """``save_model`` plus an ONNX export beside it (same name, .onnx), recorded by its hash in the metadata; the
+    export carries the metadata too (``resources.onnx_model``), so that it runs without PyTorch."""
     onnx_path = Path(path).with_suffix(".onnx")
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     export_onnx(model, onnx_path)
+    write_onnx_metadata(onnx_path, model_metadata(model, **extra))
     save_model(model, path, onnx_sha256=file_sha256(onnx_path), **extra)
 
 
@@ -577,24 +515,6 @@ class TorchRunner:
     def __call__(self, batch: "np.ndarray") -> "np.ndarray":
         with torch.inference_mode():
             return self.model(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
-
-
-class OnnxRunner:
-    """Runs an exported keypoint model with ONNX Runtime: several times faster than PyTorch for one small face.
-    Raw outputs (N, ``layout.width``) as ``TorchRunner``'s."""
-
-    def __init__(self, path: str | os.PathLike, layout: OutputLayout, input_size: int, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_size, self.num_keypoints, self.layout = input_size, layout.num_keypoints, layout
-
-    def __call__(self, batch: "np.ndarray") -> "np.ndarray":
-        return self.session.run(None, {"image": batch})[0]
 
 
 def make_runner(model_or_path: nn.Module | str | os.PathLike, backend: str = "auto", threads: int | None = None):

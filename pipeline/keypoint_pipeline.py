@@ -33,7 +33,6 @@ from typing import Any, Sequence
 
 import cv2
 import numpy as np
-import torch
 
 from data_load import (
     DataError,
@@ -49,8 +48,8 @@ from detector_architectures import DEFAULT_DETECTOR, THOROUGH_PARAMS, Detection,
 from detector_architectures.cnn import DETECTOR_NAME as LEARNED_NAME
 from detector_architectures.cnn import CNNFaceDetector
 from detector_architectures.haar import box_intersection_over_smaller, suppress
-from pipeline.inference import SHIPPED_MODEL, crop_matrices, crop_shift, cut_crops, face_crops, layout_of, predict
-from models import ModelError, TorchRunner, make_runner
+from pipeline.inference import SHIPPED_MODEL, as_runner, crop_matrices, crop_shift, cut_crops, face_crops, layout_of, load_runner, predict
+from resources.onnx_model import ModelError
 
 MAX_PIXELS = 100_000_000  # refuse pictures larger than this (about 10000 x 10000): they are almost surely a mistake
 
@@ -474,7 +473,7 @@ class KeypointPipeline:
         side, which bounds its cost: ``HaarFaceDetector.prepare``, ``CNNFaceDetector``); smaller is slower, by the
         square of the ratio (on a 4032 x 3024 photo 40 pixels against the default 76: about 3.6 times the search).
         """
-        runner = make_runner(path or SHIPPED_MODEL, backend=backend, threads=threads)
+        runner = load_runner(path or SHIPPED_MODEL, backend=backend, threads=threads)
         runner.meta = {**runner.meta, "file": Path(path or SHIPPED_MODEL).name}
         if runner.num_keypoints != 68:
             raise ModelError(f"{path} predicts {runner.num_keypoints} keypoints; the pipeline needs a 68-point model.")
@@ -483,8 +482,7 @@ class KeypointPipeline:
         return cls(runner, detector, **options)
 
     def __post_init__(self) -> None:
-        if isinstance(self.runner, torch.nn.Module):
-            self.runner = TorchRunner(self.runner)
+        self.runner = as_runner(self.runner)
         self.convention = layout_of(self.runner).resolve(self.convention)
         if isinstance(self.detector, HaarFaceDetector):
             self.cascade_detector = self.detector

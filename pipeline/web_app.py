@@ -43,7 +43,7 @@ from PIL import Image
 from pipeline import detect_cli
 from data_load import DataError, read_image
 from filters import FILTERS
-from models import ModelError
+from resources.onnx_model import ModelError
 from pipeline.batch import save_rgb
 from pipeline.keypoint_pipeline import KeypointPipeline, as_rgb_image
 

@@ -204,7 +204,7 @@ def test_the_dependency_table_names_each_package_once_and_each_requirement():
     listed = [name.strip().lower() for row in rows for name in re.sub(r"\(.*?\)", "", row.strip("|").split("|")[0]).split(",")]
     assert len(listed) == len(set(listed)), f"the dependency table lists a package twice: {sorted(n for n in listed if listed.count(n) > 1)}"
     required = set()
-    for name in ("requirements.txt", "requirements-test.txt", "requirements-app.txt"):
+    for name in ("requirements.txt", "requirements-test.txt", "requirements-light.txt"):
         if (REPO_DIR / name).is_file():
             required |= requirement_names(REPO_DIR / name)
     assert required == set(listed), f"missing from the table: {sorted(required - set(listed))}; not required: {sorted(set(listed) - required)}"
