@@ -19,9 +19,14 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
+
+try:
+    import torch
+    from torch.utils.data import Dataset
+except ImportError:  # the light install (requirements-light.txt): pictures and keypoints only, no datasets
+    torch = None
+    Dataset = object
 
 from resources.download import DATA_ENV_VAR, DataError, ensure_dataset
 
@@ -470,7 +475,7 @@ def normalize_keypoints(keypoints: np.ndarray, size: int | tuple[int, int]) -> n
 
 def denormalize_keypoints(keypoints: np.ndarray | torch.Tensor, size: int | tuple[int, int]) -> np.ndarray:
     """Undo ``normalize_keypoints``; flat model outputs (..., 2K) become (..., K, 2)."""
-    if isinstance(keypoints, torch.Tensor):
+    if torch is not None and isinstance(keypoints, torch.Tensor):
         keypoints = keypoints.detach().cpu().numpy()
     keypoints = np.asarray(keypoints, dtype=np.float32)
     if keypoints.shape[-1] != 2:
@@ -529,6 +534,30 @@ class RandomCrop:
         ### BEGIN SOLUTION
         top = int(self.rng.integers(0, h - new_h + 1))
         left = int(self.rng.integers(0, w - new_w + 1))
+        image = image[top : top + new_h, left : left + new_w]
+        keypoints = keypoints - np.array([left, top], dtype=np.float32)
+        ### END SOLUTION
+        return {**sample, "image": image, "keypoints": keypoints}
+
+
+class CenterCrop:
+    """Cut the ``output_size`` window (int for a square, or (height, width)) in the middle of the image: the
+    test-time twin of ``RandomCrop``. Its top-left corner is at ``((h - new_h) // 2, (w - new_w) // 2)``, so the
+    centre crop of a face window (``FaceWindows``) is the pipeline's crop of that face."""
+
+    def __init__(self, output_size: int | tuple[int, int]) -> None:
+        self.output_size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+
+    def __call__(self, sample: dict) -> dict:
+        image, keypoints = sample["image"], sample["keypoints"]
+        h, w = image.shape[:2]
+        new_h, new_w = self.output_size
+        if new_h > h or new_w > w:
+            raise ValueError(f"CenterCrop of {new_h}x{new_w} is larger than the {h}x{w} image: Rescale first.")
+        # TODO (notebook 1): cut the new_h x new_w window in the middle of ``image``, its top-left corner at
+        # ((h - new_h) // 2, (w - new_w) // 2), and move the keypoints by the same offset.
+        ### BEGIN SOLUTION
+        top, left = (h - new_h) // 2, (w - new_w) // 2
         image = image[top : top + new_h, left : left + new_w]
         keypoints = keypoints - np.array([left, top], dtype=np.float32)
         ### END SOLUTION
@@ -824,7 +853,7 @@ class CropDataset(Dataset):
     warp of the cached crop, followed by ``photo_effects`` and brightness/contrast jitter. Crops that carry a
     per-face ``"convention"`` (index into ``models.CONVENTIONS``) and ``"face"`` (1 a face, 0 none: its keypoints
     mean nothing) array give them as int64 / float32 scalars too (``mix_crops``), and ``"flipped"`` (float32, 1.0
-    when the crop was mirrored: see ``pipeline.training.flip_corrected``).
+    when the crop was mirrored: see ``pipeline.trainer.flip_corrected``).
     """
 
     def __init__(
@@ -893,3 +922,126 @@ def mix_crops(parts: Sequence[tuple[dict[str, np.ndarray], int, bool]]) -> dict[
     mixed["convention"] = np.concatenate([np.full(len(crops["images"]), c, np.int64) for crops, c, _ in parts])
     mixed["face"] = np.concatenate([np.full(len(crops["images"]), float(face), np.float32) for crops, _, face in parts])
     return mixed
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The course's transform pipelines (notebook 1): what notebook 2 trains and validates with
+# ---------------------------------------------------------------------------------------------------------
+def train_transform(input_size: int) -> Callable[[dict], dict]:
+    """The transforms of a training sample: a face window (``FaceWindows``: RGB uint8, WINDOW_SIZE pixels a side)
+    to ``{"image": 1 x S x S float tensor in [0, 1], "keypoints": K x 2 float tensor in [-1, 1], ...}``, S =
+    ``input_size``, with some randomness in where the face sits (and, if you like, mirrored or turned)."""
+    from torchvision.transforms import Compose
+
+    # TODO (notebook 1): return Compose([...]) of your transforms: Rescale the window to
+    # round(input_size * WINDOW_MARGIN) pixels, cut a random input_size window, then Normalize and ToTensor
+    # (RandomHorizontalFlip and RandomAffine may join them, before Normalize).
+    ### BEGIN SOLUTION
+    return Compose([Rescale(round(input_size * WINDOW_MARGIN)), RandomCrop(input_size), RandomHorizontalFlip(), Normalize(), ToTensor()])
+    ### END SOLUTION
+
+
+def test_transform(input_size: int) -> Callable[[dict], dict]:
+    """The transforms of a validation or test sample: like ``train_transform`` without any randomness, so that the
+    face is framed exactly as the pipeline frames it (the centre ``input_size`` square of the rescaled window)."""
+    from torchvision.transforms import Compose
+
+    # TODO (notebook 1): return Compose([...]): the same Rescale as train_transform, then CenterCrop(input_size),
+    # Normalize and ToTensor; nothing random.
+    ### BEGIN SOLUTION
+    return Compose([Rescale(round(input_size * WINDOW_MARGIN)), CenterCrop(input_size), Normalize(), ToTensor()])
+    ### END SOLUTION
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Face windows: each labelled picture decoded once into a small colour square around its face (notebook 2)
+# ---------------------------------------------------------------------------------------------------------
+WINDOW_MARGIN = 1.125  # a window is this many times the pipeline's crop square: room for RandomCrop to move
+WINDOW_SIZE = 144  # its side in pixels: 128 x WINDOW_MARGIN, so inputs of up to 128 px are never enlarged
+WINDOW_CACHE_VERSION = 1  # bump when the way windows are cut changes
+
+
+def window_matrix(keypoints: np.ndarray, size: int = WINDOW_SIZE) -> np.ndarray:
+    """The 2 x 3 matrix from picture pixels to the face window of a face with these keypoints: the pipeline's crop
+    square (``crop_square_from_box`` of ``haar_box_from_keypoints``) enlarged WINDOW_MARGIN times about its centre,
+    ``size`` pixels a side. Rescaled to R = ``round(S * WINDOW_MARGIN)`` pixels and cut to its middle S x S square
+    (S a multiple of 16, so that the margins are whole pixels), a window is the pipeline's S-pixel crop of the face,
+    shifted by 0.5 (1 - R / size) of a pixel (0.06 px for S = 112): warps put pixel centres on a square's edges,
+    ``cv2.resize`` half a pixel inside them."""
+    cx, cy, side = crop_square_from_box(haar_box_from_keypoints(keypoints))
+    return crop_matrix(cx, cy, side * WINDOW_MARGIN, size)
+
+
+def spread_indices(count: int, limit: int | None) -> np.ndarray:
+    """``limit`` indices spread evenly over ``range(count)`` (all of them for None or a limit >= count), so that a
+    subset still holds faces of most people."""
+    if limit is None or limit >= count:
+        return np.arange(count)
+    return np.unique(np.linspace(0, count - 1, max(int(limit), 1)).round().astype(np.int64))
+
+
+def cut_face_windows(dataset: FacialKeypointsDataset, indices: Sequence[int] | None = None, progress: bool = False) -> dict[str, np.ndarray]:
+    """Face windows (``window_matrix``) of the faces ``indices`` of a dataset (all by default): ``"images"`` (N,
+    WINDOW_SIZE, WINDOW_SIZE, 3) RGB uint8, ``"keypoints"`` (N, K, 2) float32 in window pixels, ``"names"`` (N,)."""
+    indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, np.int64)
+    images = np.empty((len(indices), WINDOW_SIZE, WINDOW_SIZE, 3), np.uint8)
+    keypoints = np.empty((len(indices), dataset.num_keypoints, 2), np.float32)
+    steps = range(len(indices))
+    if progress:
+        from tqdm import tqdm  # plain text: a notebook keeps its last state (a widget would be stored at 0 %)
+
+        steps = tqdm(steps, desc=f"cutting face windows from {dataset.root_dir.name}")
+    for row in steps:
+        i = int(indices[row])
+        matrix = window_matrix(dataset.keypoints[i])
+        images[row] = warp(read_image(dataset.root_dir / dataset.names[i], as_stored=True), matrix, WINDOW_SIZE)
+        keypoints[row] = transform_points(dataset.keypoints[i], matrix)
+    return {"images": images, "keypoints": keypoints, "names": np.array([dataset.names[int(i)] for i in indices])}
+
+
+def load_face_windows(
+    split: str, data_dir: str | os.PathLike | None = None, limit: int | None = None, cache_dir: str | os.PathLike | None = None
+) -> dict[str, np.ndarray]:
+    """The face windows of a split (``cut_face_windows``), or of ``limit`` faces spread over it, cut the first time
+    and then read from a compressed .npz in ``.cache/`` (cut again when the CSV changes)."""
+    csv_file, root_dir = split_paths(resolve_data_dir(data_dir), split)
+    stat = csv_file.stat()
+    key = f"{csv_file.resolve()}|{stat.st_size}|{int(stat.st_mtime)}|{limit}|{WINDOW_MARGIN}|{WINDOW_CACHE_VERSION}"
+    cache_file = crop_cache_file(f"windows_{split}", WINDOW_SIZE, key, cache_dir)
+
+    def build() -> dict[str, np.ndarray]:
+        dataset = FacialKeypointsDataset(csv_file, root_dir)
+        return cut_face_windows(dataset, spread_indices(len(dataset), limit), progress=True)
+
+    return cached_crops(cache_file, build)
+
+
+class FaceWindows(Dataset):
+    """Samples of cached face windows (``load_face_windows``): ``{"image": WINDOW_SIZE x WINDOW_SIZE x 3 RGB uint8,
+    "keypoints": K x 2 float32 in window pixels, "name": file name}``, passed through ``transform`` (e.g.
+    ``train_transform(S)``); ``indices`` picks some of the windows (a person split, ``split_by_person``)."""
+
+    def __init__(self, windows: dict[str, np.ndarray], indices: Sequence[int] | None = None,
+                 transform: Callable[[dict], dict] | None = None) -> None:
+        self.images, self.keypoints, self.names = windows["images"], windows["keypoints"], windows["names"]
+        self.indices = np.arange(len(self.images)) if indices is None else np.asarray(indices, np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict:
+        i = self.indices[index]
+        sample = {"image": self.images[i], "keypoints": self.keypoints[i].copy(), "name": str(self.names[i])}
+        return self.transform(sample) if self.transform else sample
+
+
+def split_by_person(names: Sequence[str], val_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of training and validation faces, ``val_fraction`` of the people held out, every person entirely
+    on one side (``person_of``): validation then measures faces the network never saw."""
+    persons = sorted({person_of(n) for n in names})
+    rng = np.random.default_rng(seed)
+    n_val = int(round(val_fraction * len(persons)))
+    val_persons = set(rng.permutation(persons)[:n_val].tolist())
+    is_val = np.array([person_of(n) in val_persons for n in names], dtype=bool)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,83 +18,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from resources.onnx_model import CONVENTIONS, ModelError, OnnxRunner, OutputLayout, file_sha256, write_onnx_metadata  # noqa: F401
+
 CHECKPOINT_FORMAT = "facial-keypoints-model/1"
 NORMALIZATION = "grayscale/255; keypoints (px - S/2) / (S/2) for an S x S input"
-
-
-class ModelError(RuntimeError):
-    """A model file that cannot be used, told in one sentence that says what to do."""
-
-
-# Labelling conventions of the 68 iBUG points. "300w": the 300-W benchmark's (dlib, face_alignment), point 27 at
-# the level of the eyes; "course": the course dataset's (YouTube Faces frames), points 27-30 lower on the nose.
-CONVENTIONS = ("300w", "course")
-
-
-@dataclass(frozen=True)
-class OutputLayout:
-    """How a model's flat output row is laid out, the same for PyTorch and ONNX.
-
-    For each labelling convention in ``conventions`` (the first is the model's default) come ``2 * num_keypoints``
-    normalised coordinates (x0, y0, x1, y1, ..., in [-1, 1] of the input, see ``data_load.Normalize``); then, if
-    ``face_score``, one face / no-face logit (positive: a face). A model saved without this information (the
-    course's ``Net``, older files) has one convention, "course", and no face score.
-    """
-
-    num_keypoints: int = 68
-    conventions: tuple[str, ...] = ("course",)
-    face_score: bool = False
-    flip_offsets: tuple[float, ...] = ()
-
-    def __post_init__(self) -> None:
-        unknown = [c for c in self.conventions if c not in CONVENTIONS]
-        if not self.conventions or unknown or len(set(self.conventions)) != len(self.conventions):
-            raise ModelError(f"Conventions {list(self.conventions)} are not distinct names from {list(CONVENTIONS)}.")
-        if self.flip_offsets and len(self.flip_offsets) != len(self.conventions):
-            raise ModelError(f"{len(self.flip_offsets)} flip offsets for {len(self.conventions)} conventions: give one per convention.")
-
-    def flip_offset(self, convention: str | None = None) -> float:
-        """How far right of the mirror-symmetric position a convention's labels sit, in inter-ocular distances along
-        the eye line (``flip_offsets``, learned in training; 0 when the model records none). Mirroring a face moves
-        such an offset to the other side, so a mirrored prediction is moved back by twice it
-        (``pipeline.inference.predict``, ``pipeline.training.flip_corrected``)."""
-        if not self.flip_offsets:
-            return 0.0
-        return float(self.flip_offsets[self.conventions.index(self.resolve(convention))])
-
-    @property
-    def width(self) -> int:
-        """Numbers per output row."""
-        return 2 * self.num_keypoints * len(self.conventions) + int(self.face_score)
-
-    def resolve(self, convention: str | None) -> str:
-        """``convention``, or the default one for None; ModelError for one the model does not predict."""
-        if convention is None:
-            return self.conventions[0]
-        if convention not in self.conventions:
-            raise ModelError(f"This model predicts the {' and '.join(self.conventions)} convention(s), not {convention!r}.")
-        return convention
-
-    def keypoints(self, raw: Any, convention: str | None = None) -> Any:
-        """(N, K, 2) normalised keypoints of one convention from raw (N, width) outputs (numpy or torch)."""
-        index = self.conventions.index(self.resolve(convention))
-        size = 2 * self.num_keypoints
-        return raw[:, index * size : (index + 1) * size].reshape(-1, self.num_keypoints, 2)
-
-    def face_logits(self, raw: Any) -> Any:
-        """(N,) face logits from raw outputs, or None for a model without a face score."""
-        return raw[:, -1] if self.face_score else None
-
-    def as_meta(self) -> dict:
-        meta = {"conventions": list(self.conventions), "face_score": self.face_score}
-        return {**meta, "flip_offsets": [float(v) for v in self.flip_offsets]} if self.flip_offsets else meta
-
-    @classmethod
-    def from_meta(cls, meta: dict) -> "OutputLayout":
-        return cls(
-            int(meta["num_keypoints"]), tuple(meta.get("conventions", ["course"])), bool(meta.get("face_score", False)),
-            tuple(float(v) for v in meta.get("flip_offsets", ())),
-        )
 
 
 def output_layout(model: Any) -> OutputLayout:
@@ -115,45 +41,53 @@ def init_kaiming(module: nn.Module) -> None:
                 nn.init.zeros_(layer.bias)
 
 
-class Net(nn.Module):
-    """The course model: three conv/pool stages and two dense layers on a 1 x 224 x 224 input."""
+def init_weights(module: nn.Module) -> None:
+    """``init_kaiming``, then the weights of the module's last ``nn.Linear`` (its output layer) near zero (normal, std
+    1e-3): every first prediction then sits near the middle of the crop, so the first errors, and the first steps, stay
+    moderate. Measured on notebook 2's reference design: with its output layer started like the others, its first
+    predictions were far off and it slid within a few epochs into predicting the same face for every picture."""
+    init_kaiming(module)
+    linears = [layer for layer in module.modules() if isinstance(layer, nn.Linear)]
+    if linears:
+        nn.init.normal_(linears[-1].weight, std=1e-3)
 
-    input_size = 224
+
+class Net(nn.Module):
+    """Your keypoint network (notebook 2): a batch of gray face crops ``N x 1 x S x S`` in [0, 1], S =
+    ``input_size``, to ``N x 2K`` numbers, the K keypoints' (x, y) normalised to [-1, 1] of the crop
+    (``data_load.Normalize``). Notebook 2 gives a reference design and the time budget it must fit."""
+
+    # TODO (notebook 2): the side S of your network's square input, in pixels (the reference design: 112). With
+    # ``data_load.train_transform(S)`` the training faces come at this size, and the pipeline cuts faces at it.
+    input_size = 112
 
     def __init__(self, num_keypoints: int = 68) -> None:
         super().__init__()
-        # TODO (notebook 2): define the layers the notebook describes. ``self.features``: convolution stages (nn.Conv2d,
-        # nn.ReLU, nn.MaxPool2d, nn.Dropout, perhaps nn.BatchNorm2d) that turn the 1 x 224 x 224 input into
-        # feature maps; ``self.head``: nn.Flatten and nn.Linear layers down to 2 * num_keypoints outputs. Finish
-        # with ``init_kaiming(self)``.
+        self.num_keypoints = num_keypoints
+        # TODO (notebook 2): define your layers. ``self.features``: convolution stages (nn.Conv2d, nn.BatchNorm2d,
+        # nn.ReLU, strides or nn.MaxPool2d, ...) that turn the 1 x S x S input into a small stack of feature maps; ``self.head``:
+        # nn.Flatten and nn.Linear layers (and perhaps nn.Dropout) down to 2 * num_keypoints outputs, with nothing
+        # after the last nn.Linear. Finish with ``init_weights(self)``.
         ### BEGIN SOLUTION
+        def conv(channels_in: int, channels_out: int, stride: int = 1, kernel: int = 3) -> list[nn.Module]:
+            """Convolution (stride 2 halves the side), batch normalisation, ReLU."""
+            return [nn.Conv2d(channels_in, channels_out, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(channels_out),
+                    nn.ReLU(inplace=True)]
+
         self.features = nn.Sequential(
-            nn.Conv2d(1, 32, 5),  # 32 x 220 x 220
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(3, 3),  # 32 x 73 x 73
-            nn.Dropout(0.1),
-            nn.Conv2d(32, 64, 3),  # 64 x 71 x 71
-            nn.BatchNorm2d(64),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(3, 3),  # 64 x 23 x 23
-            nn.Dropout(0.2),
-            nn.Conv2d(64, 128, 3),  # 128 x 21 x 21
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(3, 3),  # 128 x 7 x 7
-            nn.Dropout(0.3),
+            *conv(1, 16, stride=2),  # 16 x 56 x 56 for a 112 px input
+            *conv(16, 32, stride=2), *conv(32, 32),  # 32 x 28 x 28
+            *conv(32, 64, stride=2), *conv(64, 64),  # 64 x 14 x 14
+            *conv(64, 128, stride=2), *conv(128, 128),  # 128 x 7 x 7
+            *conv(128, 32, kernel=1),  # 32 x 7 x 7: each place's 128 channels mixed into 32
         )
-        self.head = nn.Sequential(
-            nn.Flatten(),  # 6272
-            nn.Linear(128 * 7 * 7, 512),
-            nn.BatchNorm1d(512),
-            nn.ReLU(inplace=True),
-            nn.Linear(512, 2 * num_keypoints),
-        )
-        init_kaiming(self)
+        side = self.input_size // 16
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(32 * side * side, 384), nn.ReLU(inplace=True), nn.Linear(384, 2 * num_keypoints))
+        init_weights(self)
         ### END SOLUTION
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # TODO (notebook 2): return the N x (2 * num_keypoints) output for the N x 1 x 224 x 224 batch ``x``.
+        # TODO (notebook 2): return the N x (2 * num_keypoints) output for the N x 1 x S x S batch ``x``.
         ### BEGIN SOLUTION
         return self.head(self.features(x))
         ### END SOLUTION
@@ -176,33 +110,6 @@ class MeanFaceNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1, S, S) crops -> (N, 2 K): the same row for every crop."""
         return self.points.expand(x.shape[0], -1)
-
-
-class NaimishNet(nn.Module):
-    """NaimishNet (Agarwal et al., 2017): four conv stages with growing dropout, on a 1 x 96 x 96 input."""
-
-    input_size = 96
-
-    def __init__(self, num_keypoints: int = 68) -> None:
-        super().__init__()
-        stages = []
-        for in_ch, out_ch, kernel, drop in [(1, 32, 4, 0.1), (32, 64, 3, 0.2), (64, 128, 2, 0.3), (128, 256, 1, 0.4)]:
-            stages += [nn.Conv2d(in_ch, out_ch, kernel), nn.ELU(inplace=True), nn.MaxPool2d(2, 2), nn.Dropout(drop)]
-        self.features = nn.Sequential(*stages)  # 256 x 5 x 5
-        self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(256 * 5 * 5, 1000),
-            nn.ELU(inplace=True),
-            nn.Dropout(0.5),
-            nn.Linear(1000, 1000),
-            nn.ELU(inplace=True),
-            nn.Dropout(0.6),
-            nn.Linear(1000, 2 * num_keypoints),
-        )
-        init_kaiming(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
 
 
 class ConvBNReLU(nn.Sequential):
@@ -277,8 +184,7 @@ class FastKeypointNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(hidden, outputs or 2 * num_keypoints),
         )
-        init_kaiming(self)
-        nn.init.normal_(self.head[-1].weight, std=1e-3)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -341,7 +247,7 @@ class PipKeypointNet(nn.Module):
     offsets, averaged with where its neighbours' best cells place it (PIPNet's neighbour regression: a keypoint
     whose own cell is wrong is outvoted), normalised to [-1, 1]; then the face logit (a linear layer on the averaged
     last features). In training mode it is the raw head instead, flat: the (conventions, 3 + 2 C, K, H, W) maps
-    followed by the face logit, which ``pipeline.training.PipLoss`` reads.
+    followed by the face logit, which ``pipeline.trainer.PipLoss`` reads.
     """
 
     def __init__(
@@ -446,11 +352,15 @@ def _torchvision_backbone(name: str, num_keypoints: int, pretrained: bool) -> nn
     return model
 
 
-MODEL_NAMES = ("net", "naimishnet", "fast", "fast_heatmap", "fast_pip", "resnet18", "mobilenet_v2", "efficientnet_b0")
-DEFAULT_INPUT_SIZES = {
-    "net": 224, "naimishnet": 96, "fast": 96, "fast_heatmap": 96, "fast_pip": 112, "resnet18": 224, "mobilenet_v2": 224, "efficientnet_b0": 224,
-}
+MODEL_NAMES = ("net", "fast", "fast_heatmap", "fast_pip", "resnet18", "mobilenet_v2", "efficientnet_b0")
+# The input side of each design in pixels; the course's ``Net`` says its own (``Net.input_size``).
+DEFAULT_INPUT_SIZES = {"fast": 96, "fast_heatmap": 96, "fast_pip": 112, "resnet18": 224, "mobilenet_v2": 224, "efficientnet_b0": 224}
 FAST_MODELS = ("fast", "fast_heatmap", "fast_pip")  # the compact models whose input size, widths and depths can be set
+
+
+def default_input_size(name: str) -> int:
+    """The input side in pixels of the design ``name`` (MODEL_NAMES) built without options."""
+    return int(Net.input_size) if name == "net" else DEFAULT_INPUT_SIZES[name]
 LAYOUT_MODELS = ("fast", "fast_pip")  # the models that can predict several conventions and a face score
 
 
@@ -476,7 +386,7 @@ def build_model(
         raise ValueError(f"Model {name!r} predicts the course convention only: several conventions or a face score need one of {', '.join(LAYOUT_MODELS)}.")
     if name not in FAST_MODELS and kwargs:
         raise ValueError(
-            f"Model {name!r} has a fixed design ({DEFAULT_INPUT_SIZES[name]} px input): options {sorted(kwargs)} apply to the fast models only."
+            f"Model {name!r} has a fixed design ({default_input_size(name)} px input): options {sorted(kwargs)} apply to the fast models only."
         )
     widths = kwargs.get("widths", (16, 32, 64, 128))
     stride = 2 ** len(widths)
@@ -485,8 +395,6 @@ def build_model(
                          f"not {kwargs['input_size']}: for example {stride * round(kwargs['input_size'] / stride) or stride}.")
     if name == "net":
         model: nn.Module = Net(num_keypoints)
-    elif name == "naimishnet":
-        model = NaimishNet(num_keypoints)
     elif name == "fast":
         model = FastKeypointNet(num_keypoints, outputs=layout.width, **kwargs)
     elif name == "fast_heatmap":
@@ -496,7 +404,7 @@ def build_model(
     else:
         model = _torchvision_backbone(name, num_keypoints, pretrained)
     model.architecture = name
-    model.input_size = int(kwargs.get("input_size", DEFAULT_INPUT_SIZES[name]))
+    model.input_size = int(kwargs.get("input_size", default_input_size(name)))
     model.num_keypoints = num_keypoints
     model.conventions, model.face_score = layout.conventions, layout.face_score
     model.flip_offsets = ()  # learned in training (OutputLayout.flip_offsets), read back from a saved model's metadata
@@ -545,7 +453,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load a checkpoint dict safely (weights_only) and check its format."""
     path = Path(path)
     if not path.is_file():
-        raise ModelError(f"Model file {path} does not exist: train one with `python train.py` or pass the right path.")
+        raise ModelError(f"Model file {path} does not exist: run notebook 2 (its training saves `saved_models/student_net.pt`) or pass the right path.")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for truncated or foreign files
@@ -619,17 +527,13 @@ def export_onnx(model: nn.Module, path: str | os.PathLike) -> None:
         raise
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def save_model_with_onnx(model: nn.Module, path: str | os.PathLike, **extra: Any) -> None:
-    """``save_model`` plus an ONNX export beside it (same name, .onnx), recorded by its hash in the metadata."""
+    """``save_model`` plus an ONNX export beside it (same name, .onnx), recorded by its hash in the metadata; the
+    export carries the metadata too (``resources.onnx_model``), so that it runs without PyTorch."""
     onnx_path = Path(path).with_suffix(".onnx")
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     export_onnx(model, onnx_path)
+    write_onnx_metadata(onnx_path, model_metadata(model, **extra))
     save_model(model, path, onnx_sha256=file_sha256(onnx_path), **extra)
 
 
@@ -645,24 +549,6 @@ class TorchRunner:
     def __call__(self, batch: "np.ndarray") -> "np.ndarray":
         with torch.inference_mode():
             return self.model(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
-
-
-class OnnxRunner:
-    """Runs an exported keypoint model with ONNX Runtime: several times faster than PyTorch for one small face.
-    Raw outputs (N, ``layout.width``) as ``TorchRunner``'s."""
-
-    def __init__(self, path: str | os.PathLike, layout: OutputLayout, input_size: int, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_size, self.num_keypoints, self.layout = input_size, layout.num_keypoints, layout
-
-    def __call__(self, batch: "np.ndarray") -> "np.ndarray":
-        return self.session.run(None, {"image": batch})[0]
 
 
 def make_runner(model_or_path: nn.Module | str | os.PathLike, backend: str = "auto", threads: int | None = None):

@@ -28,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from data_load import AugmentConfig, CropDataset, DataError, load_context_crops  # noqa: E402
+from data_load import AugmentConfig, CropDataset, DataError, load_context_crops, split_by_person  # noqa: E402
 from models import OutputLayout, build_model  # noqa: E402
 from pipeline.data_300w import load_300w_crops  # noqa: E402
 from pipeline.no_faces import load_negative_crops  # noqa: E402
-from pipeline.training import PRESETS, assemble_training_set, make_optimizer, make_training_loss, split_by_person, training_target  # noqa: E402
+from pipeline.trainer import PRESETS, assemble_training_set, make_optimizer, make_training_loss, training_target  # noqa: E402
 
 
 def timed(function):

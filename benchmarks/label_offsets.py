@@ -10,7 +10,7 @@ held-out people (course convention), each framed from its keypoints' Haar-conven
 
 Why it tells where an offset comes from: training shows every face mirrored too, and a network cannot tell a
 mirrored face from an unmirrored one, so a horizontal offset of the labels from the face's mirror-symmetric position
-(``x``) is one it cannot learn unless it is told (``pipeline.training.FlipOffsets``), and it shows here as a mean
+(``x``) is one it cannot learn unless it is told (``pipeline.trainer.FlipOffsets``), and it shows here as a mean
 ``x`` error of minus that offset. A vertical offset of the labels (``y``) is learned like any other placement and
 does not show against the same labels: an offset there against other labels is a difference of labelling.
 """
@@ -30,8 +30,8 @@ from models import ModelError, make_runner  # noqa: E402
 from pipeline.data_300w import Faces300WDataset  # noqa: E402
 from pipeline.evaluation import REGIONS  # noqa: E402
 from pipeline.inference import SHIPPED_MODEL, predict_in_boxes  # noqa: E402
-from pipeline.refinement import companion_refiner  # noqa: E402
-from pipeline.training import split_by_person  # noqa: E402
+from pipeline.second_stage import companion_refiner  # noqa: E402
+from data_load import split_by_person  # noqa: E402
 
 
 def face_frame_errors(predicted: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from data_load import haar_box_from_keypoints, read_image, read_keypoints_csv, resolve_data_dir, split_paths  # noqa: E402
 from pipeline.inference import SHIPPED_MODEL  # noqa: E402
 from pipeline.keypoint_pipeline import KeypointPipeline  # noqa: E402
-from pipeline.refinement import Refiner, refinement_file  # noqa: E402
+from pipeline.second_stage import Refiner, refinement_file  # noqa: E402
 
 
 def median_ms(function, inputs: list, repeats: int) -> tuple[float, float]:

@@ -1,8 +1,8 @@
 """Reference 68-point landmarkers on the labelled test faces: dlib, MediaPipe Face Mesh and a Haar mean shape.
 
 Gives the reference rows of the comparison tables in docs/speed-and-accuracy.md (NME_io, failure rate, detection
-rate and per-face times, one CPU thread). Self-contained: it imports neither torch nor the project's modules, so it runs in its
-own virtual environment (MediaPipe 0.10.21 needs numpy<2):
+rate and per-face times, one CPU thread). Self-contained: it imports neither torch nor the project's modules, so it
+runs in its own virtual environment (MediaPipe 0.10.21 needs numpy<2):
 
     python3 -m venv /tmp/benchvenv && /tmp/benchvenv/bin/pip install -r requirements-bench.txt
     nice -n 10 /tmp/benchvenv/bin/python benchmarks/reference_landmarkers.py --data ../shared/data

@@ -136,19 +136,21 @@ def external_requests(driver: Chrome) -> list[str]:
 
 
 def upload(driver: Chrome, url: str, picture: Path, timeout: float = 60.0) -> float:
-    """Open the page afresh and upload ``picture``; returns the ``time.perf_counter()`` of the upload."""
+    """Open the page afresh and upload ``picture``; returns the ``time.perf_counter()`` taken just before the file is
+    handed to the page's upload field."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as seen
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(url)
     field = WebDriverWait(driver, timeout).until(seen.presence_of_element_located((By.CSS_SELECTOR, "#upload input[type=file]")))
+    tic = time.perf_counter()
     field.send_keys(str(picture))
-    return time.perf_counter()
+    return tic
 
 
-def wait_for_status(driver: Chrome, pattern: str, timeout: float = 60.0) -> str:
-    """The page's status line once it matches the regular expression ``pattern``."""
+def wait_for_status(driver: Chrome, pattern: str, timeout: float = 60.0, poll: float = 0.02) -> str:
+    """The page's status line once it matches the regular expression ``pattern`` (checked every ``poll`` seconds)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -156,21 +158,23 @@ def wait_for_status(driver: Chrome, pattern: str, timeout: float = 60.0) -> str:
         text = driver.find_element(By.ID, "status").text
         return text if re.search(pattern, text) else None
 
-    return WebDriverWait(driver, timeout).until(matching)
+    return WebDriverWait(driver, timeout, poll_frequency=poll).until(matching)
 
 
-def upload_and_wait(driver: Chrome, url: str, picture: Path, timeout: float = 60.0) -> tuple[str, float]:
-    """Open the page, upload ``picture`` and wait until the result picture and the face count are shown.
+# True once the result picture is on the page and decoded by the browser (not merely its element present).
+RESULT_SHOWN = "const img = document.querySelector('#result img'); return !!img && img.complete && img.naturalWidth > 0;"
 
-    Returns the status line's text and the seconds from the upload to the result.
+
+def upload_and_wait(driver: Chrome, url: str, picture: Path, timeout: float = 60.0, poll: float = 0.02) -> tuple[str, float]:
+    """Open the page, upload ``picture`` and wait until the result picture has loaded and the face count is shown.
+
+    Returns the status line's text and the seconds from the upload to the result (checked every ``poll`` seconds).
     """
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as seen
     from selenium.webdriver.support.ui import WebDriverWait
 
     tic = upload(driver, url, picture, timeout)
-    WebDriverWait(driver, timeout).until(seen.visibility_of_element_located((By.CSS_SELECTOR, "#result img")))
-    status = wait_for_status(driver, r"\d+ faces? found", timeout)
+    status = wait_for_status(driver, r"\d+ faces? found", timeout, poll)
+    WebDriverWait(driver, timeout, poll_frequency=poll).until(lambda driver: driver.execute_script(RESULT_SHOWN))
     return status, time.perf_counter() - tic
 
 

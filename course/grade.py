@@ -626,7 +626,8 @@ def grade_one(entry: Path, student: str, course: Course, base: Path, settings: S
         else:
             graded.notes += found.notes
             for n, copy in sorted(found.notebooks.items()):
-                line = f"notebook {n}: from {copy.where} ({copy.done} of {len(copy.course.solutions)} exercises done)"
+                done = f"{copy.done} of {len(copy.course.solutions)} exercises done" if copy.course.solutions else "its exercises are in the modules"
+                line = f"notebook {n}: from {copy.where} ({done})"
                 graded.found.append(line + (f", {found.choices[n]}" if n in found.choices else ""))
             graded.choices = [f"notebook {n}: took {found.notebooks[n].where} {found.choices[n]}" for n in sorted(found.choices)]
             graded.found += [f"{relative}: from {found.shown[relative]}" for relative in course.modules if relative in found.modules]

@@ -48,7 +48,7 @@ REPO_DIR = Path(__file__).resolve().parents[1]
 # The modules with the course's TODOs, relative to the course folder: what the student writes outside notebooks. The
 # students' release lists them in its manifest (RELEASE_MANIFEST, made from the solution markers); this is the same
 # list for a course folder without one.
-GRADED_MODULES = ("data_load.py", "filters.py", "models.py", "pipeline/training.py")
+GRADED_MODULES = ("data_load.py", "filters.py", "models.py")
 RELEASE_MANIFEST = ".release.json"
 # The model notebook 2 trains and saves; handed in when present, so that its accuracy can be measured.
 STUDENT_MODEL = "saved_models/student_net.pt"
@@ -510,7 +510,8 @@ def report(out: Path, course: Sequence[CourseNotebook], chosen: dict[int, tuple[
             continue
         copy, others = chosen[known.number]
         skipped = f" (also found, with fewer done or older: {', '.join(o.where for o in others)})" if others else ""
-        print(f"  notebook {known.number}  {known.name}: from {copy.where}, {copy.done} of {len(known.solutions)} exercises done{skipped}")
+        done = f"{copy.done} of {len(known.solutions)} exercises done" if known.solutions else "its exercises are in the modules below"
+        print(f"  notebook {known.number}  {known.name}: from {copy.where}, {done}{skipped}")
     for relative in wanted:
         if relative in modules:
             left = stubs_left(modules[relative].read_text(encoding="utf-8", errors="replace"))

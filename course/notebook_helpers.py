@@ -146,6 +146,19 @@ def needs(namespace: dict, name: str, todo: str) -> None:
         raise NotImplementedError(f"{name} is not defined yet: do the TODO of {todo}, run its cell, then this one.")
 
 
+def notice(text: str) -> None:
+    """Show ``text`` (markdown) as a highlighted note in a notebook, so that it cannot be missed; print it elsewhere."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:
+        get_ipython = None
+    if get_ipython is None or get_ipython() is None:
+        print(f"NOTE: {text}")
+        return
+    display(Markdown(f"> \N{WARNING SIGN} {text}"))
+
+
 def quick_settings(threads: int = 1, dpi: int = 72) -> None:
     """Settings for quick mode (tests, CI): ``threads`` CPU threads for torch and OpenCV, smaller figures.
 
@@ -507,7 +520,8 @@ def plot_loss_curves(input_size: int = 224, max_error_px: float = 25.0, referenc
 
 
 def plot_history(history: dict) -> "Figure":
-    """Training and validation loss by epoch (left) and the validation NME_io (right), from ``pipeline.training.train``."""
+    """Training and validation loss by epoch (left) and the validation NME_io (right): ``history`` holds the lists
+    "epoch", "train_loss", "val_loss" and "val_nme_io" (notebook 2's ``fit``)."""
     import matplotlib.pyplot as plt
 
     epochs = history["epoch"]
@@ -523,6 +537,38 @@ def plot_history(history: dict) -> "Figure":
     left.legend()
     fig.tight_layout()
     return fig
+
+
+REFERENCE_DESIGN = REPO_DIR / "course" / "reference_design.json"
+
+
+def reference_design(path: str | Path = REFERENCE_DESIGN) -> dict:
+    """What the reference design of notebook 2 measured when trained by the notebook's own code: its epochs, its
+    training time, and its test metrics under ``"test"`` (``pipeline.evaluation.summarize``'s keys); see the file
+    for the machine and the command."""
+    import json
+
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def compare_with_references(nme_io: float, baseline_nme_io: float, reference: dict) -> str:
+    """A few lines on how far a model's test NME_io is from the mean-face baseline and from the reference design,
+    and what to try next."""
+    ref = float(reference["test"]["nme_io"])
+    head = (f"Your model: NME_io {nme_io:.4f}; the mean face: {baseline_nme_io:.4f}; the reference design: {ref:.4f} "
+            f"({reference['epochs']} epochs, {reference['train_minutes']:.1f} min).")
+    if not np.isfinite(nme_io) or nme_io >= 0.9 * baseline_nme_io:
+        return (f"{head}\nIt does not beat the mean face clearly, so it has learned little about faces. Look at the loss curves: "
+                "if the validation error got stuck near the mean face's from the first epochs, the network collapsed (it "
+                "predicts the same face for every picture): lower the learning rate; if the training loss hardly fell, train "
+                "more epochs; if it fell but the validation error did not, check your test_transform (notebook 1) and validate.")
+    if ref > 0 and nme_io > 1.1 * ref:
+        return (f"{head}\nIt beats the mean face {baseline_nme_io / nme_io:.1f} times over, but is {nme_io / ref:.2f} times the "
+                "reference's error. To try: more epochs (the budget cell says what they cost), the Wing loss, a cosine "
+                "schedule, random mirroring in train_transform, or the reference design itself.")
+    if ref > 0:
+        return f"{head}\nIt is as good as the reference design or better."
+    return f"{head}\nIt beats the mean face {baseline_nme_io / nme_io:.1f} times over (the reference design has no measured figure here)."
 
 
 # ---------------------------------------------------------------------------------------------------------

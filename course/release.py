@@ -17,10 +17,13 @@ it, so the two never drift apart:
 * Notebook outputs and execution counts are cleared; check cells (nbgrader ``grade: true``) are made read-only
   and undeletable, solution cells undeletable, as nbgrader's generate_assignment does.
 * Everything else is copied unchanged, except what git ignores (``.gitignore``: data, caches, outputs, earlier
-  releases, ...) and the files only instructors use (``INSTRUCTOR_ONLY``: the tests, CI, this script, the grading
-  command ``course/grade.py`` with its page ``docs/grading.md`` and benchmark, the instructors' page
-  ``docs/instructors.md``, ...), and the README's section for instructors (its test command, between
-  ``<!-- BEGIN INSTRUCTORS -->`` and ``<!-- END INSTRUCTORS -->``).
+  releases, ...) and the files only instructors use (``INSTRUCTOR_ONLY``): the tests, CI, the test suite's settings,
+  this script, the grading command (``course/grade.py``) with its page ``docs/grading.md`` and benchmark, the
+  instructors' page (``docs/instructors.md``), the stored answers' generator (``course/expected.py``), and the trainers
+  of the shipped models, which hold complete training steps; and the README's section for instructors (its test
+  command, between ``<!-- BEGIN INSTRUCTORS -->`` and ``<!-- END INSTRUCTORS -->``).
+* Last, every released text file is searched for the solutions' code (``find_leaks``): a release that still holds
+  one stops with a one-line message naming the file, the line and the solution.
 * The repository's public address, ``course.notebook_helpers.REPO_URL`` (a placeholder in the source), is replaced in
   every file by ``--repo-url``: the notebooks' Colab badges and setup cells use it. Without ``--repo-url`` the
   release keeps the placeholder and the command warns; the setup cell then tells students to ask for the address.
@@ -57,9 +60,27 @@ INSTRUCTORS = re.compile(r"\n?<!-- BEGIN INSTRUCTORS -->.*?<!-- END INSTRUCTORS 
 # Only instructors need these; they stay out of the release (paths relative to the course folder).
 # ``.git`` is a folder in a clone and a file in a worktree or submodule; setup.cfg, requirements-dev.txt and
 # mutation.sh are the mutation testing of the tests; docs/instructors.md is the instructors' page, docs/grading.md
-# and grading_time.py are grading's page and benchmark.
-INSTRUCTOR_ONLY = ("course/release.py", "course/grade.py", "tests/", ".ci/", "pytest.ini", "requirements-test.txt", ".git/", ".git", "setup.cfg",
-                   "requirements-dev.txt", "benchmarks/mutation.sh", "docs/instructors.md", "docs/grading.md", "benchmarks/grading_time.py")
+# and grading_time.py are grading's page and benchmark; conftest.py holds the test suite's settings; course/expected.py
+# computes the checks' stored answers from the solutions. The trainers of the shipped models (their presets and loops,
+# train.py that runs them, the epoch benchmark) and of the learned face detector each hold a complete training step,
+# which students write themselves in notebook 2: they stay out too.
+INSTRUCTOR_ONLY = ("course/release.py", "course/grade.py", "course/expected.py", "tests/", ".ci/", "conftest.py", "pytest.ini",
+                   "requirements-test.txt", ".git/", ".git", "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh",
+                   "docs/instructors.md", "docs/grading.md", "benchmarks/grading_time.py", "pipeline/trainer.py", "train.py",
+                   "benchmarks/epoch_time.py", "pipeline/detector_training.py")
+# A solution line counts as leaked when a released file holds it and it is this long, or when a released file holds
+# it next to the line that follows it in the solution (shorter lines alone are idioms: ``model.eval()``, ``else:``).
+LEAK_MIN_CHARS = 40
+# Lines of solutions that the released library must hold too, for its own work: the pipeline turns pictures gray and
+# runs models in evaluation mode, without gradients, on their own device. They are idioms, not the answer to a TODO,
+# and are not counted as leaks, alone or next to another line.
+LIBRARY_IDIOMS = (
+    "gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image",  # pipeline/inference.py cut_crops
+    "gray = cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY)",  # pipeline/no_faces.py
+    "device = next(model.parameters()).device",  # pipeline/explain.py
+    "model.eval()",  # course/notebook_helpers.py layer_shapes, pipeline/explain.py
+    "with torch.no_grad():",  # the same, models.py
+)
 # The TODO comment above a module's solution, and the notebook it names: "# TODO (notebook 2): ...".
 TODO_COMMENT = re.compile(r"^\s*#\s*TODO(?:\s*\((?P<where>[^)]*)\))?:")
 # The repository's public address as the source holds it, and the form --repo-url must take.
@@ -356,6 +377,87 @@ def release_files(source: Path, skip: Sequence[Path] = ()) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# No solution left anywhere
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class Leak:
+    """A released file's line that belongs to a solution."""
+
+    path: str  # the released file, relative to the release
+    line: int  # 1-based, in the file (.py, text) or in the notebook's cells read one after the other
+    text: str  # the line, stripped
+    solution: str  # the file (and cell) the solution region is in
+
+
+def text_lines(path: Path) -> list[str]:
+    """The lines of a text file; of a notebook, its cells' sources one after the other."""
+    if path.suffix == ".ipynb":
+        import nbformat
+
+        return [line for cell in nbformat.read(path, as_version=4).cells for line in cell.source.splitlines()]
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def solution_regions(source: Path) -> dict[str, list[str]]:
+    """Every solution region of the course's .py files and notebooks: {"file" or "file cell N": its code lines,
+    stripped, without blanks and comments}. Model answers of written questions are left out: prose is not code."""
+    import nbformat
+
+    regions: dict[str, list[str]] = {}
+
+    def collect(lines: list[str], where: str) -> None:
+        inside: list[str] | None = None
+        count = 0
+        for line in lines:
+            marker = MARKER.match(line)
+            if marker and marker["kind"] == "BEGIN":
+                inside, count = [], count + 1
+            elif marker:
+                regions[f"{where} ({count})" if count > 1 or where in regions else where] = inside or []
+                inside = None
+            elif inside is not None and line.strip() and not line.strip().startswith("#"):
+                inside.append(line.strip())
+
+    for relative in release_files(source):
+        if relative.endswith(".py"):
+            collect((source / relative).read_text(encoding="utf-8").splitlines(), relative)
+        elif relative.endswith(".ipynb"):
+            for number, cell in enumerate(nbformat.read(source / relative, as_version=4).cells, start=1):
+                if cell.cell_type == "code":
+                    collect(cell.source.splitlines(), f"{relative} cell {number}")
+    return regions
+
+
+def find_leaks(target: Path, files: Sequence[str], regions: dict[str, list[str]]) -> list[Leak]:
+    """The lines of the released ``files`` (text files, read whole; binary ones skipped) that hold solution code: a
+    line of a solution region at least LEAK_MIN_CHARS long, or two lines that follow each other in a solution and
+    in the file; LIBRARY_IDIOMS excepted."""
+    long_lines: dict[str, str] = {}
+    pairs: dict[tuple[str, str], str] = {}
+    for where, lines in regions.items():
+        for line in lines:
+            if len(line) >= LEAK_MIN_CHARS and line not in LIBRARY_IDIOMS:
+                long_lines.setdefault(line, where)
+        for first, second in zip(lines, lines[1:]):
+            if not {first, second} & set(LIBRARY_IDIOMS):
+                pairs.setdefault((first, second), where)
+    leaks = []
+    for relative in files:
+        try:
+            lines = [line.strip() for line in text_lines(target / relative)]
+        except (UnicodeDecodeError, ValueError):
+            continue  # a binary file: models, pictures, stored values
+        except Exception:  # an unreadable notebook is reported when it is released, not here
+            continue
+        for number, line in enumerate(lines, start=1):
+            if line in long_lines:
+                leaks.append(Leak(relative, number, line, long_lines[line]))
+            elif number < len(lines) and (line, lines[number]) in pairs:
+                leaks.append(Leak(relative, number, f"{line} / {lines[number]}", pairs[line, lines[number]]))
+    return leaks
+
+
+# ---------------------------------------------------------------------------------------------------------
 # The release
 # ---------------------------------------------------------------------------------------------------------
 def stamp_repo_url(text: str, repo_url: str | None) -> str:
@@ -410,6 +512,11 @@ def write_release(source: Path, target: Path, repo_url: str | None = None) -> Re
     leftovers = [f for f in report.files if f.endswith((".py", ".ipynb")) and any(MARKER.match(line) for line in (target / f).read_text(encoding="utf-8").splitlines())]
     if leftovers:  # cannot happen unless a marker hides in JSON strings the notebook reader does not see
         raise ReleaseError(f"{leftovers[0]}: a solution marker is left in the release")
+    leaks = find_leaks(target, report.files, solution_regions(source))
+    if leaks:
+        leak = leaks[0]
+        raise ReleaseError(f"{leak.path}:{leak.line}: holds the solution of {leak.solution} ({leak.text!r}): move that code out of "
+                           "the release (INSTRUCTOR_ONLY) or write it differently")
     manifest = {"made_by": "course/release.py", "files": report.files, "stubs": [asdict(s) for s in report.stubs]}
     (target / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return report

@@ -39,6 +39,7 @@ import numpy as np
 
 from data_load import DataError
 from detector_architectures import DEFAULT_DETECTOR
+from resources.onnx_model import has_torch
 
 # File name endings searched for in folders (case-insensitive); a file named on the command line is read whatever its
 # name (``data_load.read_image`` decodes by content).
@@ -485,11 +486,12 @@ class Annotator:
 
 def one_thread() -> None:
     """Keep this process to one CPU thread (PyTorch, OpenCV and the BLAS/OpenMP libraries): workers share the cores."""
-    import torch
-
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[name] = "1"
-    torch.set_num_threads(1)
+    if has_torch():  # the light install (requirements-light.txt) runs without PyTorch
+        import torch
+
+        torch.set_num_threads(1)
     cv2.setNumThreads(1)
 
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from data_load import DataError
 from detector_architectures import DEFAULT_DETECTOR, DETECTORS
-from models import ModelError
+from resources.onnx_model import ModelError
 # draw_faces, faces_to_json and save_rgb are here for the notebooks and the web demo, which call them from this module.
 from pipeline.batch import (  # noqa: F401
     Job,

@@ -37,6 +37,7 @@ from data_load import (
     read_keypoints_csv,
     resolve_data_dir,
     split_paths,
+    spread_indices,
     transform_points,
 )
 from pipeline.data_300w import Faces300WDataset
@@ -44,7 +45,7 @@ from detector_architectures import DEFAULT_DETECTOR, DETECTORS, match_face
 from pipeline.inference import REPO_DIR, SHIPPED_MODEL, predict_in_boxes
 from models import CONVENTIONS, MeanFaceNet, ModelError, make_runner
 from pipeline.keypoint_pipeline import REFINE_STEPS, KeypointPipeline
-from pipeline.refinement import companion_refiner
+from pipeline.second_stage import companion_refiner
 
 # The course dataset's labels follow the course's own convention (models.CONVENTIONS): every figure on it asks the
 # model for that convention, whatever the model's default.
@@ -206,14 +207,22 @@ def mean_face_model(data_dir: str | os.PathLike | None = None, input_size: int =
 # ---------------------------------------------------------------------------------------------------------
 # Evaluation on a split
 # ---------------------------------------------------------------------------------------------------------
+def spread_subset(names: list[str], truth: np.ndarray, limit: int | None) -> tuple[list[str], np.ndarray]:
+    """``limit`` faces spread evenly over a split (all of them for None), so that a quick run still sees most people."""
+    keep = spread_indices(len(names), limit)
+    return [names[i] for i in keep], truth[keep]
+
+
 def evaluate_model(
-    model, data_dir: str | os.PathLike | None = None, split: str = "test", flip_average: bool = False, refiner=None
+    model, data_dir: str | os.PathLike | None = None, split: str = "test", flip_average: bool = False, refiner=None,
+    limit: int | None = None,
 ) -> tuple[dict, np.ndarray, list[str]]:
-    """Metrics of ``model`` (a PyTorch model or a runner) on a split of the course data, each face framed from its
-    keypoints' Haar-convention box, in the course's labelling convention; with a ``refiner``
-    (``pipeline.refinement.Refiner``) its keypoints refined. Adds ``regions``, the mean error of each face region."""
+    """Metrics of ``model`` (a PyTorch model or a runner) on a split of the course data (or on ``limit`` of its faces,
+    spread over it: quick runs), each face framed from its keypoints' Haar-convention box, in the course's labelling
+    convention; with a ``refiner`` (``pipeline.refinement.Refiner``) its keypoints refined. Adds ``regions``, the
+    mean error of each face region."""
     csv_file, root_dir = split_paths(resolve_data_dir(data_dir), split)
-    names, truth = read_keypoints_csv(csv_file)
+    names, truth = spread_subset(*read_keypoints_csv(csv_file), limit)
     images = [read_image(root_dir / name, as_stored=True) for name in names]
     boxes = [haar_box_from_keypoints(t) for t in truth]
     start = time.perf_counter()
@@ -364,11 +373,14 @@ def evaluate_pipeline(
     return metrics, nme_interocular(predicted_array, truth_array), found_names
 
 
-def evaluate_mean_baseline(data_dir: str | os.PathLike | None = None, split: str = "test") -> tuple[dict, np.ndarray, list[str]]:
-    """The mean training shape placed in each face's true keypoint box."""
+def evaluate_mean_baseline(
+    data_dir: str | os.PathLike | None = None, split: str = "test", limit: int | None = None
+) -> tuple[dict, np.ndarray, list[str]]:
+    """The mean training shape placed in each face's true keypoint box (on ``limit`` faces spread over the split,
+    or all)."""
     directory = resolve_data_dir(data_dir)
     _, train = read_keypoints_csv(split_paths(directory, "training")[0])
-    names, truth = read_keypoints_csv(split_paths(directory, split)[0])
+    names, truth = spread_subset(*read_keypoints_csv(split_paths(directory, split)[0]), limit)
     boxes = np.array([keypoint_box(t) for t in truth])
     predicted = place_in_boxes(mean_shape(train), boxes)
     return summarize(predicted, truth), nme_interocular(predicted, truth), names

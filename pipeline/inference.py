@@ -12,13 +12,14 @@ A model's raw output holds keypoints in one or more labelling conventions and, o
 """
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import cv2
 import numpy as np
-import torch
 
 from data_load import (
     LEFT_EYE_OUTER,
@@ -33,15 +34,33 @@ from data_load import (
     transform_points,
     warp,
 )
-from models import OutputLayout, TorchRunner
+from resources.onnx_model import ModelError, OutputLayout, has_torch, onnx_runner
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 SHIPPED_MODEL = REPO_DIR / "saved_models" / "keypoints_fast.pt"
 
 
+def load_runner(path: str | os.PathLike, backend: str = "auto", threads: int | None = None) -> Any:
+    """A runner (with ``.meta``) for the model saved at ``path``: ``models.make_runner`` where PyTorch is
+    installed; without it, ONNX Runtime on the .onnx beside ``path`` and the metadata it carries
+    (``resources.onnx_model``), so that the main job and the web demo never import PyTorch there."""
+    if has_torch():
+        from models import make_runner
+
+        return make_runner(path, backend=backend, threads=threads)
+    if backend == "torch":
+        raise ModelError("PyTorch is not installed: install requirements.txt, or use the onnx backend.")
+    return onnx_runner(path, threads)
+
+
 def as_runner(model: Any) -> Any:
     """A runner (``models.make_runner``) as it is, a PyTorch model wrapped in a ``TorchRunner``."""
-    return TorchRunner(model) if isinstance(model, torch.nn.Module) else model
+    torch = sys.modules.get("torch")  # a PyTorch model exists only where PyTorch was imported
+    if torch is not None and isinstance(model, torch.nn.Module):
+        from models import TorchRunner
+
+        return TorchRunner(model)
+    return model
 
 
 def layout_of(model: Any) -> OutputLayout:
@@ -115,8 +134,8 @@ class CropPredictions:
 def _mirrored(keypoints: np.ndarray, size: int, flip_offset: float = 0.0) -> np.ndarray:
     """Normalised keypoints predicted on mirrored crops, mapped back to the crops: x of pixel S - 1 - x is -x - 2/S,
     and left/right labels swap (``data_load.flip_permutation``). A convention whose labels sit ``flip_offset``
-    inter-ocular distances right of the mirror-symmetric position (``models.OutputLayout.flip_offset``) comes back
-    that far on the left, so the points move by twice it along their eye line (``pipeline.training.flip_corrected``)."""
+    inter-ocular distances right of the mirror-symmetric position (``resources.onnx_model.OutputLayout.flip_offset``) comes back
+    that far on the left, so the points move by twice it along their eye line (``pipeline.trainer.flip_corrected``)."""
     back = keypoints[:, flip_permutation(keypoints.shape[1])]
     back[..., 0] = -back[..., 0] - 2.0 / size
     if flip_offset and back.shape[1] == NUM_KEYPOINTS:

@@ -14,8 +14,11 @@ no sure face, a wider one (``WiderSearch``) looks at padded, equalised and turne
 Cost: every search reads a copy of the picture at the resolution its face sizes need (``GrayPyramid``): big faces
 first on a small copy, smaller ones only down to a quarter of the biggest face found (``SIZE_RATIO``) and to 2.5 % of
 the picture's shorter side (``detector_architectures.DEFAULT_PARAMS["min_face_fraction"]``), searches around a doubtful
-detection for faces of about its size, the wider search on a copy of at most ``WIDER_MAX_SIDE`` pixels; past
-``TIME_BUDGET`` the searches not yet begun are given up.
+detection for faces of about its size, the wider search on a copy of at most ``WIDER_MAX_SIDE`` pixels. A call's
+work is bounded by counts, never by the clock, so a picture gives the same faces on an idle and on a busy machine:
+a fixed list of searches, each on a copy of bounded size and checking at most ``MAX_DETECTIONS`` detections, the
+thorough search around at most ``MAX_DOUBTS`` doubtful detections a pass, the network's search on at most
+``NETWORK_SEARCH_MAX_POSITIONS`` box positions along a side, and at most ``REFINE_STEPS`` re-crops a face.
 
 Frames: a face found in a turned or padded copy carries a 2 x 3 matrix from picture pixels to that copy's pixels
 (its *frame*); its box is given in the frame, and crops are cut through the frame, so the network always sees an
@@ -24,14 +27,12 @@ upright face.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import cv2
 import numpy as np
-import torch
 
 from data_load import (
     DataError,
@@ -47,9 +48,9 @@ from detector_architectures import DEFAULT_DETECTOR, THOROUGH_PARAMS, Detection,
 from detector_architectures.cnn import DETECTOR_NAME as LEARNED_NAME
 from detector_architectures.cnn import CNNFaceDetector
 from detector_architectures.haar import box_intersection_over_smaller, suppress
-from pipeline.inference import SHIPPED_MODEL, crop_matrices, crop_shift, cut_crops, face_crops, layout_of, predict
-from pipeline.refinement import Refiner, companion_refiner
-from models import ModelError, TorchRunner, make_runner
+from pipeline.inference import SHIPPED_MODEL, as_runner, crop_matrices, crop_shift, cut_crops, face_crops, layout_of, load_runner, predict
+from pipeline.second_stage import Refiner, companion_refiner
+from resources.onnx_model import ModelError
 
 MAX_PIXELS = 100_000_000  # refuse pictures larger than this (about 10000 x 10000): they are almost surely a mistake
 
@@ -146,6 +147,14 @@ TURNED_MIN_SCORE = 10
 # her side cut his face off).
 SETTLED_MIN_SCORE = 5
 DOUBT_REGION = 3.0
+# ... around at most ``MAX_DOUBTS`` of them in each of its two passes (the big faces' pass, then the smaller faces'),
+# the largest first (``most_doubtful``): each look costs about the same whatever the face's size (its region is read
+# at the resolution its face sizes need), so this bounds the thorough search's cost by a count. Measured (one thread,
+# busy machine): ``benchmarks/pipeline_speed.py``'s pictures had at most 3 doubtful boxes a pass and 330 phone and
+# camera photos (0.1-12 megapixels) at most 6; a group of 24 heads of 90 px on 1080 x 720 had 18, 48 on 1440 x 1080
+# had 36, about 9 ms a look (0.29 s and 0.57 s a picture in all); at most 8 looks found 8 of their faces, 32 looks 18
+# and 32.
+MAX_DOUBTS = 32
 # ... and it looks there for faces of ``DOUBT_SIZES`` times the doubtful detection's side (its neighbour in a group, or
 # the same face framed better), at the resolution the smallest of them needs, not from the detector's smallest face.
 DOUBT_SIZES = (0.5, 2.0)
@@ -158,6 +167,11 @@ DOUBT_SIZES = (0.5, 2.0)
 NETWORK_SEARCH_SIDES = (0.35, 0.5, 0.7, 1.0)
 NETWORK_SEARCH_STEP = 0.25
 NETWORK_SEARCH_CANDIDATES = 8
+# ... and at most this many box positions along each side of the picture for each box side: on a picture longer than
+# about 2.1 : 1 (a panorama, a strip) they are spread evenly instead of a quarter of the side apart, so the grid holds
+# at most 8 + 5 + 2 + 1 rows of 20 boxes (320) whatever the picture's shape; 94 boxes on a square picture, 141 on 4 : 3
+# and 209 on 16 : 9, as before (a 100 x 10000 strip: 160 instead of 5518).
+NETWORK_SEARCH_MAX_POSITIONS = 20
 # Chosen on the training parts only, with the shipped model (``python benchmarks/network_search.py``): on the 613
 # training pictures without faces of ``no_faces`` (13 scikit-image pictures, 600 course backgrounds) the network
 # search alone kept 3 / 1 / 1 / 0 / 0 false faces at 0.9 / 0.95 / 0.97 / 0.98 / 0.99 (5 / 2 / 2 / 0 / 0 with the
@@ -176,12 +190,6 @@ WIDER_DETECTOR_NAME = "cnn"
 # The long side, in pixels, of the picture's copy that the wider search works on (``WiderSearch.max_side``): a
 # 640 x 480 picture is searched as it is, a 12-megapixel one for faces of at least a sixteenth of its long side.
 WIDER_MAX_SIDE = 640
-
-# The seconds one ``KeypointPipeline.detect`` call may spend searching (``KeypointPipeline.time_budget``): past it,
-# the searches not yet begun are given up. The hardest pictures of ``benchmarks/pipeline_speed.py`` (a turned, an
-# upside-down, a dark face, a face filling the picture) take 0.1-0.4 s with every search; 0.5 s leaves them whole on
-# a busy machine and bounds every other picture.
-TIME_BUDGET = 0.5
 
 # The fast pass looks for big faces first, those of at least this fraction of the picture's shorter side, on a
 # small working copy (``KeypointPipeline._cascade_search``); the second pass looks for the smaller ones, up to
@@ -225,6 +233,12 @@ CASCADES_TOO_PIXELS = 320 * 240
 # was also read upright, from part of it, in a copy turned less (a box 0.6 times its side, inside it).
 SAME_FACE_IOU = 0.4
 SAME_FACE_CONTAINED = 0.5
+
+# Each search of a call (and each detection of the video tracker) checks at most this many of its detections, the
+# surest first (``surest``): each costs up to 1 + ``REFINE_STEPS`` network passes, so this bounds a call's network
+# work by a count. It is the learned detector's own cap (``detector_architectures.cnn``, ``max_faces``); the
+# pictures measured for ``MAX_DOUBTS`` gave at most 38 detections a picture, all its searches together.
+MAX_DETECTIONS = 100
 
 
 @dataclass
@@ -386,11 +400,6 @@ class GrayPyramid:
         return copy, scaling_frame(self.picture.shape, copy.shape)
 
 
-def past(deadline: float | None) -> bool:
-    """Whether the ``time.perf_counter`` ``deadline`` has passed (never for None)."""
-    return deadline is not None and time.perf_counter() > deadline
-
-
 def equalized(gray: np.ndarray) -> np.ndarray:
     """Local contrast equalisation (CLAHE, 8 x 8 tiles, clip limit 2: OpenCV's usual setting) of a gray picture."""
     return cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)
@@ -428,10 +437,8 @@ class KeypointPipeline:
     well). ``refine_tolerance``: a face stops being re-cropped once its next crop would lie within this fraction of
     the crop's side of its last one (``REFINE_TOLERANCE``; 0: always ``refine_steps``).
     ``size_ratio``: once a face of side S is found, smaller faces are searched down to S / ``size_ratio`` only
-    (``SIZE_RATIO``; None: down to the detector's smallest face). ``time_budget`` (seconds, None: no limit) bounds
-    one ``detect`` call: the fast pass and the keypoints of its faces always run; past the budget, the thorough
-    searches around doubts and the wider search's steps not yet begun are given up, in the order of
-    ``search_steps`` (the turned copies and the cascades' padded search last).
+    (``SIZE_RATIO``; None: down to the detector's smallest face). A call's work is bounded by counts, not by the
+    clock (module docstring): the same picture gives the same faces whatever the machine's load.
     """
 
     runner: Any
@@ -446,7 +453,6 @@ class KeypointPipeline:
     align_min_roll: float = ALIGN_MIN_ROLL
     wider: WiderSearch = field(default_factory=WiderSearch)
     recheck: bool = True
-    time_budget: float | None = field(default_factory=lambda: TIME_BUDGET)
     size_ratio: float | None = SIZE_RATIO
     second_stage: Any = None  # a pipeline.refinement.Refiner: refines every face's keypoints once its re-crops stop
 
@@ -472,7 +478,7 @@ class KeypointPipeline:
         ``second_stage``: the second, local stage (``pipeline.refinement``): "auto" for the model's own
         (``NAME.refine.pt`` beside it) when there is one, None for none, its file, or a ``Refiner``.
         """
-        runner = make_runner(path or SHIPPED_MODEL, backend=backend, threads=threads)
+        runner = load_runner(path or SHIPPED_MODEL, backend=backend, threads=threads)
         if not isinstance(second_stage, Refiner):
             second_stage = companion_refiner(path or SHIPPED_MODEL, second_stage, backend, threads)
         runner.meta = {**runner.meta, "file": Path(path or SHIPPED_MODEL).name}
@@ -483,8 +489,7 @@ class KeypointPipeline:
         return cls(runner, detector, second_stage=second_stage, **options)
 
     def __post_init__(self) -> None:
-        if isinstance(self.runner, torch.nn.Module):
-            self.runner = TorchRunner(self.runner)
+        self.runner = as_runner(self.runner)
         self.convention = layout_of(self.runner).resolve(self.convention)
         if isinstance(self.detector, HaarFaceDetector):
             self.cascade_detector = self.detector
@@ -562,20 +567,17 @@ class KeypointPipeline:
         The cascades search the picture upright with their fast settings, then again with their thorough ones where
         that leaves doubt (``recheck``); with the learned detector as the pipeline's, it searches first and its sure
         faces are kept alone in a picture that is not small (``CASCADES_TOO_PIXELS``). The ``wider`` search follows
-        where it is asked for (by default only when no face passed the stricter check of the wider search). Past
-        ``time_budget`` seconds, the searches not yet begun are given up (``search_steps``): the call returns the
-        faces found so far."""
-        deadline = None if self.time_budget is None else time.perf_counter() + self.time_budget
+        where it is asked for (by default only when no face passed the stricter check of the wider search)."""
         image = as_rgb_image(image)
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         pyramid = GrayPyramid(gray)
         if not isinstance(self.detector, CNNFaceDetector):
-            return self._searched_wider(pyramid, self._cascade_search(pyramid, deadline), deadline)
+            return self._searched_wider(pyramid, self._cascade_search(pyramid))
         learned = self._learned_pass(pyramid)
         cheap = self._working_pixels(gray.shape, self.cascade_detector.smallest_face(gray.shape)) <= CASCADES_TOO_PIXELS
         if learned and not cheap and self.wider.when != "always":
             return learned
-        return self._searched_wider(pyramid, distinct_faces(learned + self._cascade_search(pyramid, deadline)), deadline)
+        return self._searched_wider(pyramid, distinct_faces(learned + self._cascade_search(pyramid)))
 
     def _learned_pass(self, pyramid: GrayPyramid) -> list[Face]:
         """The faces the learned detector finds that pass the checks and are sure (``learned_sure``); none where one
@@ -583,7 +585,7 @@ class KeypointPipeline:
         smallest = self.detector.smallest_face(pyramid.picture.shape)
         copy, frame = pyramid.level(self.detector.scale_for(smallest))
         found = self.detector.detect(copy, smallest * frame[0, 0])
-        candidates = [Candidate(d, frame) for d in found if d.box[2] >= LEARNED_MIN_SIDE * smallest * frame[0, 0]]
+        candidates = [Candidate(d, frame) for d in surest(found) if d.box[2] >= LEARNED_MIN_SIDE * smallest * frame[0, 0]]
         checked = self._checked(pyramid.picture, candidates, search_roll=0.0)
         faces = [face for face in checked if face is not None]
         return faces if faces and all(self.learned_sure(face) for face in faces) else []
@@ -593,7 +595,7 @@ class KeypointPipeline:
         flip check (``WIDER_MAX_FLIP_ERROR``) and, for a model with a face score, reaches ``LEARNED_MIN_FACE_SCORE``."""
         return self._sure(face) and (face.face_score is None or face.face_score >= LEARNED_MIN_FACE_SCORE)
 
-    def _cascade_search(self, pyramid: GrayPyramid, deadline: float | None) -> list[Face]:
+    def _cascade_search(self, pyramid: GrayPyramid) -> list[Face]:
         """The upright faces the Haar cascades find: the fast pass by face sizes (big faces first, then the smaller
         ones down to ``size_ratio``, ``COARSE_FRACTION``), and the thorough search where it leaves doubt."""
         gray = pyramid.picture
@@ -603,7 +605,7 @@ class KeypointPipeline:
         faces, doubtful, detected = self._fast_pass(pyramid, coarse, None)
         if smallest < coarse:
             if self.recheck and doubtful:  # a big face the fast pass was unsure of sets the size of the next pass too
-                faces, doubtful = distinct_faces(faces + self._rechecked(pyramid, doubtful, deadline)), []
+                faces, doubtful = distinct_faces(faces + self._rechecked(pyramid, doubtful)), []
             if faces and self.size_ratio:
                 smallest = max(smallest, max(float(face.box[2]) for face in faces) / self.size_ratio)
         if smallest < coarse:
@@ -612,15 +614,15 @@ class KeypointPipeline:
             finer, more_doubtful, finer_detected = self._fast_pass(pyramid, smallest, coarse * COARSE_OVERLAP, secondary=secondary)
             faces, doubtful, detected = distinct_faces(faces + finer), doubtful + more_doubtful, detected or finer_detected
         if self.recheck and (doubtful or not detected):
-            faces = distinct_faces(faces + self._rechecked(pyramid, doubtful if detected else None, deadline))
+            faces = distinct_faces(faces + self._rechecked(pyramid, doubtful if detected else None))
         return faces
 
-    def _searched_wider(self, pyramid: GrayPyramid, faces: list[Face], deadline: float | None) -> list[Face]:
+    def _searched_wider(self, pyramid: GrayPyramid, faces: list[Face]) -> list[Face]:
         """``faces`` with those of the wider search where it is asked for (by default: no face passed its check)."""
         if self.wider.when == "always" or (self.wider.when == "if_unsure" and not any(self._sure(f) for f in faces)):
             # upright faces first, but an unsure one gives way to a sure face of the wider search in its place (an
             # upside-down face read upright, whose turned copy gives the true keypoints)
-            faces = distinct_faces(sorted(faces + self._wider_faces(pyramid, deadline), key=lambda face: not self._sure(face)))
+            faces = distinct_faces(sorted(faces + self._wider_faces(pyramid), key=lambda face: not self._sure(face)))
         return faces
 
     def _working_pixels(self, shape: tuple[int, ...], min_face: float) -> float:
@@ -644,7 +646,7 @@ class KeypointPipeline:
         copy, frame = self._search_copy(pyramid, low)
         scale = frame[0, 0]
         found = self.cascade_detector.detect(copy, low * scale, None if high is None else high * scale, **options)
-        candidates = [Candidate(d, frame) for d in found]
+        candidates = [Candidate(d, frame) for d in surest(found)]
         trusted = [c.detection.score > SETTLED_MIN_SCORE or not self.recheck for c in candidates]
         strong = [c for c, sure in zip(candidates, trusted) if sure]
         checked = self._checked(pyramid.picture, strong, search_roll=0.0)
@@ -663,22 +665,22 @@ class KeypointPipeline:
         limit = self.wider.max_flip_error
         return limit is None or face.flip_error is None or face.flip_error <= limit
 
-    def _rechecked(self, pyramid: GrayPyramid, doubtful: Sequence[np.ndarray] | None, deadline: float | None = None) -> list[Face]:
+    def _rechecked(self, pyramid: GrayPyramid, doubtful: Sequence[np.ndarray] | None) -> list[Face]:
         """The faces the thorough upright search finds around the ``doubtful`` boxes (x, y, w, h, picture pixels):
         in each box's ``doubtful_regions``, faces of ``DOUBT_SIZES`` times its side, read from the pyramid's copy
-        those sizes need; None: the whole picture, from the detector's smallest face or, in a big picture, from the
-        face size a working picture of ``SINGLE_PASS_PIXELS`` holds."""
+        those sizes need (the ``MAX_DOUBTS`` largest boxes only, ``most_doubtful``); None: the whole picture, from
+        the detector's smallest face or, in a big picture, from the face size a working picture of
+        ``SINGLE_PASS_PIXELS`` holds."""
         gray = pyramid.picture
         if doubtful is None:  # faces of every size, but on a working picture of at most SINGLE_PASS_PIXELS
             smallest = self.cascade_detector.smallest_face(gray.shape)
             smallest *= max(1.0, np.sqrt(self._working_pixels(gray.shape, smallest) / SINGLE_PASS_PIXELS))
             copy, frame = self._search_copy(pyramid, smallest)
-            found = [Candidate(d, frame) for d in self.thorough_detector.detect(copy, smallest * frame[0, 0])]
+            found = [Candidate(d, frame) for d in surest(self.thorough_detector.detect(copy, smallest * frame[0, 0]))]
             return self._faces(gray, found, search_roll=0.0)
         found = []
+        doubtful = most_doubtful(doubtful)
         for box, region in zip(doubtful, doubtful_regions(doubtful, gray.shape)):
-            if past(deadline):
-                break
             side = float(max(box[2], box[3]))
             low = max(DOUBT_SIZES[0] * side, self.cascade_detector.params["min_face_size"] or 0)
             copy, frame = self._search_copy(pyramid, low)
@@ -687,6 +689,7 @@ class KeypointPipeline:
             scale = frame[0, 0]
             detections = self.thorough_detector.detect(copy[y0:y1, x0:x1], low * scale, DOUBT_SIZES[1] * side * scale)
             found += [Candidate(d, compose_matrices(cut, frame)) for d in detections]
+        found = sorted(found, key=lambda c: -c.detection.score)[:MAX_DETECTIONS]
         return self._faces(gray, found, search_roll=0.0)
 
     def search_steps(self, pyramid: GrayPyramid) -> list[tuple[str, Any]]:
@@ -706,12 +709,12 @@ class KeypointPipeline:
             padded, pad_frame = padded_copy(small, self.wider.pad)
             padded_searched = self._searched(padded)
             frame = compose_matrices(pad_frame, shrink)
-            return self._faces(gray, [Candidate(d, frame) for d in self.wider_detector.detect(padded_searched)], strict)
+            return self._faces(gray, [Candidate(d, frame) for d in surest(self.wider_detector.detect(padded_searched))], strict)
 
         def turned(angle: float) -> list[Face]:
             copy, frame = turned_copy(searched, angle)
             frame = compose_matrices(frame, shrink)
-            strong = [Candidate(d, frame) for d in self.thorough_detector.detect(copy) if d.score >= TURNED_MIN_SCORE]
+            strong = [Candidate(d, frame) for d in surest(self.thorough_detector.detect(copy)) if d.score >= TURNED_MIN_SCORE]
             return self._faces(gray, strong, strict, search_roll=angle)
 
         cascades: list[tuple[str, Any]] = [("padded upright", upright), ("network", lambda: self._network_faces(gray, strict))]
@@ -730,7 +733,7 @@ class KeypointPipeline:
         smallest = LEARNED_MIN_SIDE * learned.params["min_face_size"] * shrink[0, 0]  # in the copy's pixels
 
         def step(copy: np.ndarray, frame: np.ndarray, roll: float) -> list[Face]:
-            found = [Candidate(d, compose_matrices(frame, shrink)) for d in learned.detect(copy) if d.box[2] >= smallest]
+            found = [Candidate(d, compose_matrices(frame, shrink)) for d in surest(learned.detect(copy)) if d.box[2] >= smallest]
             faces = self._faces(gray, found, self.wider.max_flip_error, search_roll=roll)
             return [f for f in faces if f.face_score is None or f.face_score >= NETWORK_SEARCH_MIN_FACE_SCORE]
 
@@ -747,14 +750,15 @@ class KeypointPipeline:
             self._learned = CNNFaceDetector()
         return self._learned
 
-    def _wider_faces(self, pyramid: GrayPyramid, deadline: float | None = None) -> list[Face]:
-        """The faces of the ``wider`` search (``search_steps``), as many steps as ``deadline`` leaves time for. A face
+    def _wider_faces(self, pyramid: GrayPyramid) -> list[Face]:
+        """The faces of the ``wider`` search (``search_steps``, all of them; the cascades' steps only where the
+        learned ones found nothing). A face
         found turned must be a strong detection (``TURNED_MIN_SCORE``) and lie along its search (eye line
         within ``ROLL_AGREEMENT`` degrees of the turn); where several searches find one face, the best one by
         ``face_quality`` wins."""
         faces: list[Face] = []
         for name, step in self.search_steps(pyramid):
-            if past(deadline) or (faces and name.startswith("cascades ")):
+            if faces and name.startswith("cascades "):
                 break
             faces += step()
         return distinct_faces(sorted(faces, key=face_quality))
@@ -878,18 +882,37 @@ def unframed_box(box: np.ndarray, frame: np.ndarray) -> np.ndarray:
 
 def grid_boxes(shape: tuple[int, ...], min_side: float = 0.0) -> np.ndarray:
     """Square boxes (N, 4) as (x, y, w, h) over a picture of ``shape``, inside it: sides of ``NETWORK_SEARCH_SIDES``
-    times its shorter side (those of at least ``min_side`` pixels), ``NETWORK_SEARCH_STEP`` times the side apart."""
+    times its shorter side (those of at least ``min_side`` pixels), ``NETWORK_SEARCH_STEP`` times the side apart, at
+    most ``NETWORK_SEARCH_MAX_POSITIONS`` along a side (then spread evenly over it)."""
     height, width = shape[:2]
     boxes = []
     for fraction in NETWORK_SEARCH_SIDES:
         side = fraction * min(height, width)
         if side < min_side:
             continue
-        step = NETWORK_SEARCH_STEP * side
-        for y in np.arange(0.0, height - side + 1e-6, step):
-            for x in np.arange(0.0, width - side + 1e-6, step):
-                boxes.append((x, y, side, side))
+        ys, xs = (grid_positions(length - side, NETWORK_SEARCH_STEP * side) for length in (height, width))
+        boxes += [(x, y, side, side) for y in ys for x in xs]
     return np.array(boxes, np.float32).reshape(-1, 4)
+
+
+def grid_positions(span: float, step: float) -> np.ndarray:
+    """Positions 0, ``step``, 2 ``step``, ... up to ``span`` (pixels), or ``NETWORK_SEARCH_MAX_POSITIONS`` of them
+    spread evenly from 0 to ``span`` where there would be more."""
+    positions = np.arange(0.0, span + 1e-6, step)
+    if len(positions) > NETWORK_SEARCH_MAX_POSITIONS:
+        positions = np.linspace(0.0, span, NETWORK_SEARCH_MAX_POSITIONS)
+    return positions
+
+
+def surest(detections: Sequence[Detection], count: int | None = None) -> list[Detection]:
+    """The ``count`` (None: ``MAX_DETECTIONS``) highest-scored ``detections``, surest first (ties in the given order)."""
+    return sorted(detections, key=lambda d: -d.score)[: MAX_DETECTIONS if count is None else count]
+
+
+def most_doubtful(boxes: Sequence[np.ndarray], count: int | None = None) -> list[np.ndarray]:
+    """The ``count`` (None: ``MAX_DOUBTS``) largest doubtful ``boxes`` (x, y, w, h), largest first (ties in the given
+    order)."""
+    return sorted(boxes, key=lambda box: -float(max(box[2], box[3])))[: MAX_DOUBTS if count is None else count]
 
 
 def doubtful_regions(boxes: Sequence[np.ndarray], shape: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
@@ -1061,7 +1084,8 @@ class FaceTracker:
         """Start following the faces the detector finds that no track covers yet (if they pass the flip check)."""
         self.frames_since_detection = 0
         detector = self.detector if self.tracks else self.pipeline.thorough_detector
-        new = [d for d in detector.detect(frame) if all(box_iou(d.box, t.box) < 0.3 for t in self.tracks)]
+        room = MAX_DETECTIONS - len(self.tracks)  # at most MAX_DETECTIONS faces followed
+        new = [d for d in surest(detector.detect(frame)) if all(box_iou(d.box, t.box) < 0.3 for t in self.tracks)][:room]
         if not new:
             return
         keypoints, flip_errors, face_scores = self.pipeline.predict_boxes(frame, [d.box for d in new], refine=True)

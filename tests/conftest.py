@@ -212,23 +212,12 @@ def tiny_300w(tmp_path: Path) -> Path:
     return make_tiny_300w(tmp_path)
 
 
-@pytest.fixture(autouse=True)
-def no_time_budget(monkeypatch):
-    """Tests assert what the pipeline finds, not how fast: the time budget (``keypoint_pipeline.TIME_BUDGET``), which
-    gives up searches on a slow or busy machine, is off for the pipelines a test makes; the tests of the budget set
-    one themselves."""
-    from pipeline import keypoint_pipeline
-
-    monkeypatch.setattr(keypoint_pipeline, "TIME_BUDGET", None)
-
-
 @pytest.fixture(scope="module")
 def pipe():
-    """The shipped model with the Haar detector, on one thread (``KeypointPipeline.from_pretrained``), without a time
-    budget (see ``no_time_budget``)."""
+    """The shipped model with the Haar detector, on one thread (``KeypointPipeline.from_pretrained``)."""
     from pipeline.keypoint_pipeline import KeypointPipeline
 
-    return KeypointPipeline.from_pretrained(threads=1, time_budget=None)
+    return KeypointPipeline.from_pretrained(threads=1)
 
 
 @pytest.fixture(scope="module")

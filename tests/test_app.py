@@ -54,7 +54,10 @@ def test_one_face_gives_the_annotated_picture_the_json_and_the_count(pipe, tmp_p
     png, record = result.files
     assert Path(png).name == "astronaut_keypoints.png" and Path(record).suffix == ".json"
     saved = cv2.cvtColor(cv2.imread(png), cv2.COLOR_BGR2RGB)
-    assert np.array_equal(saved, result.annotated) and saved.shape == photo.shape
+    assert np.array_equal(saved, result.annotated) and saved.shape == photo.shape  # a PNG picture: a lossless download
+    shown = Path(result.shown)
+    assert shown.read_bytes()[:3] == b"\xff\xd8\xff" and cv2.imread(str(shown)).shape == photo.shape  # small: shown at full size, as JPEG
+    assert not [p for p in Path(tmp_path).rglob("*") if p.name.startswith(".")], "no partial file is left"
     [entry] = read_json(record)
     faces = pipe.detect(photo)
     assert entry == json.loads(json.dumps(detect_cli.picture_record("astronaut.png", photo, faces)))  # detect.py --json schema
@@ -66,6 +69,36 @@ def test_one_face_gives_the_annotated_picture_the_json_and_the_count(pipe, tmp_p
     changed = np.any(result.annotated != photo, axis=2)
     assert changed[int(y) : int(y + h), int(x) : int(x + w)].mean() > 0.01
     assert not changed[:, : int(x - w)].any()
+
+
+def test_a_big_jpeg_photo_is_shown_small_and_downloaded_full_size_as_jpeg(pipe, tmp_path):
+    """A phone photo (here the astronaut enlarged to 2800 x 2100, uploaded as JPEG): the page shows a JPEG of at most
+    SHOWN_MAX_SIDE pixels, the download is the annotated photo at its own size, as JPEG."""
+    photo = cv2.resize(detect_cli.astronaut(), (2800, 2800), interpolation=cv2.INTER_CUBIC)[300:2400]
+    path = tmp_path / "phone photo.jpeg"
+    assert cv2.imwrite(str(path), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    picture = web_app.read_upload(path)
+    assert picture.jpeg and picture.image.shape == (2100, 2800, 3)
+    result = web_app.annotate_picture(pipe, picture, "sunglasses", tmp_path)
+    assert re.match(r"\*\*1 face\*\* found", result.status)
+    download, record = result.files
+    assert Path(download).name == "phone photo_sunglasses.jpg" and Path(download).read_bytes()[:3] == b"\xff\xd8\xff"
+    full = cv2.cvtColor(cv2.imread(download), cv2.COLOR_BGR2RGB)
+    assert full.shape == photo.shape and np.abs(full.astype(int) - result.annotated).mean() < 2  # the annotated photo, JPEG-close
+    shown = cv2.imread(result.shown)
+    assert Path(result.shown).read_bytes()[:3] == b"\xff\xd8\xff" and shown.shape == (1500, 2000, 3)
+    assert np.abs(shown.astype(int) - cv2.resize(cv2.imread(download), (2000, 1500), interpolation=cv2.INTER_AREA)).mean() < 3
+    assert read_json(record)[0]["width"] == 2800
+
+
+def test_webcam_shots_are_saved_as_jpeg_and_other_pictures_as_png(tmp_path):
+    assert web_app.webcam_picture(np.zeros((480, 640, 3), np.uint8)).jpeg
+    assert not web_app.read_upload(write_png(tmp_path / "a.png", detect_cli.astronaut())).jpeg
+    png_named_jpg = tmp_path / "b.jpg"
+    write_png(tmp_path / "b.png", detect_cli.astronaut()).rename(png_named_jpg)
+    assert not web_app.read_upload(png_named_jpg).jpeg  # decided by content, not by name
+    small = web_app.shown_picture(np.zeros((100, 50, 3), np.uint8))
+    assert small.shape == (100, 50, 3) and web_app.shown_picture(np.zeros((4000, 3000, 3), np.uint8)).shape == (2000, 1500, 3)
 
 
 def test_several_faces_are_all_counted_and_saved(pipe, tmp_path):
@@ -154,15 +187,20 @@ def test_webcam_shots_become_rgb_pictures():
 # ---------------------------------------------------------------------------------------------------------
 # The page and how it is served
 # ---------------------------------------------------------------------------------------------------------
-def test_model_note_quotes_the_model_card(tmp_path):
+def test_model_note_is_the_model_cards_summary_for_users(tmp_path):
     card = tmp_path / "README.md"
-    card.write_text("# Model card\n\nTrained on the course data.\nSecond line.\n\n## Measured\n\nx\n\n## Limits\n\n- frontal faces only\n\n## Next\n\ny\n")
+    card.write_text("# Model card\n\nFor developers.\n\n## In short\n\nA line for the card's readers.\n\n- **Trained on** faces.\n"
+                    "- **Known limits:** turned heads.\n\n## Measured\n\nx\n")
     note = web_app.model_note(card)
-    assert note.startswith("Trained on the course data.\nSecond line.\n\n**Limits**\n\n- frontal faces only\n")
-    assert "Measured" not in note and "Next" not in note
+    assert note.startswith("- **Trained on** faces.\n- **Known limits:** turned heads.\n\n") and "saved_models/README.md" in note
+    assert "Measured" not in note and "For developers" not in note and "card's readers" not in note
     assert "saved_models/README.md" in web_app.model_note(tmp_path / "missing.md")
     shipped = web_app.model_note()
-    assert "course dataset" in shipped and "**Limits**" in shipped
+    for words in ("**Trained on**", "**Accuracy**", "dlib", "MediaPipe", "**Speed:**", "**Known limits:**"):
+        assert words in shipped
+    assert len(shipped) < 2500, "a short summary"
+    assert "aimed at" not in shipped and "next thing to measure" not in shipped  # notes for developers stay in the card
+    assert web_app.model_card().startswith("# Model card") and "missing" in web_app.model_card(tmp_path / "missing.md")
 
 
 def test_serving_the_page_contacts_nothing_but_127_0_0_1(pipe, monkeypatch):
@@ -187,6 +225,16 @@ def test_serving_the_page_contacts_nothing_but_127_0_0_1(pipe, monkeypatch):
         demo.close()
 
 
+def test_stopping_the_app_deletes_its_folder_at_once_and_prints_no_traceback():
+    """``python app.py`` stopped with Ctrl+C (SIGINT) as soon as its page answers: a clean exit that deletes the
+    uploads' folder before the server closes, so a slow close leaves nothing behind."""
+    with screenshot_app.app_server() as server:
+        pass
+    temp_dir = re.search(r"uploads and results go to (\S+),", server.output).group(1)
+    assert server.process.returncode == 0 and "Traceback" not in server.output, server.output
+    assert "stopping: uploads and results deleted" in server.output and not Path(temp_dir).exists()
+
+
 def test_command_line_listens_on_127_0_0_1_unless_asked():
     parser = web_app.build_parser()
     assert parser.parse_args([]).host == "127.0.0.1" and not parser.parse_args([]).share
@@ -194,10 +242,25 @@ def test_command_line_listens_on_127_0_0_1_unless_asked():
     assert parser.parse_args(["--host", "192.168.1.20", "--port", "8080"]).host == "192.168.1.20"
 
 
+def choose_drawing(driver, name: str) -> None:
+    """Choose ``name`` in the page's Draw menu, as a user would: type it into the menu and press Enter."""
+    from selenium.webdriver.common.keys import Keys
+
+    field = driver.find_element("css selector", "#drawing input")
+    field.click()
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(name, Keys.ENTER)
+
+
+def pop_ups(driver) -> list[str]:
+    """The texts of Gradio's pop-up messages (toasts) on the page."""
+    return [toast.text for toast in driver.find_elements("css selector", "[data-testid='toast-body'], .toast-body")]
+
+
 def test_the_page_in_a_real_browser(tmp_path):
-    """``python app.py`` on 127.0.0.1 in headless Chromium: a file that is not a picture gets its message on the
-    page; then the astronaut's annotated result, downloads and face count appear, the page fetches nothing from
-    elsewhere, and the uploads are gone once the app stops."""
+    """``python app.py`` on 127.0.0.1 in headless Chromium: a drawing chosen before any picture and a file that is
+    not a picture get their message in the status line, no pop-up; then the astronaut's annotated result, downloads
+    and face count appear, the page fetches nothing from elsewhere, and the uploads are gone once the app stops."""
     pytest.importorskip("selenium", reason="selenium is not installed: pip install -r requirements-test.txt")
     paths = screenshot_app.browser_paths()
     if paths is None:
@@ -206,18 +269,27 @@ def test_the_page_in_a_real_browser(tmp_path):
     not_a_picture = write_bytes(tmp_path / "notes.png", b"not a picture")
     with screenshot_app.app_server() as server, screenshot_app.headless_chromium(paths) as driver:
         url = server.url
+        driver.get(url)
+        screenshot_app.wait_for_status(driver, "Upload a picture to begin")
+        choose_drawing(driver, "sunglasses")
+        chosen_first = screenshot_app.wait_for_status(driver, "drawn with sunglasses")
+        toasts_after_choice = pop_ups(driver)
         screenshot_app.upload(driver, url, not_a_picture)
         refused = screenshot_app.wait_for_status(driver, "notes.png is not a picture")
+        toasts_after_refusal = pop_ups(driver)
         status, _ = screenshot_app.upload_and_wait(driver, url, picture)
         result = driver.find_element("css selector", "#result img")
         result_src, result_width = result.get_attribute("src"), driver.execute_script("return arguments[0].naturalWidth", result)
         downloads = [link.get_attribute("href") for link in driver.find_elements("css selector", "#downloads a[href]")]
         outside = screenshot_app.external_requests(driver)
         shot = screenshot_app.save_screenshot(driver, tmp_path / "page.png")
+    assert chosen_first == "Upload a picture to begin. It will be drawn with sunglasses." and toasts_after_choice == []
     assert refused == "notes.png is not a picture this app can read: upload a PNG, JPEG, BMP, TIFF or WebP file."
+    assert toasts_after_refusal == [], "the status line says it: no pop-up over it"
     assert status.startswith("1 face found in")  # the app kept running after the bad upload
     temp_dir = re.search(r"uploads and results go to (\S+),", server.output).group(1)
     assert result_src.startswith(url) and temp_dir in result_src and result_width == 512  # loaded, from the app's folder
+    assert Path(result_src).suffix == ".jpg"
     assert {Path(link).name for link in downloads} == {"astronaut_keypoints.png", "astronaut_keypoints.json"}
     assert outside == []
     page = cv2.imread(str(shot))

@@ -1,8 +1,8 @@
 """Tests for checks: each check passes on the solutions and catches the usual mistakes with a message that says
-what is wrong (stubs are covered in test_release.py)."""
+what is wrong (stubs are covered in test_release.py). The notebooks' own solutions (the training functions of
+notebook 2) are read from the notebooks, as course.expected reads them."""
 from __future__ import annotations
 
-import dataclasses
 
 import cv2
 import numpy as np
@@ -11,13 +11,15 @@ import torch
 import torch.nn as nn
 
 from course import checks
+from course.expected import notebook_solutions
 import data_load
 import filters
 import models
-from pipeline import training
 
 # The solutions, before a test replaces them with a mistake.
-ORIGINAL = {"Rescale": data_load.Rescale.__call__, "Normalize": data_load.Normalize.__call__}
+ORIGINAL = {"Rescale": data_load.Rescale.__call__, "Normalize": data_load.Normalize.__call__, "CenterCrop": data_load.CenterCrop.__call__}
+SOLUTIONS = notebook_solutions()
+train_one_epoch, validate = SOLUTIONS["train_one_epoch"], SOLUTIONS["validate"]
 
 
 def expect_failure(check, *args, match: str) -> None:
@@ -26,17 +28,19 @@ def expect_failure(check, *args, match: str) -> None:
 
 
 def test_checks_pass_on_the_solutions(capsys):
-    checks.check_course_transforms()
+    sample = checks._face_sample(300, 340)
+    checks.check_rescale(sample)
+    checks.check_random_crop(sample)
+    checks.check_center_crop(sample)
+    checks.check_normalize(sample)
+    checks.check_transforms(112)
+    checks.check_transforms(96)
     checks.check_net()
-    checks.check_train_one_epoch()
+    checks.check_train_one_epoch(train_one_epoch)
+    checks.check_validate(validate)
     checks.check_placement()
-    checks.check_course_config(training.PRESETS["course"])
-    from torchvision.transforms import Compose
-
-    pipeline = Compose([data_load.Rescale(250), data_load.RandomCrop(224), data_load.Normalize(), data_load.ToTensor()])
-    checks.check_transform_pipeline(pipeline)
     printed = capsys.readouterr().out
-    assert printed.count(checks.PASS) >= 14 and "the loss falls on a tiny batch" in printed
+    assert printed.count(checks.PASS) == 16 and "one step per batch from fresh gradients" in printed
 
 
 def test_implemented_turns_stubs_and_errors_into_assertions():
@@ -49,43 +53,45 @@ def test_implemented_turns_stubs_and_errors_into_assertions():
     assert isinstance(caught.value.__cause__, RuntimeError), "the original error stays attached for its traceback"
 
 
+def test_the_checks_hold_no_solution_only_stored_answers():
+    # What the checks once computed themselves, each the answer to a TODO: the targets of the artwork, the gray
+    # values and normalised keypoints of Normalize, one exact training step.
+    source = open(checks.__file__, encoding="utf-8").read()
+    for answer in ("keypoints[list(group)].mean(axis=0)", "RGB_TO_GRAY", "0.587", "(pixels - [w / 2, h / 2]) / [w / 2, h / 2]",
+                   "reference_loss", "- 0.1 * r.grad"):
+        assert answer not in source, answer
+    assert checks.expected("normalize/image").shape == checks.stored_sample("sample")["image"].shape[:2]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Transforms
 # ---------------------------------------------------------------------------------------------------------
 def test_rescale_that_forgets_the_keypoints_is_caught(monkeypatch):
-    original = data_load.Rescale.__call__
-
     def image_only(self, sample):
-        return {**original(self, sample), "keypoints": sample["keypoints"]}
+        return {**ORIGINAL["Rescale"](self, sample), "keypoints": sample["keypoints"]}
 
     monkeypatch.setattr(data_load.Rescale, "__call__", image_only)
-    expect_failure(checks.check_course_transforms, match="moves the keypoints .* px away from their pixels")
+    expect_failure(checks.check_rescale, match="moves the keypoints .* px away from their pixels")
 
 
 def test_rescale_that_swaps_height_and_width_is_caught(monkeypatch):
-    original = data_load.Rescale.__call__
-
     def swapped(self, sample):
         size = self.output_size if isinstance(self.output_size, int) else self.output_size[::-1]
-        return original(data_load.Rescale(size), sample)
+        return ORIGINAL["Rescale"](data_load.Rescale(size), sample)
 
     monkeypatch.setattr(data_load.Rescale, "__call__", swapped)
-    expect_failure(checks.check_course_transforms, match=r"exactly 80 x 120 \(height, width\), got \(120, 80\)")
+    expect_failure(checks.check_rescale, match=r"exactly 80 x 120 \(height, width\), got \(120, 80\)")
 
 
-def test_crop_that_forgets_the_keypoints_is_caught(monkeypatch):
-    original = data_load.RandomCrop.__call__
-    monkeypatch.setattr(data_load.RandomCrop, "__call__", lambda self, sample: {**original(self, sample), "keypoints": sample["keypoints"]})
-    expect_failure(checks.check_course_transforms, match="subtract the window's left edge from x")
+def test_rescale_without_the_half_pixel_shift_is_caught(monkeypatch):
+    def corner_convention(self, sample):
+        out = ORIGINAL["Rescale"](self, sample)
+        h, w = sample["image"].shape[:2]
+        new_h, new_w = out["image"].shape[:2]
+        return {**out, "keypoints": sample["keypoints"] * np.array([new_w / w, new_h / h], np.float32)}
 
-
-def test_crop_that_is_not_random_is_caught(monkeypatch):
-    def top_left(self, sample):
-        new_h, new_w = self.output_size
-        return {**sample, "image": sample["image"][:new_h, :new_w], "keypoints": sample["keypoints"]}
-
-    monkeypatch.setattr(data_load.RandomCrop, "__call__", top_left)
-    expect_failure(checks.check_course_transforms, match="always cuts the same window")
+    monkeypatch.setattr(data_load.Rescale, "__call__", corner_convention)
+    expect_failure(checks.check_rescale, match=r"x_new = \(x \+ 0.5\) \* new_w / w - 0.5")
 
 
 def test_rescale_right_only_for_portrait_pictures_is_caught(monkeypatch):
@@ -97,7 +103,39 @@ def test_rescale_right_only_for_portrait_pictures_is_caught(monkeypatch):
         return ORIGINAL["Rescale"](data_load.Rescale((round(self.output_size * h / w), self.output_size)), sample)
 
     monkeypatch.setattr(data_load.Rescale, "__call__", portrait_only)
-    expect_failure(checks.check_course_transforms, match=r"a landscape \(wider than tall\) picture of 150 x 170 should become about 100 x 113")
+    expect_failure(checks.check_rescale, match=r"a landscape \(wider than tall\) picture of 150 x 170 should become 100 x 113")
+
+
+def test_crop_that_forgets_the_keypoints_is_caught(monkeypatch):
+    original = data_load.RandomCrop.__call__
+    monkeypatch.setattr(data_load.RandomCrop, "__call__", lambda self, sample: {**original(self, sample), "keypoints": sample["keypoints"]})
+    expect_failure(checks.check_random_crop, match="subtract the window's left edge from x")
+
+
+def test_crop_that_is_not_random_is_caught(monkeypatch):
+    def top_left(self, sample):
+        new_h, new_w = self.output_size
+        return {**sample, "image": sample["image"][:new_h, :new_w], "keypoints": sample["keypoints"]}
+
+    monkeypatch.setattr(data_load.RandomCrop, "__call__", top_left)
+    expect_failure(checks.check_random_crop, match="always cuts the same window")
+
+
+def test_centre_crop_rounded_the_other_way_is_caught(monkeypatch):
+    def rounded_up(self, sample):
+        image = sample["image"]
+        h, w = image.shape[:2]
+        new_h, new_w = self.output_size
+        top, left = -(-(h - new_h) // 2), -(-(w - new_w) // 2)
+        return {**sample, "image": image[top : top + new_h, left : left + new_w], "keypoints": sample["keypoints"] - [left, top]}
+
+    monkeypatch.setattr(data_load.CenterCrop, "__call__", rounded_up)
+    expect_failure(checks.check_center_crop, match=r"top-left corner at \(\(h - new_h\) // 2, \(w - new_w\) // 2\); your keypoints are off by")
+
+
+def test_centre_crop_that_is_random_is_caught(monkeypatch):
+    monkeypatch.setattr(data_load.CenterCrop, "__call__", lambda self, sample: data_load.RandomCrop(self.output_size)(sample))
+    expect_failure(checks.check_center_crop, match="must cut the same window every time")
 
 
 def normalize_with(monkeypatch, **changes) -> None:
@@ -117,10 +155,11 @@ def normalize_with(monkeypatch, **changes) -> None:
     (lambda sample, out: sample["image"].astype(np.float32) / 255, r"got shape \(170, 150, 3\): convert with cv2.cvtColor"),
     (lambda sample, out: out["image"][:, :, None], r"2-D gray image of 170 x 150, got shape \(170, 150, 1\): drop the channel axis"),
     (lambda sample, out: 1 - out["image"], r"Normalize changes the picture .*cv2.cvtColor\(image, cv2.COLOR_RGB2GRAY\) / 255"),
+    (lambda sample, out: sample["image"].mean(axis=2).astype(np.float32) / 255, r"Normalize changes the picture \(mean difference"),
 ])
 def test_normalize_image_mistakes_are_caught_with_their_fix(monkeypatch, image, match):
     normalize_with(monkeypatch, image=image)
-    expect_failure(checks.check_course_transforms, match=match)
+    expect_failure(checks.check_normalize, match=match)
 
 
 @pytest.mark.parametrize("keypoints, match", [
@@ -133,33 +172,58 @@ def test_normalize_image_mistakes_are_caught_with_their_fix(monkeypatch, image, 
 ])
 def test_normalize_keypoint_mistakes_are_caught_with_their_fix(monkeypatch, keypoints, match):
     normalize_with(monkeypatch, keypoints=keypoints)
-    expect_failure(checks.check_course_transforms, match=match)
+    expect_failure(checks.check_normalize, match=match)
 
 
-def test_pipeline_without_normalize_is_caught():
+def transforms_with(monkeypatch, train=None, test=None) -> None:
     from torchvision.transforms import Compose
 
-    no_normalize = Compose([data_load.Rescale(250), data_load.RandomCrop(224), data_load.ToTensor()])
-    expect_failure(checks.check_transform_pipeline, no_normalize, match=r"\(Rescale, RandomCrop, ToTensor\) has no Normalize: add")
+    if train is not None:
+        monkeypatch.setattr(data_load, "train_transform", lambda size: Compose(train(size)))
+    if test is not None:
+        monkeypatch.setattr(data_load, "test_transform", lambda size: Compose(test(size)))
 
 
-@pytest.mark.parametrize("early", ["Rescale", "RandomCrop"])
-def test_pipeline_with_normalize_before_a_crop_or_rescale_is_caught(early):
-    from torchvision.transforms import Compose
+def test_a_training_pipeline_without_normalize_is_caught(monkeypatch):
+    transforms_with(monkeypatch, train=lambda s: [data_load.Rescale(126), data_load.RandomCrop(s), data_load.ToTensor()])
+    expect_failure(checks.check_transforms, match=r"train_transform\(112\) \(Rescale, RandomCrop, ToTensor\) has no Normalize: add")
 
-    steps = {"Rescale": data_load.Rescale(250), "RandomCrop": data_load.RandomCrop(224)}
-    order = [steps["Rescale"], data_load.Normalize(), steps["RandomCrop"], data_load.ToTensor()] if early == "RandomCrop" else [
-        data_load.Normalize(), steps["Rescale"], steps["RandomCrop"], data_load.ToTensor()]
-    expect_failure(checks.check_transform_pipeline, Compose(order), match=f"Normalize comes before {early} .*: put it after Rescale and RandomCrop")
+
+def test_normalize_before_the_crop_is_caught(monkeypatch):
+    transforms_with(monkeypatch, train=lambda s: [data_load.Rescale(126), data_load.Normalize(), data_load.RandomCrop(s), data_load.ToTensor()])
+    expect_failure(checks.check_transforms, match="in train_transform\\(112\\), Normalize comes before RandomCrop")
+
+
+def test_a_training_pipeline_that_is_not_random_is_caught(monkeypatch):
+    transforms_with(monkeypatch, train=lambda s: [data_load.Rescale(126), data_load.CenterCrop(s), data_load.Normalize(), data_load.ToTensor()])
+    expect_failure(checks.check_transforms, match="gives the same window every time: use RandomCrop")
+
+
+def test_a_flip_that_forgets_the_keypoints_is_caught(monkeypatch):
+    class ImageOnlyFlip:
+        def __call__(self, sample):
+            return {**sample, "image": np.ascontiguousarray(sample["image"][:, ::-1])}
+
+    transforms_with(monkeypatch, train=lambda s: [data_load.Rescale(126), data_load.RandomCrop(s), ImageOnlyFlip(), data_load.Normalize(), data_load.ToTensor()])
+    expect_failure(checks.check_transforms, match="train_transform moves keypoint 30 .* px away from its pixel")
+
+
+@pytest.mark.parametrize("test, match", [
+    (lambda s: [data_load.Rescale(s), data_load.Normalize(), data_load.ToTensor()], r"frames the face .* away from the pipeline's crop: Rescale the window to round\(112 \* WINDOW_MARGIN\) = 126"),
+    (lambda s: [data_load.Rescale(126), data_load.RandomCrop(s), data_load.Normalize(), data_load.ToTensor()], "nothing random"),
+])
+def test_a_test_pipeline_unlike_the_pipelines_crop_is_caught(monkeypatch, test, match):
+    transforms_with(monkeypatch, test=test)
+    expect_failure(checks.check_transforms, match=match)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Net and the training step
+# Net
 # ---------------------------------------------------------------------------------------------------------
 class WrongOutputs(models.Net):
     def __init__(self, num_keypoints: int = 68) -> None:
         super().__init__(num_keypoints)
-        self.head[-1] = nn.Linear(512, 100)
+        self.head[-1] = nn.Linear(self.head[-1].in_features, 100)
 
 
 class UnusedLayer(models.Net):
@@ -207,9 +271,11 @@ def test_net_without_flattening_is_told_to_flatten():
 
 def test_net_without_convolutions_is_caught():
     class Dense(nn.Module):
+        input_size = 112
+
         def __init__(self, num_keypoints: int = 68) -> None:
             super().__init__()
-            self.layers = nn.Sequential(nn.Flatten(), nn.Linear(224 * 224, 2 * num_keypoints))
+            self.layers = nn.Sequential(nn.Flatten(), nn.Linear(112 * 112, 2 * num_keypoints))
 
         def forward(self, x):
             return self.layers(x)
@@ -217,44 +283,26 @@ def test_net_without_convolutions_is_caught():
     expect_failure(checks.check_net, Dense, match="Net has no nn.Conv2d layer")
 
 
-def step_without(*left_out: str):
-    """A training epoch that leaves out some of zero_grad, backward and step."""
+def test_net_without_an_input_size_is_caught():
+    class NoSize(models.Net):
+        input_size = 224.5
 
-    def epoch(model, loader, loss_fn, optimizer, schedule, device, progress):
-        model.train()
-        total = 0.0
-        for batch in loader:
-            if "zero_grad" not in left_out:
-                optimizer.zero_grad()
-            loss = loss_fn(model(batch["image"]), batch["keypoints"].flatten(1))
-            if "backward" not in left_out:
-                loss.backward()
-            if "step" not in left_out:
-                optimizer.step()
-            total += loss.item()
-        return total / len(loader)
-
-    return epoch
+    expect_failure(checks.check_net, NoSize, match="a whole number from 32 to 256")
 
 
-@pytest.mark.parametrize(
-    "left_out, match",
-    [(("zero_grad",), "call optimizer.zero_grad\\(\\) before loss.backward\\(\\)"),
-     (("step",), "optimizer.step\\(\\) is never called .*: call it after loss.backward\\(\\)"),
-     (("backward",), "loss.backward\\(\\) is never called")],
-)
-def test_training_steps_with_a_missing_call_are_caught(left_out, match):
-    expect_failure(checks.check_train_one_epoch, step_without(*left_out), match=match)
-
-
-def step_in_order(*calls: str, steps: int = 1):
+# ---------------------------------------------------------------------------------------------------------
+# The training functions of notebook 2
+# ---------------------------------------------------------------------------------------------------------
+def epoch_with(*calls: str, steps: int = 1, train_mode: bool = True, item: bool = True, target=None):
     """A training epoch that calls zero_grad, backward and step in the given order (step ``steps`` times)."""
 
-    def epoch(model, loader, loss_fn, optimizer, schedule, device, progress):
-        model.train()
-        total = 0.0
+    def epoch(model, loader, criterion, optimizer, device):
+        if train_mode:
+            model.train()
+        total, count = 0.0, 0
         for batch in loader:
-            loss = loss_fn(model(batch["image"]), batch["keypoints"].flatten(1))
+            keypoints = batch["keypoints"].flatten(1) if target is None else target(batch)
+            loss = criterion(model(batch["image"]), keypoints)
             for call in calls:
                 if call == "zero_grad":
                     optimizer.zero_grad()
@@ -263,55 +311,128 @@ def step_in_order(*calls: str, steps: int = 1):
                 else:
                     for _ in range(steps):
                         optimizer.step()
-            total += loss.item()
-        return total / len(loader)
+            total += loss.item() * len(batch["image"])
+            count += len(batch["image"])
+        return total / count if item else torch.tensor(total / count)
 
     return epoch
 
 
-def test_zero_grad_between_backward_and_step_is_told_the_order():
-    expect_failure(checks.check_train_one_epoch, step_in_order("backward", "zero_grad", "step"),
-                   match=r"optimizer.zero_grad\(\) comes between loss.backward\(\) and optimizer.step\(\) \(backward -> zero_grad -> step\)")
+@pytest.mark.parametrize(
+    "calls, match",
+    [(("backward", "step"), "call optimizer.zero_grad\\(\\) before loss.backward\\(\\)"),
+     (("zero_grad", "backward"), "optimizer.step\\(\\) is never called .*: call it after loss.backward\\(\\)"),
+     (("zero_grad", "step"), "loss.backward\\(\\) is never called"),
+     (("backward", "zero_grad", "step"), r"optimizer.zero_grad\(\) comes between loss.backward\(\) and optimizer.step\(\)")],
+)
+def test_training_steps_with_a_call_missing_or_misplaced_are_caught(calls, match):
+    expect_failure(checks.check_train_one_epoch, epoch_with(*calls), match=match)
 
 
 def test_two_optimizer_steps_per_batch_are_caught():
-    expect_failure(checks.check_train_one_epoch, step_in_order("zero_grad", "backward", "step", steps=2),
-                   match="not by one optimizer step on this batch's loss: .* once per batch")
+    expect_failure(checks.check_train_one_epoch, epoch_with("zero_grad", "backward", "step", steps=2),
+                   match="one loss.backward\\(\\) and one optimizer.step\\(\\) per batch")
+
+
+def test_an_epoch_in_evaluation_mode_is_caught():
+    expect_failure(checks.check_train_one_epoch, epoch_with("zero_grad", "backward", "step", train_mode=False), match="call model.train\\(\\) first")
 
 
 def test_a_loss_returned_as_a_tensor_is_told_to_use_item():
-    def tensor_loss(model, loader, loss_fn, optimizer, schedule, device, progress):
-        step_in_order("zero_grad", "backward", "step")(model, loader, loss_fn, optimizer, schedule, device, progress)
-        return torch.tensor(0.5)
-
-    expect_failure(checks.check_train_one_epoch, tensor_loss, match=r"as a number \(loss.item\(\)\), got Tensor")
-
-
-def test_the_right_order_passes_whichever_zero_grad_is_used():
-    checks.check_train_one_epoch(step_in_order("zero_grad", "backward", "step"))
+    expect_failure(checks.check_train_one_epoch, epoch_with("zero_grad", "backward", "step", item=False), match="as a plain number: add up loss.item")
 
 
 def test_a_training_step_on_the_wrong_target_is_caught():
-    def unflattened(model, loader, loss_fn, optimizer, schedule, device, progress):
-        for batch in loader:
-            optimizer.zero_grad()
-            loss = loss_fn(model(batch["image"]), torch.zeros(len(batch["image"]), 136))
-            loss.backward()
-            optimizer.step()
-        return loss.item()
-
-    expect_failure(checks.check_train_one_epoch, unflattened, match="the loss should be loss_fn\\(model\\(images\\), target\\)")
+    expect_failure(checks.check_train_one_epoch, epoch_with("zero_grad", "backward", "step", target=lambda b: torch.zeros(len(b["image"]), 136)),
+                   match="the loss of each batch is criterion\\(model\\(images\\), keypoints\\)")
 
 
-def test_config_with_an_unknown_name_set_after_creation_is_caught():
-    config = dataclasses.replace(training.PRESETS["course"])
-    config.optimizer = "sgd"
-    expect_failure(checks.check_course_config, config, match="unknown optimizer 'sgd': choose one of 'adamw', 'adam'")
+def test_the_right_order_passes():
+    checks.check_train_one_epoch(epoch_with("zero_grad", "backward", "step"))
 
 
-def test_config_for_another_model_is_caught():
-    expect_failure(checks.check_course_config, training.PRESETS["cpu"], match="model='net', not 'fast'")
-    expect_failure(checks.check_course_config, dataclasses.replace(training.PRESETS["course"], lr=3.0), match="far outside")
+def validation_with(eval_mode: bool = True, no_grad: bool = True, nme_of_first_batch: bool = False, steps: bool = False):
+    def check_me(model, loader, criterion, device):
+        if eval_mode:
+            model.eval()
+        total, errors = 0.0, []
+        context = torch.no_grad() if no_grad else torch.enable_grad()
+        with context:
+            for batch in loader:
+                output = model(batch["image"])
+                loss = criterion(output, batch["keypoints"].flatten(1))
+                if steps:
+                    loss.backward()
+                total += loss.item() * len(output)
+                predicted = output.reshape(batch["keypoints"].shape).detach().numpy()
+                from pipeline import evaluation
+
+                errors.append(evaluation.nme_interocular(predicted, batch["keypoints"].numpy()))
+        errors = np.concatenate(errors[:1] if nme_of_first_batch else errors)
+        return total / (len(errors) if not nme_of_first_batch else 12), float(errors.mean())
+
+    return check_me
+
+
+def test_the_solution_of_validate_passes_and_mistakes_are_named():
+    checks.check_validate(validation_with())
+    expect_failure(checks.check_validate, validation_with(eval_mode=False), match="call model.eval\\(\\) first")
+    expect_failure(checks.check_validate, validation_with(no_grad=False), match="inside torch.no_grad\\(\\)")
+    expect_failure(checks.check_validate, validation_with(nme_of_first_batch=True), match="the mean over all faces")
+    expect_failure(checks.check_validate, lambda *args: 0.5, match=r"should return two numbers, \(loss, NME_io\)")
+
+
+def test_training_choices_pass_and_mistakes_are_named(capsys):
+    net = models.build_model("net")
+    batch = {"image": torch.rand(4, 1, 112, 112), "keypoints": torch.rand(4, 68, 2) * 2 - 1}
+    criterion = nn.SmoothL1Loss(beta=0.02)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    checks.check_training_choices(criterion, optimizer, net, train_one_epoch, batch)
+    assert "they learn a small batch" in capsys.readouterr().out
+    other = models.build_model("net")
+    expect_failure(checks.check_training_choices, criterion, torch.optim.Adam(other.parameters(), lr=1e-3), net, train_one_epoch, batch,
+                   match="build it on net.parameters\\(\\)")
+    expect_failure(checks.check_training_choices, criterion, torch.optim.Adam(net.parameters(), lr=5.0), net, train_one_epoch, batch,
+                   match="far outside the usual range")
+    expect_failure(checks.check_training_choices, criterion, torch.optim.SGD(net.parameters(), lr=1e-5), net, train_one_epoch, batch,
+                   match="it should fall clearly: try another learning rate")
+    expect_failure(checks.check_training_choices, lambda p, t: (p - t).abs().sum(dim=1), optimizer, net, train_one_epoch, batch,
+                   match="should give one number")
+
+
+# fit: the solution of the notebook, and versions of it with one mistake each
+FIT_SOURCE = next(c for c in __import__("nbformat").read(checks.Path(checks.__file__).parents[1] / "2_Define_Train_Network.ipynb", as_version=4).cells
+                  if c.metadata.get("nbgrader", {}).get("grade_id") == "fit").source
+
+
+def fit_with(*replacements: tuple[str, str]):
+    source = FIT_SOURCE
+    for old, new in replacements:
+        assert old in source, old
+        source = source.replace(old, new)
+    namespace = dict(SOLUTIONS)
+    exec(source, namespace)
+    return namespace["fit"]
+
+
+def test_fit_passes_and_resumes(capsys):
+    checks.check_fit(fit_with())
+    assert "fit resumes from the checkpoint" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("replacement, match", [
+    (("        if val_nme < best:\n", "        if True:\n"), "only when the validation error improves"),
+    (("    resumed = training.load_checkpoint(checkpoint_file, model, optimizer, schedule)\n", "    resumed = None\n"),
+     "read the checkpoint first \\(training.load_checkpoint\\)"),
+    (("            schedule.step()\n", "            pass\n"), "call schedule.step\\(\\) once an epoch"),
+    (("        training.save_checkpoint(", "        (lambda *a, **k: None)("), "save a checkpoint after each epoch"),
+    (("        start, history, best = resumed[\"epoch\"], resumed[\"history\"], resumed[\"best\"]\n",
+      "        start, best = resumed[\"epoch\"], resumed[\"best\"]\n"), "go on with the history of the checkpoint"),
+    (("        start, history, best = resumed[\"epoch\"], resumed[\"history\"], resumed[\"best\"]\n",
+      "        start, history = resumed[\"epoch\"], resumed[\"history\"]\n"), "take the best error so far from the checkpoint too"),
+])
+def test_fit_mistakes_are_named(replacement, match):
+    expect_failure(checks.check_fit, fit_with(replacement), match=match)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,52 +1,20 @@
-"""Tests for the checks of the exercises where students choose and write more themselves: the training choice
-of notebook 2 (the loss falls on a small batch), the edge filter with cv2.filter2D, and notebook 3's way from a
-picture to keypoints. Each check passes on a right answer and names the fix for each common mistake."""
+"""Tests for the checks of the exercises where students choose and write more themselves: the edge filter with
+cv2.filter2D (notebook 2), and notebook 3's way from a face box to keypoints. Each check passes on a right answer
+and names the fix for each common mistake."""
 from __future__ import annotations
 
-import dataclasses
+from pathlib import Path
 
 import cv2
+import nbformat
 import numpy as np
 import pytest
+import torch
 
 from course import checks
 import data_load
+from detector_architectures import THOROUGH_PARAMS, HaarFaceDetector
 from pipeline import detect_cli
-from pipeline import inference
-from pipeline import training
-from pipeline.keypoint_pipeline import KeypointPipeline
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Notebook 2: the loss and the optimizer
-# ---------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def four_faces() -> dict:
-    """Four cartoon faces, rolled differently, as the network's 224 px inputs."""
-    transform = data_load.FaceCrop(224)
-    samples = []
-    for roll in (-10, 0, 8, 15):
-        face = checks._face_sample(300, 340, roll)
-        samples.append(data_load.ToTensor()(data_load.Normalize()(transform(face))))
-    return data_load.collate_samples(samples)
-
-
-def test_a_sensible_choice_learns_the_small_batch(four_faces, capsys):
-    config = training.TrainConfig(model="net", lr=1e-3, optimizer="adam", schedule="plateau", loss="smoothl1")
-    checks.check_config_learns(config, four_faces)
-    assert "learns a small batch" in capsys.readouterr().out
-
-
-def test_a_learning_rate_far_too_small_is_caught_with_the_fix(four_faces):
-    config = training.TrainConfig(model="net", lr=1e-9, optimizer="adam", schedule="plateau", loss="mse")
-    with pytest.raises(AssertionError, match="should fall clearly: try another learning rate"):
-        checks.check_config_learns(config, four_faces)
-
-
-def test_the_batch_is_resized_to_the_chosen_model(four_faces, capsys):
-    config = training.TrainConfig(model="fast", lr=3e-3, optimizer="adamw", schedule="onecycle", loss="mse")
-    checks.check_config_learns(config, four_faces)
-    assert "adamw" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -89,53 +57,87 @@ def test_a_response_that_is_not_filter2d_of_the_float_face_is_caught(gray):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Notebook 3: from a picture to keypoints
+# Notebook 3: from a box to keypoints, by hand
 # ---------------------------------------------------------------------------------------------------------
+NOTEBOOK_3 = Path(__file__).resolve().parents[1] / "3_Facial_Keypoint_Detection_Complete_Pipeline.ipynb"
+
+
 @pytest.fixture(scope="module")
-def pipe() -> KeypointPipeline:
-    return KeypointPipeline.from_pretrained(backend="torch", threads=1)
+def astronaut() -> tuple[np.ndarray, list]:
+    photo = detect_cli.astronaut()
+    return photo, [d.box for d in HaarFaceDetector(**THOROUGH_PARAMS).detect(photo)]
 
 
-def by_hand(pipe: KeypointPipeline, map_back: bool = True, scale: float = data_load.CROP_SCALE):
-    def keypoints_by_hand(picture: np.ndarray) -> np.ndarray:
+def by_hand(eval_mode: bool = True, no_grad: bool = True, map_back: bool = True, denormalize: bool = True, scale: float = data_load.CROP_SCALE,
+            channels_last: bool = False):
+    """The notebook's way from boxes to keypoints, or one of the usual mistakes in it."""
+
+    def keypoints_from_boxes(picture, boxes, model):
+        size = model.input_size
         gray = cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY)
         crops, matrices = [], []
-        for detection in pipe.thorough_detector.detect(picture):
-            matrix = data_load.crop_matrix(*data_load.crop_square_from_box(detection.box, scale=scale), pipe.input_size)
-            crops.append(data_load.warp(gray, matrix, pipe.input_size).astype(np.float32) / 255)
+        for box in boxes:
+            matrix = data_load.crop_matrix(*data_load.crop_square_from_box(box, scale=scale), size)
+            crops.append(data_load.warp(gray, matrix, size).astype(np.float32) / 255)
             matrices.append(matrix)
-        points = inference.predict_crops(pipe.runner, np.stack(crops), convention=pipe.convention)
+        if not crops:
+            return np.zeros((0, 68, 2), np.float32)
+        batch = torch.from_numpy(np.stack(crops)[..., None] if channels_last else np.stack(crops)[:, None])
+        if eval_mode:
+            model.eval()
+        with torch.no_grad() if no_grad else torch.enable_grad():
+            output = model(batch).detach().numpy()
+        points = data_load.denormalize_keypoints(output, size) if denormalize else output.reshape(-1, 68, 2)
         if not map_back:
             return points
         return np.stack([data_load.transform_points(p, data_load.invert_matrix(m)) for p, m in zip(points, matrices)])
 
-    return keypoints_by_hand
+    return keypoints_from_boxes
 
 
-def test_the_loop_from_detection_to_keypoints_matches_the_pipeline(pipe, capsys):
-    checks.check_keypoints_by_hand(by_hand(pipe), pipe, {"astronaut": detect_cli.astronaut()})
-    assert "astronaut: 1 face(s), keypoints within" in capsys.readouterr().out
+def test_the_notebooks_solution_is_the_one_tested_here():
+    cell = next(c for c in nbformat.read(NOTEBOOK_3, as_version=4).cells if c.metadata.get("nbgrader", {}).get("grade_id") == "keypoints-from-boxes")
+    namespace = {"np": np, "data_load": data_load}
+    exec(cell.source, namespace)
+    photo = detect_cli.astronaut()
+    boxes = [d.box for d in HaarFaceDetector(**THOROUGH_PARAMS).detect(photo)]
+    model = checks._check_models()[0][1]
+    assert np.allclose(namespace["keypoints_from_boxes"](photo, boxes, model), by_hand()(photo, boxes, model), atol=1e-4)
 
 
-def test_keypoints_left_in_crop_pixels_are_named(pipe):
-    with pytest.raises(AssertionError, match="still in crop pixels"):
-        checks.check_keypoints_by_hand(by_hand(pipe, map_back=False), pipe, {"astronaut": detect_cli.astronaut()})
+def test_the_way_from_boxes_to_keypoints_matches_the_pipeline(astronaut, capsys):
+    checks.check_keypoints_from_boxes(by_hand(), *astronaut)
+    printed = capsys.readouterr().out
+    assert "the course model (112 px): 2 boxes, keypoints within" in printed and "a small model of 64 px" in printed
 
 
-def test_a_crop_framed_unlike_training_is_caught(pipe):
-    with pytest.raises(AssertionError, match="px from the pipeline's: cut the crop from"):
-        checks.check_keypoints_by_hand(by_hand(pipe, scale=1.2), pipe, {"astronaut": detect_cli.astronaut()})
+@pytest.mark.parametrize("mistake, match", [
+    (dict(eval_mode=False), r"call model.eval\(\) first"),
+    (dict(no_grad=False), r"predict inside torch.no_grad\(\)"),
+    (dict(map_back=False), "still in the pixels of the 112 px crop: map them back to the picture"),
+    (dict(denormalize=False, map_back=False), r"still normalised to \[-1, 1\]: un-normalise them"),
+    (dict(scale=1.2), "px from the pipeline's for the same boxes: check each step"),
+    (dict(channels_last=True), "keypoints_from_boxes raised RuntimeError"),
+])
+def test_the_usual_mistakes_are_named(astronaut, mistake, match):
+    with pytest.raises(AssertionError, match=match):
+        checks.check_keypoints_from_boxes(by_hand(**mistake), *astronaut)
 
 
-def test_one_array_per_face_is_asked_for(pipe):
-    with pytest.raises(AssertionError, match=r"should return shape \(1, 68, 2\)"):
-        checks.check_keypoints_by_hand(lambda picture: by_hand(pipe)(picture)[0], pipe, {"astronaut": detect_cli.astronaut()})
+def test_one_array_per_box_and_an_empty_one_for_no_box_are_asked_for(astronaut):
+    with pytest.raises(AssertionError, match=r"should return shape \(2, 68, 2\) \(one \(68, 2\) array of \(x, y\) per box\), got \(1, 68, 2\)"):
+        checks.check_keypoints_from_boxes(lambda picture, boxes, model: by_hand()(picture, boxes, model)[:1], *astronaut)
+
+    def no_empty(picture, boxes, model):
+        return by_hand()(picture, boxes, model) if boxes else np.zeros((0,))
+
+    with pytest.raises(AssertionError, match=r"with no box, keypoints_from_boxes should return shape \(0, 68, 2\)"):
+        checks.check_keypoints_from_boxes(no_empty, *astronaut)
 
 
-def test_a_stub_says_what_to_fill_in(pipe):
-    def stub(picture):
-        raise NotImplementedError("write keypoints_by_hand: see the TODO above")
+def test_a_stub_says_what_to_fill_in(astronaut):
+    def stub(picture, boxes, model):
+        raise NotImplementedError("write keypoints_from_boxes: see the TODO above")
 
-    with pytest.raises(AssertionError, match="keypoints_by_hand is not implemented yet: fill in the TODO in the cell above"):
-        checks.check_keypoints_by_hand(stub, dataclasses.replace(pipe), {"astronaut": detect_cli.astronaut()})
-
+    with pytest.raises(AssertionError, match="keypoints_from_boxes is not implemented yet: fill in the TODO in the cell above"):
+        checks.check_keypoints_from_boxes(stub, *astronaut)

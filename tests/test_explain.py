@@ -107,12 +107,12 @@ class CourseHead(nn.Module):
 
 def test_layer_grid_reads_the_size_from_the_model():
     assert explain.layer_grid(models.build_model("fast", input_size=112)) == "14 x 14"
-    assert explain.layer_grid(models.build_model("net")) == "21 x 21"
+    assert explain.layer_grid(models.build_model("net")) == "14 x 14"  # the reference design's third stage
 
 
 def test_default_layer_keeps_a_fine_enough_map():
     assert explain.default_layer(models.build_model("fast", input_size=96)) == "features.4"  # the last block at 12 x 12
-    assert explain.default_layer(models.build_model("net")) == "features.10"  # the third conv's ReLU, 21 x 21
+    assert explain.default_layer(models.build_model("net")) == "features.14"  # the fifth conv's ReLU, 14 x 14
     with pytest.raises(ValueError, match="pass a layer explicitly"):
         explain.default_layer(models.build_model("fast", input_size=16))  # 8 x 8 at most
 

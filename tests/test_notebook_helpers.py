@@ -188,13 +188,13 @@ def test_marker_offset_is_infinite_when_the_marker_leaves_the_picture():
 # Networks
 # ---------------------------------------------------------------------------------------------------------
 def test_layer_shapes_of_the_course_net():
-    net = models.Net()
+    net = models.Net()  # the reference design: strided convolutions halve a 112 px input four times
     net.train()
-    rows = nh.layer_shapes(net, (1, 1, 224, 224))
+    rows = nh.layer_shapes(net, (1, 1, 112, 112))
     shapes = {name: shape for name, _, shape, _ in rows}
-    assert shapes["features.0"] == (1, 32, 220, 220)
-    assert shapes["features.2"] == (1, 32, 73, 73)
-    assert shapes["features.11"] == (1, 128, 7, 7)
+    assert shapes["features.0"] == (1, 16, 56, 56)
+    assert shapes["features.3"] == (1, 32, 28, 28)
+    assert shapes["features.21"] == (1, 32, 7, 7)
     assert rows[-1][2] == (1, 136)
     assert sum(params for *_, params in rows) == models.count_parameters(net)
     assert net.training  # the mode is restored
@@ -211,7 +211,7 @@ def test_first_conv_and_filter_grid():
     conv = nh.first_conv(net)
     assert conv is net.features[0]
     fig = nh.plot_filters(conv.weight, columns=8)
-    assert len([ax for ax in fig.axes if ax.images]) == 32
+    assert len([ax for ax in fig.axes if ax.images]) == conv.out_channels == 16
     with pytest.raises(ValueError, match="Conv2d"):
         nh.first_conv(torch.nn.Linear(2, 2))
 

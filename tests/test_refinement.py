@@ -11,20 +11,17 @@ import torch
 from conftest import face_keypoints
 from models import ModelError, build_model, save_model_with_onnx
 from pipeline import refinement
-from pipeline.refinement import (
+from pipeline.refinement import RefineConfig, RefinementNet, load_refinement, save_refinement
+from pipeline.second_stage import (
     PATCH_SIZE,
     REGIONS,
-    RefineConfig,
-    RefinementNet,
     Refiner,
     companion_refiner,
     cut_patches,
     eye_frame,
     from_patches,
-    load_refinement,
     patch_matrices,
     refinement_file,
-    save_refinement,
     to_patches,
 )
 
@@ -239,7 +236,7 @@ def test_a_stage_of_some_regions_leaves_the_other_points_as_they_were():
 
 
 def test_one_training_command_trains_both_stages(tiny_dataset, tiny_300w, tmp_path, isolated_cache, monkeypatch):
-    from pipeline import no_faces, training
+    from pipeline import no_faces, trainer
 
     monkeypatch.setattr(no_faces, "BOXES_PER_SKIMAGE_PICTURE", 1)
     @dataclasses.dataclass
@@ -255,10 +252,10 @@ def test_one_training_command_trains_both_stages(tiny_dataset, tiny_300w, tmp_pa
     argv = ["--preset", "wild-cpu", "--data", str(tiny_dataset), "--data-300w", str(tiny_300w), "--out", str(out), "--run-dir",
             str(tmp_path / "run"), "--epochs", "1", "--limit", "8", "--input-size", "32", "--from-scratch", "--no-progress",
             "--second-stage-epochs", "1"]
-    assert training.main(argv) == 0
+    assert trainer.main(argv) == 0
     stage = Refiner.from_file(refinement_file(out))
     assert stage.meta["first_stage"] == "m.pt" and (tmp_path / "run" / "second_stage" / "last.pt").is_file()
-    assert training.SECOND_STAGE_EPOCHS["wild"] > 0 and "wild-cpu" not in training.SECOND_STAGE_EPOCHS
+    assert trainer.SECOND_STAGE_EPOCHS["wild"] > 0 and "wild-cpu" not in trainer.SECOND_STAGE_EPOCHS
 
 
 def test_the_part_of_a_network_for_some_regions_answers_as_the_whole_does():

@@ -26,17 +26,24 @@ REPO_DIR = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.name for p in REPO_DIR.glob("*.ipynb"))
 # What the students write in the modules, as the stubs name it.
 MODULE_STUBS = {
-    "Rescale.__call__ in data_load.py", "RandomCrop.__call__ in data_load.py", "Normalize.__call__ in data_load.py",
-    "Net.__init__ in models.py", "Net.forward in models.py", "train_one_epoch in pipeline/training.py",
-    "Artwork.target_points in filters.py", "placement_transform in filters.py",
+    "Rescale.__call__ in data_load.py", "RandomCrop.__call__ in data_load.py", "CenterCrop.__call__ in data_load.py",
+    "Normalize.__call__ in data_load.py", "train_transform in data_load.py", "test_transform in data_load.py",
+    "Net.__init__ in models.py", "Net.forward in models.py", "Artwork.target_points in filters.py", "placement_transform in filters.py",
 }
 # The notebook that asks for each module's TODOs, as the TODO comments name it.
-MODULE_NOTEBOOKS = {"data_load.py": "notebook 1", "models.py": "notebook 2", "pipeline/training.py": "notebook 2", "filters.py": "notebook 4"}
+MODULE_NOTEBOOKS = {"data_load.py": "notebook 1", "models.py": "notebook 2", "filters.py": "notebook 4"}
 # Check cells of module TODOs: they need no notebook state, so they run here on both versions.
-MODULE_CHECK_CELLS = {"check-course-transforms": "data_load.py", "check-net": "models.py",
-                      "check-train-step": "pipeline/training.py", "check-placement": "filters.py"}
-CHECK_HELPERS = {"check_course_transforms": "data_load.py", "check_net": "models.py",
-                 "check_train_one_epoch": "pipeline/training.py", "check_placement": "filters.py"}
+MODULE_CHECK_CELLS = {"check-rescale": "data_load.py", "check-random-crop": "data_load.py", "check-center-crop": "data_load.py",
+                      "check-normalize": "data_load.py", "check-transforms": "data_load.py", "check-net": "models.py",
+                      "check-placement": "filters.py"}
+CHECK_HELPERS = {"check_rescale": "data_load.py", "check_random_crop": "data_load.py", "check_center_crop": "data_load.py",
+                 "check_normalize": "data_load.py", "check_transforms": "data_load.py", "check_net": "models.py",
+                 "check_placement": "filters.py"}
+# What only instructors have: left out of the release, and named by no released file.
+LEFT_OUT = ("course/release.py", "course/grade.py", "course/expected.py", "conftest.py", "pytest.ini", "requirements-test.txt",
+            "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh", "docs/instructors.md", "docs/grading.md",
+            "benchmarks/grading_time.py", "pipeline/trainer.py", "train.py", "benchmarks/epoch_time.py",
+            "pipeline/detector_training.py")
 
 # Run in the course folder (source or release): calls the stubbed code, the check helpers and every check cell,
 # and prints each outcome as [exception type or "pass", message].
@@ -57,47 +64,59 @@ def outcome(function):
     except BaseException as error:
         return [type(error).__name__, str(error)]
 
-sample = checks._face_sample()
+sample = checks.stored_sample("sample")
+window = checks.stored_sample("window")
 face = artwork.face_keypoints((200, 180), 220, 0)
-batch = {"image": torch.rand(2, 1, 8, 8), "keypoints": torch.rand(2, 68, 2)}
-tiny = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 136))
 calls = {
     "Rescale": lambda: data_load.Rescale(50)(sample),
     "RandomCrop": lambda: data_load.RandomCrop(50)(sample),
+    "CenterCrop": lambda: data_load.CenterCrop(50)(sample),
     "Normalize": lambda: data_load.Normalize()(sample),
+    "train_transform": lambda: data_load.train_transform(112),
+    "test_transform": lambda: data_load.test_transform(112),
     "Net.__init__": lambda: models.Net(),
     "Net.forward": lambda: models.Net.forward(None, torch.zeros(1)),
-    "train_one_epoch": lambda: training.train_one_epoch(tiny, [batch], torch.nn.MSELoss(), torch.optim.SGD(tiny.parameters(), 0.1), None, "cpu", False),
     "Artwork.target_points": lambda: filters.load_artwork("sunglasses").target_points(face),
     "placement_transform": lambda: filters.placement_transform("sunglasses", face),
 }
-from torchvision.transforms import Compose
-from data_load import Normalize, RandomCrop, Rescale, ToTensor
-namespace = dict(checks=checks, data_load=data_load, models=models, training=training, filters=filters, np=np, torch=torch, sample=sample,
-                 Compose=Compose, Rescale=Rescale, RandomCrop=RandomCrop, Normalize=Normalize, ToTensor=ToTensor)
-# What the notebooks' own TODO cells use from the cells above them (notebooks 3 and 4: the astronaut and her crop).
-import cv2, dataclasses
+import cv2, time
+from pathlib import Path
 from pipeline import inference
-pipe = keypoint_pipeline.KeypointPipeline.from_pretrained(threads=1)
-photo = detect_cli.astronaut()
-box = pipe.detector.detect(photo)[0].box
-crops, matrices = inference.face_crops(photo, np.array([box]), pipe.input_size)
-namespace.update(cv2=cv2, dataclasses=dataclasses, inference=inference, pipe=pipe, photo=photo, box=box, crops=crops, matrices=matrices,
-                 keypoints=pipe.detect(photo)[0].keypoints)
-# Notebook 2's tiny batch and gray face, made without the students' transforms; notebook 3's detector and montage.
-faces = [data_load.FaceCrop(224)(checks._face_sample(roll_deg=roll)) for roll in (-8, 0, 8, 16)]
-grays = [cv2.cvtColor(f["image"], cv2.COLOR_RGB2GRAY).astype(np.float32) / 255 for f in faces]
-tiny_batch = {"image": torch.from_numpy(np.stack(grays))[:, None],
-              "keypoints": torch.from_numpy(np.stack([(f["keypoints"] - 112) / 112 for f in faces]).astype(np.float32))}
 from detector_architectures import THOROUGH_PARAMS, HaarFaceDetector
-namespace.update(tiny_batch=tiny_batch, gray=grays[1], detector=HaarFaceDetector(**THOROUGH_PARAMS), group=detect_cli.montage([photo, photo[:, ::-1]], columns=2))
+from pipeline.keypoint_pipeline import KeypointPipeline
+namespace = dict(checks=checks, data_load=data_load, models=models, training=training, filters=filters, evaluation=evaluation, np=np,
+                 torch=torch, nn=torch.nn, cv2=cv2, time=time, Path=Path, sample=sample, INPUT_SIZE=112, EPOCHS=2, inference=inference,
+                 KeypointPipeline=KeypointPipeline)
+# What the notebooks' TODO cells and check cells use from the cells above them: notebook 2's network, a validation
+# set of drawn face windows and its training functions; notebook 3's astronaut and her detected face; notebook 4's
+# keypoints.
+try:
+    namespace["net"] = models.build_model("net")
+except NotImplementedError:
+    pass
+try:
+    test_transform = data_load.test_transform(112)
+except NotImplementedError:
+    test_transform = None
+namespace["val_set"] = data_load.FaceWindows({"images": np.stack([window["image"]] * 4), "keypoints": np.stack([window["keypoints"]] * 4),
+                                              "names": np.array(["Check_Face_00.jpg"] * 4)}, transform=test_transform)
+photo = detect_cli.astronaut()
+namespace.update(photo=photo, detections={"astronaut": HaarFaceDetector(**THOROUGH_PARAMS).detect(photo)})
+pipe = KeypointPipeline.from_pretrained(threads=1)
+namespace.update(pipe=pipe, keypoints=pipe.detect(photo)[0].keypoints)
+faces = [data_load.FaceCrop(224)(checks._face_sample(roll_deg=roll)) for roll in (-8, 0, 8, 16)]
+namespace["gray"] = cv2.cvtColor(faces[1]["image"], cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
 cells, after_todo = {}, {}
 for path in sorted(glob.glob("*.ipynb")):
     notebook = nbformat.read(path, as_version=4).cells
+    for cell in notebook:  # the notebook's own training functions (stubs in the release), for the checks that use them
+        if cell.metadata.get("nbgrader", {}).get("grade_id") in ("train-one-epoch", "validate"):
+            exec(cell.source, namespace)
     for index, cell in enumerate(notebook):
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
-            cells[meta["grade_id"]] = outcome(lambda: exec(cell.source, dict(namespace)))
+            bare = {key: value for key, value in namespace.items() if key not in ("train_one_epoch", "validate")}
+            cells[meta["grade_id"]] = outcome(lambda: exec(cell.source, dict(bare)))
             todo = notebook[index - 1]
             if todo.cell_type == "code" and todo.metadata.get("nbgrader", {}).get("solution"):
                 # the notebook's own TODO cell, then its check, in one namespace (no other notebook state)
@@ -177,12 +196,12 @@ def solution_lines(path: Path) -> set[str]:
 def test_release_holds_the_course_and_nothing_ignored_or_for_instructors(release):
     out, report = release
     files = set(report.files)
-    for needed in [*NOTEBOOKS, "course/checks.py", "data_load.py", "pipeline/explain.py", "filters.py", "models.py", "course/notebook_helpers.py",
-                   "pipeline/keypoint_pipeline.py", "pipeline/training.py", "detect.py", "train.py", "README.md", "requirements.txt", "images/sunglasses.png",
-                   "saved_models/keypoints_fast.pt", "detector_architectures/haar.py"]:
+    for needed in [*NOTEBOOKS, "course/checks.py", "course/expected_values.npz", "course/reference_design.json", "data_load.py",
+                   "pipeline/explain.py", "filters.py", "models.py", "course/notebook_helpers.py", "pipeline/keypoint_pipeline.py",
+                   "pipeline/training.py", "detect.py", "README.md", "requirements.txt", "images/sunglasses.png",
+                   "saved_models/keypoints_fast.pt", "saved_models/keypoints_course.pt", "detector_architectures/haar.py"]:
         assert needed in files, f"{needed} is missing from the release"
-    for left_out in ("course/release.py", "course/grade.py", "pytest.ini", "requirements-test.txt", "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh",
-                     "docs/instructors.md", "docs/grading.md", "benchmarks/grading_time.py"):
+    for left_out in LEFT_OUT:
         assert left_out not in files
     assert not [f for f in files if f.split("/")[0] in {"tests", ".ci", "data", ".cache", "outputs", "runs", "release", ".git"}]
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc") or f.startswith("saved_models/student_")]
@@ -197,8 +216,7 @@ def test_release_copies_what_git_keeps_and_nothing_git_ignores(release):
     ignored = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=REPO_DIR, input=listed, capture_output=True, text=True)
     assert ignored.stdout.split() == [], f"the release holds files git ignores: {ignored.stdout.split()[:5]}"
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO_DIR, capture_output=True, text=True, check=True).stdout.split()
-    instructors = ("tests/", ".ci/", "course/release.py", "course/grade.py", "pytest.ini", "requirements-test.txt", "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh",
-                   "docs/instructors.md", "docs/grading.md", "benchmarks/grading_time.py")
+    instructors = ("tests/", ".ci/", *LEFT_OUT)
     expected = {f for f in tracked if (REPO_DIR / f).is_file() and not f.startswith(instructors)}
     assert expected <= set(report.files), f"tracked files missing from the release: {sorted(expected - set(report.files))[:5]}"
 
@@ -222,7 +240,7 @@ def test_readme_leaves_out_the_tests_and_the_instructors_page(release):
 
 
 INSTRUCTOR_PATHS = ("tests/", ".ci/", "pytest.ini", "course.release", "course/release.py", "course.grade", "course/grade.py", "instructors only",
-                    "docs/instructors.md", "requirements-test.txt", "docs/grading.md", "grading_time")
+                    "docs/instructors.md", "requirements-test.txt", "course/expected.py", "course.expected", "docs/grading.md", "grading_time")
 
 
 def test_no_released_file_mentions_what_only_instructors_have(release):
@@ -295,7 +313,35 @@ def test_no_marker_and_no_solution_line_is_left(release):
         leaked = sorted(secret & {line.strip() for line in released})
         assert not leaked, f"{relative} still holds solution code: {leaked[:3]}"
         checked_files += bool(secret)
-    assert checked_files >= 8, "the source should have solutions in the four notebooks and four modules"
+    assert checked_files >= 6, "the source should have solutions in the four notebooks and three modules"
+
+
+def test_no_released_file_holds_the_code_of_any_solution(release):
+    # Every file, benchmarks and text included: a solution line of 40 characters or more, or two lines that follow
+    # each other in a solution, found anywhere in the release is a leak.
+    out, report = release
+    regions = course.release.solution_regions(REPO_DIR)
+    assert len(regions) >= 15 and all(regions.values())
+    assert course.release.find_leaks(out, report.files, regions) == []
+    # ... and the search finds them where they are: in the source, and in the trainer that the release leaves out.
+    found = {leak.path for leak in course.release.find_leaks(REPO_DIR, course.release.release_files(REPO_DIR) + ["pipeline/trainer.py"], regions)}
+    assert {"2_Define_Train_Network.ipynb", "3_Facial_Keypoint_Detection_Complete_Pipeline.ipynb", "data_load.py", "models.py", "filters.py",
+            "pipeline/trainer.py"} <= found
+
+
+def test_a_release_that_would_hold_a_solution_stops_with_one_line(tmp_path, capsys):
+    source = fake_course(tmp_path / "course", "def f(x):\n    # TODO: twice x, plus one\n    ### BEGIN SOLUTION\n    return 2 * x + 1\n    ### END SOLUTION\n")
+    (source / "helpers.py").write_text("def g(y):\n    return 2 * y + 1\n")  # not a solution region
+    (source / "notes.md").write_text("# notes\n\n    def f(x):\n        return 2 * x + 1\n")
+    assert course.release.main(["--source", str(source), "--out", str(tmp_path / "out")]) == 0  # short lines alone: idioms
+    capsys.readouterr()
+    (source / "notes.md").write_text("    y = some_function_with_a_long_name(x) + another_one(x) - 1\n")
+    (source / "mod.py").write_text("def f(x):\n    # TODO: y\n    ### BEGIN SOLUTION\n    y = some_function_with_a_long_name(x) + another_one(x) - 1\n"
+                                   "    return y\n    ### END SOLUTION\n")
+    assert course.release.main(["--source", str(source), "--out", str(tmp_path / "out2")]) == 1
+    printed = capsys.readouterr().err
+    assert printed.startswith("error: notes.md:1: holds the solution of mod.py") and printed.count("\n") == 1
+    assert not (tmp_path / "out2").exists()
 
 
 def test_every_stub_names_what_to_write_and_keeps_the_indentation(release):
@@ -394,7 +440,8 @@ def test_check_helpers_fail_helpfully_on_the_stubs_and_pass_on_the_solutions(rel
 
 
 # Check cells of the notebooks' own TODOs (PROBE gives them what their TODO cells use from the notebook).
-NOTEBOOK_CHECK_CELLS = ("check-data-transform", "check-config", "check-edge-filter", "check-keypoints-by-hand", "check-clown-nose")
+NOTEBOOK_CHECK_CELLS = ("check-train-one-epoch", "check-validate", "check-training-choices", "check-fit", "check-edge-filter",
+                        "check-keypoints-from-boxes", "check-clown-nose")
 
 
 def test_check_cells_fail_helpfully_on_the_stubs(release_probe, source_probe):

@@ -13,6 +13,7 @@ import torch.nn as nn
 import data_load
 from pipeline import evaluation
 from pipeline import inference
+from pipeline import trainer
 from pipeline import training
 from conftest import MEAN_SHAPE_68, TINY_TEST, face_keypoints
 from data_load import keypoint_box
@@ -28,7 +29,9 @@ from pipeline.evaluation import (
     summarize,
 )
 from models import MODEL_NAMES, ModelError, build_model, load_model
-from pipeline.training import TrainConfig, WingLoss, split_by_person
+from data_load import split_by_person
+from pipeline.trainer import TrainConfig
+from pipeline.training import WingLoss
 
 
 def assert_one_line(message: str, *must_contain: str) -> None:
@@ -302,14 +305,14 @@ def test_make_loss():
         training.make_loss("l7", 96)
 
 
-@pytest.mark.parametrize("name", sorted(training.PRESETS))
+@pytest.mark.parametrize("name", sorted(trainer.PRESETS))
 def test_every_preset_builds_its_optimizer_schedule_and_loss(name):
-    config = training.PRESETS[name]
+    config = trainer.PRESETS[name]
     assert config.model in MODEL_NAMES and config.input_size > 0
     model = nn.Linear(4, 2)
-    optimizer = training.make_optimizer(config, model)
+    optimizer = trainer.make_optimizer(config, model)
     assert type(optimizer).__name__.lower() == config.optimizer and optimizer.defaults["lr"] == config.lr
-    schedule = training.make_schedule(config, optimizer, steps_per_epoch=5)
+    schedule = trainer.make_schedule(config, optimizer, steps_per_epoch=5)
     kinds = {"onecycle": "OneCycleLR", "cosine": "CosineAnnealingLR", "plateau": "ReduceLROnPlateau"}
     assert type(schedule).__name__ == kinds[config.schedule]
     assert float(training.make_loss(config.loss, config.input_size)(torch.zeros(2, 4), torch.ones(2, 4))) > 0
@@ -319,7 +322,7 @@ def test_every_preset_builds_its_optimizer_schedule_and_loss(name):
 @pytest.mark.parametrize("field_name, value", [("model", "resnet99"), ("optimizer", "sgd"), ("schedule", "step"), ("loss", "l7")])
 def test_a_config_with_an_unknown_name_is_refused_in_one_line(field_name, value):
     with pytest.raises(ValueError) as info:
-        dataclasses.replace(training.PRESETS["cpu"], **{field_name: value})
+        dataclasses.replace(trainer.PRESETS["cpu"], **{field_name: value})
     assert_one_line(str(info.value), f"Unknown {field_name} {value!r}: choose one of")
 
 
@@ -368,14 +371,14 @@ def test_two_epochs_lower_the_loss_and_write_last_pt(tiny_data, tmp_path, isolat
     loss_fn = training.make_loss(config.loss, 32)
     torch.manual_seed(config.seed)
     untrained = build_model("fast", **SMALL_FAST)
-    loss_before, _ = training.validate(untrained, crops, train_idx, 32, loss_fn, "cpu")
+    loss_before, _ = trainer.validate(untrained, crops, train_idx, 32, loss_fn, "cpu")
 
     log: list[str] = []
-    model, history = training.train(config, str(tiny_data.path), run_dir, progress=False, log=log.append)
+    model, history = trainer.train(config, str(tiny_data.path), run_dir, progress=False, log=log.append)
     assert history["epoch"] == [1, 2]
     assert history["train_loss"][1] < history["train_loss"][0]
     assert all(np.isfinite(history["val_loss"])) and all(0 < v < 1 for v in history["val_nme_io"])
-    loss_after, _ = training.validate(model, crops, train_idx, 32, loss_fn, "cpu")
+    loss_after, _ = trainer.validate(model, crops, train_idx, 32, loss_fn, "cpu")
     assert loss_after < 0.9 * loss_before
     assert not model.training
     assert any(line.startswith(f"faces: {len(train_idx)} training, {len(val_idx)} validation") for line in log)
@@ -396,15 +399,15 @@ def test_two_epochs_lower_the_loss_and_write_last_pt(tiny_data, tmp_path, isolat
 
 
 def test_training_is_reproducible_with_the_seed(tiny_dataset, tmp_path, isolated_cache):
-    _, first = training.train(small_config(), str(tiny_dataset), tmp_path / "a", progress=False, log=quiet)
-    _, second = training.train(small_config(), str(tiny_dataset), tmp_path / "b", progress=False, log=quiet)
+    _, first = trainer.train(small_config(), str(tiny_dataset), tmp_path / "a", progress=False, log=quiet)
+    _, second = trainer.train(small_config(), str(tiny_dataset), tmp_path / "b", progress=False, log=quiet)
     assert first["train_loss"] == second["train_loss"] and first["val_loss"] == second["val_loss"]
 
 
 def test_limit_restricts_the_training_faces(tiny_dataset, tmp_path, isolated_cache):
     log: list[str] = []
     config = small_config(epochs=1, limit=3, val_fraction=0.0, augment={})
-    _, history = training.train(config, str(tiny_dataset), None, progress=False, log=log.append)
+    _, history = trainer.train(config, str(tiny_dataset), None, progress=False, log=log.append)
     assert any(line.startswith("faces: 3 training, 0 validation") for line in log)
     assert history["epoch"] == [1] and np.isnan(history["val_loss"][0])
 
@@ -413,7 +416,7 @@ class Interrupt(Exception):
     pass
 
 
-ORIGINAL_TRAIN_ONE_EPOCH = training.train_one_epoch
+ORIGINAL_TRAIN_ONE_EPOCH = trainer.train_one_epoch
 
 
 def interrupt_on_call(monkeypatch, call: int) -> dict:
@@ -427,7 +430,7 @@ def interrupt_on_call(monkeypatch, call: int) -> dict:
             raise Interrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(training, "train_one_epoch", wrapper)
+    monkeypatch.setattr(trainer, "train_one_epoch", wrapper)
     return calls
 
 
@@ -436,14 +439,14 @@ def test_resume_continues_an_interrupted_run(tiny_dataset, tmp_path, isolated_ca
     run_dir = tmp_path / "run"
     interrupt_on_call(monkeypatch, 2)
     with pytest.raises(Interrupt):
-        training.train(config, str(tiny_dataset), run_dir, progress=False, log=quiet)
+        trainer.train(config, str(tiny_dataset), run_dir, progress=False, log=quiet)
     state = torch.load(run_dir / "last.pt", weights_only=True)
     assert state["epoch"] == 1
     first_loss = state["history"]["train_loss"][0]
 
     calls = interrupt_on_call(monkeypatch, 0)  # count only
     log: list[str] = []
-    _, history = training.train(config, str(tiny_dataset), run_dir, resume=True, progress=False, log=log.append)
+    _, history = trainer.train(config, str(tiny_dataset), run_dir, resume=True, progress=False, log=log.append)
     assert calls["n"] == 2  # epochs 2 and 3 only
     assert history["epoch"] == [1, 2, 3]
     assert history["train_loss"][0] == first_loss
@@ -468,7 +471,7 @@ def test_an_interrupted_checkpoint_write_leaves_the_previous_last_pt_whole(tiny_
     monkeypatch.setattr(torch, "save", torn_save)
     run_dir = tmp_path / "run"
     with pytest.raises(Interrupt):
-        training.train(small_config(epochs=3), str(tiny_dataset), run_dir, progress=False, log=quiet)
+        trainer.train(small_config(epochs=3), str(tiny_dataset), run_dir, progress=False, log=quiet)
     assert calls["n"] == 2
     monkeypatch.setattr(torch, "save", real_save)
     assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] == 1
@@ -478,13 +481,13 @@ def test_an_interrupted_checkpoint_write_leaves_the_previous_last_pt_whole(tiny_
 def test_resume_of_a_finished_run_returns_its_history(tiny_dataset, tmp_path, isolated_cache, monkeypatch):
     config = small_config()
     run_dir = tmp_path / "run"
-    model, history = training.train(config, str(tiny_dataset), run_dir, progress=False, log=quiet)
+    model, history = trainer.train(config, str(tiny_dataset), run_dir, progress=False, log=quiet)
 
     def must_not_train(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(training, "train_one_epoch", must_not_train)
-    resumed, resumed_history = training.train(config, str(tiny_dataset), run_dir, resume=True, progress=False, log=quiet)
+    monkeypatch.setattr(trainer, "train_one_epoch", must_not_train)
+    resumed, resumed_history = trainer.train(config, str(tiny_dataset), run_dir, resume=True, progress=False, log=quiet)
     assert resumed_history == history
     x = torch.rand(2, 1, 32, 32)
     with torch.no_grad():
@@ -493,29 +496,29 @@ def test_resume_of_a_finished_run_returns_its_history(tiny_dataset, tmp_path, is
 
 def test_resume_refuses_a_missing_or_different_run(tiny_dataset, tmp_path, isolated_cache):
     with pytest.raises(ModelError) as info:
-        training.train(small_config(), str(tiny_dataset), tmp_path / "empty_run", resume=True, progress=False, log=quiet)
+        trainer.train(small_config(), str(tiny_dataset), tmp_path / "empty_run", resume=True, progress=False, log=quiet)
     assert_one_line(str(info.value), "last.pt")
     run_dir = tmp_path / "run"
-    training.train(small_config(epochs=1), str(tiny_dataset), run_dir, progress=False, log=quiet)
+    trainer.train(small_config(epochs=1), str(tiny_dataset), run_dir, progress=False, log=quiet)
     with pytest.raises(ModelError) as info:
-        training.train(small_config(epochs=1, lr=5e-3), str(tiny_dataset), run_dir, resume=True, progress=False, log=quiet)
+        trainer.train(small_config(epochs=1, lr=5e-3), str(tiny_dataset), run_dir, resume=True, progress=False, log=quiet)
     assert_one_line(str(info.value), "last.pt")
 
 
 def test_resumed_run_matches_the_uninterrupted_run(tiny_dataset, tmp_path, isolated_cache, monkeypatch):
     config = small_config(epochs=2)
-    _, straight = training.train(config, str(tiny_dataset), tmp_path / "straight", progress=False, log=quiet)
+    _, straight = trainer.train(config, str(tiny_dataset), tmp_path / "straight", progress=False, log=quiet)
     interrupt_on_call(monkeypatch, 2)
     with pytest.raises(Interrupt):
-        training.train(config, str(tiny_dataset), tmp_path / "broken", progress=False, log=quiet)
-    monkeypatch.setattr(training, "train_one_epoch", ORIGINAL_TRAIN_ONE_EPOCH)  # (undo() would also drop isolated_cache)
-    _, resumed = training.train(config, str(tiny_dataset), tmp_path / "broken", resume=True, progress=False, log=quiet)
+        trainer.train(config, str(tiny_dataset), tmp_path / "broken", progress=False, log=quiet)
+    monkeypatch.setattr(trainer, "train_one_epoch", ORIGINAL_TRAIN_ONE_EPOCH)  # (undo() would also drop isolated_cache)
+    _, resumed = trainer.train(config, str(tiny_dataset), tmp_path / "broken", resume=True, progress=False, log=quiet)
     np.testing.assert_allclose(resumed["train_loss"], straight["train_loss"], rtol=1e-5)
 
 
 def test_main_with_a_missing_data_folder(tmp_path, capsys):
     missing = tmp_path / "no_such_data"
-    code = training.main(["--data", str(missing), "--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "m.pt"), "--no-progress"])
+    code = trainer.main(["--data", str(missing), "--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "m.pt"), "--no-progress"])
     assert code == 1
     err = capsys.readouterr().err
     assert_one_line(err, str(missing))
@@ -527,7 +530,7 @@ def test_main_trains_saves_and_evaluates(tiny_dataset, tmp_path, isolated_cache,
     out, run_dir = tmp_path / "models" / "student.pt", tmp_path / "run"
     argv = ["--data", str(tiny_dataset), "--out", str(out), "--run-dir", str(run_dir), "--epochs", "1",
             "--batch-size", "4", "--limit", "8", "--no-progress"]
-    assert training.main(argv) == 0
+    assert trainer.main(argv) == 0
     model, meta = load_model(out)
     assert meta["preset"] == "cpu" and meta["config"]["epochs"] == 1 and meta["config"]["limit"] == 8
     assert "val_nme_io_held_out_people" in meta
@@ -546,7 +549,7 @@ def test_main_with_onnx_saves_an_export_that_the_pipeline_runs(tiny_dataset, tmp
     out = tmp_path / "models" / "student.pt"
     argv = ["--data", str(tiny_dataset), "--out", str(out), "--run-dir", str(tmp_path / "run"), "--epochs", "1",
             "--batch-size", "4", "--limit", "8", "--no-progress", "--onnx"]
-    assert training.main(argv) == 0
+    assert trainer.main(argv) == 0
     runner = make_runner(out, backend="onnx")  # refuses an export that does not belong to the .pt file
     assert type(runner).__name__ == "OnnxRunner" and runner.meta["preset"] == "cpu"
 

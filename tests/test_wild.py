@@ -13,7 +13,7 @@ from pipeline import data_300w
 import data_load
 from pipeline import evaluation
 from pipeline import no_faces
-from pipeline import training
+from pipeline import trainer
 from data_load import AugmentConfig, CropDataset, mix_crops, photo_effects
 from models import OutputLayout, build_model
 
@@ -117,12 +117,12 @@ def test_mix_crops_labels_every_crop():
 # The loss
 # ---------------------------------------------------------------------------------------------------------
 def packed(keypoints: torch.Tensor, convention: list[int], face: list[float]) -> torch.Tensor:
-    return training.training_target({"keypoints": keypoints, "convention": torch.tensor(convention), "face": torch.tensor(face)})
+    return trainer.training_target({"keypoints": keypoints, "convention": torch.tensor(convention), "face": torch.tensor(face)})
 
 
 def test_layout_loss_compares_each_face_with_its_own_convention():
     layout = OutputLayout(68, ("300w", "course"), face_score=False)
-    loss = training.LayoutLoss(torch.nn.L1Loss(), layout)
+    loss = trainer.LayoutLoss(torch.nn.L1Loss(), layout)
     truth = torch.rand(2, 68, 2) * 2 - 1
     # face 0 is labelled in 300w (head 0), face 1 in course (head 1); the other head holds garbage
     output = torch.stack([torch.cat([truth[0].flatten(), torch.full((136,), 5.0)]), torch.cat([torch.full((136,), 5.0), truth[1].flatten()])])
@@ -134,7 +134,7 @@ def test_layout_loss_compares_each_face_with_its_own_convention():
 
 def test_layout_loss_teaches_the_face_score_and_ignores_the_keypoints_of_negatives():
     layout = OutputLayout(68, ("300w", "course"), face_score=True)
-    loss = training.LayoutLoss(torch.nn.L1Loss(), layout, face_weight=2.0)
+    loss = trainer.LayoutLoss(torch.nn.L1Loss(), layout, face_weight=2.0)
     truth = torch.zeros(2, 68, 2)
     output = torch.zeros(2, layout.width)
     output[1, :272] = 7.0  # the negative's keypoints are far off: they must not count
@@ -151,7 +151,7 @@ def test_layout_loss_teaches_the_face_score_and_ignores_the_keypoints_of_negativ
 
 def test_training_target_of_a_course_batch_is_its_flat_keypoints():
     keypoints = torch.rand(3, 68, 2)
-    torch.testing.assert_close(training.training_target({"keypoints": keypoints}), keypoints.flatten(1))
+    torch.testing.assert_close(trainer.training_target({"keypoints": keypoints}), keypoints.flatten(1))
     assert packed(keypoints, [1, 0, 1], [1, 0, 1]).shape == (3, 138)
 
 
@@ -176,9 +176,9 @@ def test_a_mirrored_crop_is_moved_back_to_its_conventions_side():
     # the mirror image of such labels sits as far on the left; flip_corrected puts it back
     mirrored = _mirrored(labelled[None].copy(), 64)[0]
     np.testing.assert_allclose(mirrored, face - offset * (face[45] - face[36]), atol=1e-6)
-    back = training.flip_corrected(torch.from_numpy(mirrored)[None], torch.ones(1), torch.tensor([offset]))[0]
+    back = trainer.flip_corrected(torch.from_numpy(mirrored)[None], torch.ones(1), torch.tensor([offset]))[0]
     np.testing.assert_allclose(back.numpy(), labelled, atol=1e-5)
-    unflipped = training.flip_corrected(torch.from_numpy(labelled)[None], torch.zeros(1), torch.tensor([offset]))[0]
+    unflipped = trainer.flip_corrected(torch.from_numpy(labelled)[None], torch.zeros(1), torch.tensor([offset]))[0]
     np.testing.assert_allclose(unflipped.numpy(), labelled)
     # and inference does the same for a mirrored prediction
     np.testing.assert_allclose(_mirrored(_mirrored(labelled[None].copy(), 64), 64, offset)[0], labelled + 2 * offset * (labelled[45] - labelled[36]), atol=1e-5)
@@ -220,9 +220,9 @@ def test_the_learned_flip_offset_is_the_labels_own():
     labels = face + true_offset * (face[45] - face[36])
     mirrored_labels = face - true_offset * (face[45] - face[36])
     layout = OutputLayout(68, ("300w", "course"), face_score=False)
-    loss = training.LayoutLoss(torch.nn.L1Loss(), layout)
+    loss = trainer.LayoutLoss(torch.nn.L1Loss(), layout)
     output = torch.cat([labels.flatten(), labels.flatten()])[None].repeat(2, 1)
-    target = training.training_target({"keypoints": torch.stack([labels, mirrored_labels]), "convention": torch.tensor([1, 1]),
+    target = trainer.training_target({"keypoints": torch.stack([labels, mirrored_labels]), "convention": torch.tensor([1, 1]),
                                         "face": torch.tensor([1.0, 1.0]), "flipped": torch.tensor([0.0, 1.0])})
     values = {}
     for b in (0.0, 0.015, true_offset, 0.045):
@@ -232,7 +232,7 @@ def test_the_learned_flip_offset_is_the_labels_own():
     assert min(values, key=values.get) == true_offset and values[true_offset] == pytest.approx(0.0, abs=1e-6)
     loss(output, target).backward()  # the offsets learn through the loss
     assert loss.flip_offsets.values.grad is not None
-    assert training.LayoutLoss(torch.nn.L1Loss(), layout, learn_flip_offsets=False)(output, target).item() == pytest.approx(values[0.0])
+    assert trainer.LayoutLoss(torch.nn.L1Loss(), layout, learn_flip_offsets=False)(output, target).item() == pytest.approx(values[0.0])
 
 
 def test_crops_with_labels_say_whether_they_were_mirrored():
@@ -265,24 +265,24 @@ def test_a_model_saves_and_loads_its_flip_offsets(tmp_path):
 # ---------------------------------------------------------------------------------------------------------
 def test_wild_presets_default_to_300w_with_a_course_head_and_a_face_score():
     for name in ("wild", "wild-cpu"):
-        config = training.PRESETS[name]
+        config = trainer.PRESETS[name]
         assert config.conventions[0] == "300w" and "course" in config.conventions and config.face_score and config.wild_repeat > 0
-        assert config.init == training.COURSE_MODEL
-    assert (training.REPO_DIR / training.COURSE_MODEL).is_file()
-    photo = AugmentConfig(**training.PHOTO_AUGMENT)
-    assert photo.rotation > AugmentConfig(**training.FAST_AUGMENT).rotation and photo.blur and photo.occlusion
-    for name in ("course", "cpu", "full"):
-        config = training.PRESETS[name]
+        assert config.init == trainer.COURSE_MODEL
+    assert (trainer.REPO_DIR / trainer.COURSE_MODEL).is_file()
+    photo = AugmentConfig(**trainer.PHOTO_AUGMENT)
+    assert photo.rotation > AugmentConfig(**trainer.FAST_AUGMENT).rotation and photo.blur and photo.occlusion
+    for name in ("cpu", "full"):
+        config = trainer.PRESETS[name]
         assert config.conventions == ["course"] and not config.face_score and config.wild_repeat == 0
 
 
 def test_wild_training_learns_both_heads_and_the_face_score(tiny_dataset, tiny_300w, tmp_path, isolated_cache, monkeypatch):
     monkeypatch.setattr(no_faces, "BOXES_PER_SKIMAGE_PICTURE", 1)
     config = dataclasses.replace(
-        training.PRESETS["wild-cpu"], model_kwargs={**training.FAST_MODEL, "input_size": 32}, epochs=3, batch_size=8, lr=3e-3, limit=8,
-        augment=training.PHOTO_AUGMENT, init=None,
+        trainer.PRESETS["wild-cpu"], model_kwargs={**trainer.FAST_MODEL, "input_size": 32}, epochs=3, batch_size=8, lr=3e-3, limit=8,
+        augment=trainer.PHOTO_AUGMENT, init=None,
     )
-    model, history = training.train(config, str(tiny_dataset), tmp_path / "run", progress=False, log=lambda _: None, data_300w=str(tiny_300w))
+    model, history = trainer.train(config, str(tiny_dataset), tmp_path / "run", progress=False, log=lambda _: None, data_300w=str(tiny_300w))
     assert model.conventions == ("300w", "course") and model.face_score
     assert history["epoch"] == [1, 2, 3] and len(history["val_300w_nme_io"]) == 3
     assert history["train_loss"][-1] < history["train_loss"][0]
@@ -292,7 +292,7 @@ def test_wild_training_learns_both_heads_and_the_face_score(tiny_dataset, tiny_3
 
 def test_a_wild_preset_without_300w_data_says_what_to_do(tiny_dataset, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("FKP_300W", raising=False)
-    code = training.main(["--preset", "wild-cpu", "--data", str(tiny_dataset), "--out", str(tmp_path / "m.pt"), "--run-dir", str(tmp_path / "r"), "--no-progress"])
+    code = trainer.main(["--preset", "wild-cpu", "--data", str(tiny_dataset), "--out", str(tmp_path / "m.pt"), "--run-dir", str(tmp_path / "r"), "--no-progress"])
     assert code == 1
     assert_one_line(capsys.readouterr().err, "--data-300w", "FKP_300W")
     assert not (tmp_path / "m.pt").exists()
@@ -414,7 +414,7 @@ def test_initialize_from_a_course_model_spreads_its_head_over_both_conventions(t
     save_model(old, tmp_path / "course.pt")
     new = build_model("fast", conventions=("300w", "course"), face_score=True, input_size=32)
     fresh_face_row = new.head[-1].weight[-1].detach().clone()
-    copied = training.initialize_from(new, tmp_path / "course.pt")
+    copied = trainer.initialize_from(new, tmp_path / "course.pt")
     assert "head.3.weight" in copied and len(copied) == len(old.state_dict())
     x = torch.rand(2, 1, 32, 32)
     old.eval(), new.eval()
@@ -428,39 +428,38 @@ def test_initialize_from_a_course_model_spreads_its_head_over_both_conventions(t
 def test_initialize_from_another_design_says_so(tmp_path):
     from models import ModelError, save_model
 
-    save_model(build_model("naimishnet"), tmp_path / "other.pt")
+    save_model(build_model("fast_heatmap", input_size=32), tmp_path / "other.pt")
     with pytest.raises(ModelError, match="shares no weights"):
-        training.initialize_from(build_model("fast", input_size=32), tmp_path / "other.pt")
+        trainer.initialize_from(build_model("fast", input_size=32), tmp_path / "other.pt")
     with pytest.raises(ModelError, match="does not exist"):
-        training.initialize_from(build_model("fast", input_size=32), tmp_path / "missing.pt")
+        trainer.initialize_from(build_model("fast", input_size=32), tmp_path / "missing.pt")
 
 
 def test_augment_option_changes_only_the_named_strengths(capsys):
-    args = training.build_parser().parse_args(["--preset", "wild", "--augment", "blur=0,rotation=12.5"])
-    config = training.config_from_args(args)
-    assert config.augment == {**training.FAST_AUGMENT, "blur": 0.0, "rotation": 12.5}
+    args = trainer.build_parser().parse_args(["--preset", "wild", "--augment", "blur=0,rotation=12.5"])
+    config = trainer.config_from_args(args)
+    assert config.augment == {**trainer.FAST_AUGMENT, "blur": 0.0, "rotation": 12.5}
     with pytest.raises(SystemExit):
-        training.build_parser().parse_args(["--augment", "sharpness=1"])
+        trainer.build_parser().parse_args(["--augment", "sharpness=1"])
     assert "--augment" in capsys.readouterr().err
 
 
 def test_from_scratch_and_input_size_options_change_only_what_they_name():
-    plain = training.config_from_args(training.build_parser().parse_args(["--preset", "wild"]))
-    assert plain.init == training.COURSE_MODEL and plain.input_size == 128
-    changed = training.config_from_args(training.build_parser().parse_args(["--preset", "wild", "--from-scratch", "--input-size", "112"]))
+    plain = trainer.config_from_args(trainer.build_parser().parse_args(["--preset", "wild"]))
+    assert plain.init == trainer.COURSE_MODEL and plain.input_size == 128
+    changed = trainer.config_from_args(trainer.build_parser().parse_args(["--preset", "wild", "--from-scratch", "--input-size", "112"]))
     assert changed.init is None and changed.input_size == 112
     assert dataclasses.replace(changed, init=plain.init, model_kwargs=plain.model_kwargs) == plain
 
 
 @pytest.mark.parametrize("argv, must_contain", [
-    (["--preset", "course", "--input-size", "128"], "--input-size"),
     (["--preset", "wild", "--input-size", "100"], "multiple of 16"),
     (["--preset", "wild", "--input-size", "0"], "--input-size"),
     (["--preset", "wild", "--from-scratch", "--init", "saved_models/keypoints_course.pt"], "--init"),
 ])
 def test_training_options_that_cannot_go_together_stop_in_one_line(argv, must_contain, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
-        training.main([*argv, "--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "m.pt")])
+        trainer.main([*argv, "--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "m.pt")])
     assert info.value.code == 2
     message = capsys.readouterr().err.strip().splitlines()[-1]
     assert "error:" in message and must_contain in message
@@ -473,11 +472,11 @@ def test_a_failed_onnx_export_keeps_the_trained_model(tiny_dataset, tmp_path, is
     def failing_export(*args, **kwargs):
         raise RuntimeError("exporter broke\nsecond line")
 
-    monkeypatch.setattr(training, "save_model_with_onnx", failing_export)
+    monkeypatch.setattr(trainer, "save_model_with_onnx", failing_export)
     out = tmp_path / "m.pt"
     argv = ["--data", str(tiny_dataset), "--out", str(out), "--run-dir", str(tmp_path / "run"), "--epochs", "1",
             "--batch-size", "4", "--limit", "8", "--no-progress", "--onnx"]
-    assert training.main(argv) == 1
+    assert trainer.main(argv) == 1
     assert_one_line(capsys.readouterr().err.splitlines()[-1], str(out), "--export-onnx")  # after the progress bars
     assert load_model(out)[1]["preset"] == "cpu"
 
@@ -492,12 +491,12 @@ def test_an_interrupted_wild_run_resumes_to_the_same_weights(preset, workers, ti
     # continue where they stopped
     monkeypatch.setattr(no_faces, "BOXES_PER_SKIMAGE_PICTURE", 1)
     size = 32
-    config = dataclasses.replace(training.PRESETS[preset], epochs=3, batch_size=8, limit=8, init=None, flip_offsets=True,
-                                 model_kwargs={**training.PRESETS[preset].model_kwargs, "input_size": size})
+    config = dataclasses.replace(trainer.PRESETS[preset], epochs=3, batch_size=8, limit=8, init=None, flip_offsets=True,
+                                 model_kwargs={**trainer.PRESETS[preset].model_kwargs, "input_size": size})
     quiet = lambda _: None  # noqa: E731
-    straight, history = training.train(config, str(tiny_dataset), tmp_path / "straight", progress=False, log=quiet, data_300w=str(tiny_300w),
+    straight, history = trainer.train(config, str(tiny_dataset), tmp_path / "straight", progress=False, log=quiet, data_300w=str(tiny_300w),
                                        workers=workers)
-    original, calls = training.train_one_epoch, {"n": 0}
+    original, calls = trainer.train_one_epoch, {"n": 0}
 
     def stop_in_the_third_epoch(*args, **kwargs):
         calls["n"] += 1
@@ -505,11 +504,11 @@ def test_an_interrupted_wild_run_resumes_to_the_same_weights(preset, workers, ti
             raise Interrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(training, "train_one_epoch", stop_in_the_third_epoch)
+    monkeypatch.setattr(trainer, "train_one_epoch", stop_in_the_third_epoch)
     with pytest.raises(Interrupt):
-        training.train(config, str(tiny_dataset), tmp_path / "broken", progress=False, log=quiet, data_300w=str(tiny_300w), workers=workers)
-    monkeypatch.setattr(training, "train_one_epoch", original)
-    resumed, resumed_history = training.train(config, str(tiny_dataset), tmp_path / "broken", resume=True, progress=False, log=quiet,
+        trainer.train(config, str(tiny_dataset), tmp_path / "broken", progress=False, log=quiet, data_300w=str(tiny_300w), workers=workers)
+    monkeypatch.setattr(trainer, "train_one_epoch", original)
+    resumed, resumed_history = trainer.train(config, str(tiny_dataset), tmp_path / "broken", resume=True, progress=False, log=quiet,
                                               data_300w=str(tiny_300w), workers=workers)
     for key in ("epoch", "train_loss", "val_300w_nme_io"):
         assert resumed_history[key] == history[key], key
@@ -519,8 +518,8 @@ def test_an_interrupted_wild_run_resumes_to_the_same_weights(preset, workers, ti
 
 
 def test_a_pixel_in_pixel_model_trains_in_the_wild_layout(tiny_dataset, tiny_300w, isolated_cache, tmp_path):
-    config = dataclasses.replace(training.PRESETS["wild-pip"], epochs=1, limit=8, init=None, model_kwargs={**training.PIP_MODEL, "input_size": 48})
-    model, history = training.train(config, str(tiny_dataset), tmp_path / "run", progress=False, data_300w=str(tiny_300w), log=lambda line: None)
+    config = dataclasses.replace(trainer.PRESETS["wild-pip"], epochs=1, limit=8, init=None, model_kwargs={**trainer.PIP_MODEL, "input_size": 48})
+    model, history = trainer.train(config, str(tiny_dataset), tmp_path / "run", progress=False, data_300w=str(tiny_300w), log=lambda line: None)
     assert model.architecture == "fast_pip" and not model.training
     assert np.isfinite(history["train_loss"][0]) and np.isfinite(history["val_300w_nme_io"][0])
     with torch.no_grad():
@@ -530,7 +529,7 @@ def test_a_pixel_in_pixel_model_trains_in_the_wild_layout(tiny_dataset, tiny_300
 def test_reference_landmarkers_read_the_held_out_300w_faces(tiny_300w, tmp_path, monkeypatch):
     import sys
 
-    sys.path.insert(0, str(training.REPO_DIR / "benchmarks"))
+    sys.path.insert(0, str(trainer.REPO_DIR / "benchmarks"))
     import reference_landmarkers
 
     held_out = data_300w.Faces300WDataset(tiny_300w.parent, "validation")
