@@ -125,6 +125,23 @@ def test_pytorch_and_onnx_runtime_refine_within_a_tenth_of_a_pixel(tmp_path, res
         a, b = onnx.refine(gray, shapes, convention), torch_refiner.refine(gray, shapes, convention)
         assert np.abs(a - shapes).max() > 0.5  # the points did move
         assert np.abs(a - b).max() < 0.1
+    # the export alone, from the metadata it carries (the light install, without PyTorch), gives the same points
+    light = Refiner.from_onnx(path.with_suffix(".onnx"))
+    assert light.rounds == 2 and light.conventions == onnx.conventions and light.meta["file"] == path.name
+    np.testing.assert_array_equal(light.refine(gray, shapes, "300w"), onnx.refine(gray, shapes, "300w"))
+
+
+def test_an_export_without_metadata_is_told_in_one_line(tmp_path):
+    path = tmp_path / "m.refine.pt"
+    save_refinement(RefinementNet(), path)
+    from pipeline.refinement import export_refinement_onnx
+
+    export_refinement_onnx(RefinementNet(), path.with_suffix(".onnx"))  # a bare export: no metadata in it
+    with pytest.raises(ModelError, match="carries no refinement metadata"):
+        Refiner.from_onnx(path)
+    path.with_suffix(".onnx").unlink()
+    with pytest.raises(ModelError, match="does not exist"):
+        Refiner.from_onnx(path)
 
 
 def test_a_refinement_file_round_trips_and_bad_ones_are_told_in_one_line(tmp_path):
