@@ -207,6 +207,14 @@ def regions_from_metadata(items: Sequence[dict]) -> tuple[Region, ...]:
     return tuple(Region(item["name"], tuple(item["points"]), tuple(item["size"])) for item in items)
 
 
+def has_training_code() -> bool:
+    """Whether ``pipeline.refinement`` (the network in PyTorch, its training and export) is here: the course's
+    students' copy leaves it out, and then the second stage runs from its ONNX export alone."""
+    import importlib.util
+
+    return importlib.util.find_spec("pipeline.refinement") is not None
+
+
 @dataclass(frozen=True)
 class StageDesign:
     """What running a refinement network needs to know of it, read from its metadata: its regions, conventions,
@@ -254,12 +262,12 @@ class Refiner:
     @classmethod
     def from_file(cls, path: str | Path, backend: str = "auto", threads: int | None = None, rounds: int | None = None) -> "Refiner":
         """The refinement stage saved at ``path``; ONNX Runtime (``backend`` "auto" or "onnx") when its export sits
-        beside it with the recorded hash and onnxruntime is installed, else PyTorch. Without PyTorch, the export
-        alone, from the metadata it carries (``from_onnx``). ``rounds``: None for the number recorded in the file
+        beside it with the recorded hash and onnxruntime is installed, else PyTorch. Without PyTorch or without
+        ``pipeline.refinement`` (``has_training_code``), the export alone, from the metadata it carries (``from_onnx``). ``rounds``: None for the number recorded in the file
         (``meta["rounds"]``, else 1)."""
-        if not has_torch():
+        if not has_torch() or not has_training_code():
             if backend == "torch":
-                raise ModelError("PyTorch is not installed: install requirements.txt, or use the onnx backend.")
+                raise ModelError("The second stage runs on PyTorch only where PyTorch and pipeline/refinement.py are installed: use the onnx backend.")
             return cls.from_onnx(path, threads, rounds)
         import torch
 

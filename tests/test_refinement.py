@@ -131,6 +131,23 @@ def test_pytorch_and_onnx_runtime_refine_within_a_tenth_of_a_pixel(tmp_path, res
     np.testing.assert_array_equal(light.refine(gray, shapes, "300w"), onnx.refine(gray, shapes, "300w"))
 
 
+def test_without_the_training_code_the_stage_runs_from_its_export(tmp_path, monkeypatch):
+    """The students' copy of the course leaves pipeline/refinement.py out; the shipped stage still runs there."""
+    from pipeline import second_stage
+
+    path = tmp_path / "m.refine.pt"
+    save_refinement(randomized(RefinementNet(residual=True)), path, rounds=1)
+    gray = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 255, (260, 240)).astype(np.uint8), (0, 0), 2)
+    shape = turned_face(5.0)[None]
+    expected = Refiner.from_file(path).refine(gray, shape, "300w")
+    monkeypatch.setattr(second_stage, "has_training_code", lambda: False)
+    alone = Refiner.from_file(path)
+    assert alone.session is not None and alone.model is None
+    np.testing.assert_array_equal(alone.refine(gray, shape, "300w"), expected)
+    with pytest.raises(ModelError, match="onnx backend"):
+        Refiner.from_file(path, backend="torch")
+
+
 def test_an_export_without_metadata_is_told_in_one_line(tmp_path):
     path = tmp_path / "m.refine.pt"
     save_refinement(RefinementNet(), path)
