@@ -4,7 +4,7 @@
 
 Each test face is framed by its Haar-convention box (as ``evaluate.py`` does) and timed through
 ``KeypointPipeline.keypoints_for_box``: crop, network, mapping back to picture pixels; where the model has a second
-stage (``NAME.refine.pt``, ``pipeline.refinement``), with one and two of its rounds after the re-crops as well. The Haar detector's time per
+stage (``NAME.refine.pt``, ``pipeline.second_stage``), with one and two of its rounds after the re-crops as well. The Haar detector's time per
 picture is printed too. dlib (``pip install dlib-bin face-recognition-models``) is timed on the same faces.
 """
 from __future__ import annotations

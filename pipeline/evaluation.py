@@ -219,7 +219,7 @@ def evaluate_model(
 ) -> tuple[dict, np.ndarray, list[str]]:
     """Metrics of ``model`` (a PyTorch model or a runner) on a split of the course data (or on ``limit`` of its faces,
     spread over it: quick runs), each face framed from its keypoints' Haar-convention box, in the course's labelling
-    convention; with a ``refiner`` (``pipeline.refinement.Refiner``) its keypoints refined. Adds ``regions``, the
+    convention; with a ``refiner`` (``pipeline.second_stage.Refiner``) its keypoints refined. Adds ``regions``, the
     mean error of each face region."""
     csv_file, root_dir = split_paths(resolve_data_dir(data_dir), split)
     names, truth = spread_subset(*read_keypoints_csv(csv_file), limit)
@@ -345,7 +345,7 @@ def evaluate_pipeline(
     labelled face best (``match_face``).
 
     Keypoint metrics cover the faces found; ``detection_rate`` says how many that is. ``second_stage`` and
-    ``second_stage_rounds``: the second, local stage (``pipeline.refinement.companion_refiner``).
+    ``second_stage_rounds``: the second, local stage (``pipeline.second_stage.companion_refiner``).
     """
     path = model_path or SHIPPED_MODEL
     pipe = KeypointPipeline.from_pretrained(
@@ -417,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--refine-steps", type=int, help="pipeline mode: re-crops from the keypoints (default: keypoint_pipeline.REFINE_STEPS)")
     parser.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR, help=f"pipeline mode: the face detector (default: {DEFAULT_DETECTOR})")
     parser.add_argument("--second-stage", default="auto",
-                        help="the second, local stage (pipeline/refinement.py): 'auto' (default) for the model's own NAME.refine.pt when "
+                        help="the second, local stage (pipeline/second_stage.py): 'auto' (default) for the model's own NAME.refine.pt when "
                              "there is one, 'none', or its file")
     parser.add_argument("--second-stage-rounds", type=positive_int, help="rounds of the second stage (default: the number its file records)")
     parser.add_argument("--json", help="write the metrics (and per-face errors) to this JSON file")

@@ -205,7 +205,7 @@ def predict_in_boxes(
     refiner: Any = None,
 ) -> np.ndarray:
     """Keypoints in picture pixels (N, K, 2), one face box (Haar convention) per picture; with a ``refiner``
-    (``pipeline.refinement.Refiner``) the keypoints are then refined on each picture (its recorded rounds)."""
+    (``pipeline.second_stage.Refiner``) the keypoints are then refined on each picture (its recorded rounds)."""
     runner = as_runner(model)
     crops, matrices = [], []
     for image, box in zip(images, boxes):

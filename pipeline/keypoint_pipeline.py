@@ -454,7 +454,7 @@ class KeypointPipeline:
     wider: WiderSearch = field(default_factory=WiderSearch)
     recheck: bool = True
     size_ratio: float | None = SIZE_RATIO
-    second_stage: Any = None  # a pipeline.refinement.Refiner: refines every face's keypoints once its re-crops stop
+    second_stage: Any = None  # a pipeline.second_stage.Refiner: refines every face's keypoints once its re-crops stop
 
     @classmethod
     def from_pretrained(
@@ -475,7 +475,7 @@ class KeypointPipeline:
         smallest face searched for, in pixels, in every picture (default: 40, or 2.5 % of a big picture's shorter
         side, which bounds its cost: ``HaarFaceDetector.prepare``, ``CNNFaceDetector``); smaller is slower, by the
         square of the ratio (on a 4032 x 3024 photo 40 pixels against the default 76: about 3.6 times the search).
-        ``second_stage``: the second, local stage (``pipeline.refinement``): "auto" for the model's own
+        ``second_stage``: the second, local stage (``pipeline.second_stage``): "auto" for the model's own
         (``NAME.refine.pt`` beside it) when there is one, None for none, its file, or a ``Refiner``.
         """
         runner = load_runner(path or SHIPPED_MODEL, backend=backend, threads=threads)
