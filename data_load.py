@@ -852,7 +852,8 @@ class CropDataset(Dataset):
     Without ``augment`` the input is exactly the pipeline's crop; with it, rotation, scale, shift and flip are one
     warp of the cached crop, followed by ``photo_effects`` and brightness/contrast jitter. Crops that carry a
     per-face ``"convention"`` (index into ``models.CONVENTIONS``) and ``"face"`` (1 a face, 0 none: its keypoints
-    mean nothing) array give them as int64 / float32 scalars too (``mix_crops``).
+    mean nothing) array give them as int64 / float32 scalars too (``mix_crops``), and ``"flipped"`` (float32, 1.0
+    when the crop was mirrored: see ``pipeline.trainer.flip_corrected``).
     """
 
     def __init__(
@@ -905,6 +906,8 @@ class CropDataset(Dataset):
         for key in ("convention", "face"):
             if key in self.labels:
                 sample[key] = torch.tensor(self.labels[key][i])
+        if self.labels:
+            sample["flipped"] = torch.tensor(float(flip), dtype=torch.float32)
         return sample
 
 

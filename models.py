@@ -27,7 +27,8 @@ NORMALIZATION = "grayscale/255; keypoints (px - S/2) / (S/2) for an S x S input"
 def output_layout(model: Any) -> OutputLayout:
     """The layout of a model built by ``build_model`` (or any module with ``num_keypoints``)."""
     return OutputLayout(
-        int(getattr(model, "num_keypoints", 68)), tuple(getattr(model, "conventions", ("course",))), bool(getattr(model, "face_score", False))
+        int(getattr(model, "num_keypoints", 68)), tuple(getattr(model, "conventions", ("course",))), bool(getattr(model, "face_score", False)),
+        tuple(getattr(model, "flip_offsets", ())),
     )
 
 
@@ -236,14 +237,17 @@ class HeatmapKeypointNet(nn.Module):
 
 class PipKeypointNet(nn.Module):
     """``FastKeypointNet``'s backbone with a pixel-in-pixel head (PIPNet: Jin, Liao and Shao, 2021, "Pixel-in-Pixel
-    Net: Towards Efficient Facial Landmark Detection in the Wild"), without its neighbour regression.
+    Net: Towards Efficient Facial Landmark Detection in the Wild"), with or without its neighbour regression.
 
-    On the last feature map (input / 16: 7 x 7 cells for 112 px), a 1x1 conv gives, for each convention and
+    On the last feature map (input / 16: 8 x 8 cells for 128 px), a 1x1 conv gives, for each convention and
     keypoint, a score per cell and the keypoint's x and y offset inside that cell (in cells, from the cell's top-left
-    corner). In eval mode the output is the ``OutputLayout`` row every model gives: each keypoint at its
-    best-scoring cell plus that cell's offsets, normalised to [-1, 1], then the face logit (a linear layer on the
-    averaged last features). In training mode it is the raw head instead, flat: the (conventions, 3, K, H, W) maps
-    followed by the face logit, which its training loss (``PipLoss``) reads.
+    corner); with ``neighbours`` = C > 0, also the x and y offsets, from the same cell, of the C keypoints nearest to
+    it in the mean face (``neighbour_index``, set from the training faces by ``set_neighbours``). In eval mode the
+    output is the ``OutputLayout`` row every model gives: each keypoint at its best-scoring cell plus that cell's
+    offsets, averaged with where its neighbours' best cells place it (PIPNet's neighbour regression: a keypoint
+    whose own cell is wrong is outvoted), normalised to [-1, 1]; then the face logit (a linear layer on the averaged
+    last features). In training mode it is the raw head instead, flat: the (conventions, 3 + 2 C, K, H, W) maps
+    followed by the face logit, which ``pipeline.trainer.PipLoss`` reads.
     """
 
     def __init__(
@@ -254,32 +258,60 @@ class PipKeypointNet(nn.Module):
         depths: tuple[int, ...] = (1, 1, 1),
         conventions: tuple[str, ...] = ("course",),
         face_score: bool = False,
+        neighbours: int = 0,
     ) -> None:
         super().__init__()
-        self.input_size, self.num_keypoints = input_size, num_keypoints
+        self.input_size, self.num_keypoints, self.neighbours = input_size, num_keypoints, neighbours
         self.features = nn.Sequential(*fast_backbone(widths, depths))  # FastKeypointNet's layers by name, less its 1x1 conv
         self.grid = input_size // 2 ** len(widths)
         self.num_conventions = len(conventions)
-        self.maps = nn.Conv2d(widths[-1], self.num_conventions * 3 * num_keypoints, 1)
+        self.maps = nn.Conv2d(widths[-1], self.num_conventions * (3 + 2 * neighbours) * num_keypoints, 1)
         self.face = nn.Linear(widths[-1], 1) if face_score else None
+        # (K, C) keypoints each keypoint's cell also places, and the (K, K (1 + C)) matrix that averages every
+        # keypoint's own place with the places its neighbours give it; saved with the weights
+        self.register_buffer("neighbour_index", torch.zeros(num_keypoints, neighbours, dtype=torch.long))
+        self.register_buffer("neighbour_average", torch.zeros(num_keypoints, num_keypoints * (1 + neighbours)))
+        index = torch.arange(num_keypoints)[:, None] + torch.arange(1, neighbours + 1)[None]  # until set: the next keypoints
+        self.set_neighbour_index(torch.remainder(index, num_keypoints))
         init_kaiming(self)
         nn.init.normal_(self.maps.weight, std=1e-3)
+
+    def set_neighbours(self, mean_shape: Any) -> None:
+        """Each keypoint's neighbours: the ``neighbours`` keypoints nearest to it in ``mean_shape`` (K, 2)."""
+        shape = torch.as_tensor(np.asarray(mean_shape, np.float32)).reshape(self.num_keypoints, 2)
+        distance = torch.cdist(shape, shape)
+        distance.fill_diagonal_(float("inf"))
+        self.set_neighbour_index(distance.argsort(dim=1)[:, : self.neighbours])
+
+    def set_neighbour_index(self, index: torch.Tensor) -> None:
+        """Set ``neighbour_index`` (K, C) and the averaging matrix it implies."""
+        k, c = self.num_keypoints, self.neighbours
+        average = torch.zeros(k, k * (1 + c))
+        average[torch.arange(k), torch.arange(k)] = 1.0  # each keypoint's own place
+        for m in range(c):
+            average[index[:, m], k * (1 + m) + torch.arange(k)] = 1.0  # keypoint j's place as keypoint k's neighbour
+        self.neighbour_index.copy_(index)
+        self.neighbour_average.copy_(average / average.sum(dim=1, keepdim=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.features(x)
         maps = self.maps(features)
-        grid, pooled = self.grid, features.mean(dim=(2, 3))
+        grid, pooled, k = self.grid, features.mean(dim=(2, 3)), self.num_keypoints
         face = self.face(pooled) if self.face is not None else pooled[:, :0]  # (N, 1), or (N, 0) without a face score
         if self.training:
             return torch.cat([maps.flatten(1), face], dim=1)
-        maps = maps.reshape(-1, self.num_conventions, 3, self.num_keypoints, grid * grid)  # -1: any batch size in ONNX
+        channels = 3 + 2 * self.neighbours
+        maps = maps.reshape(-1, self.num_conventions, channels, k, grid * grid)  # -1: any batch size in ONNX
         best = maps[:, :, 0].argmax(dim=-1, keepdim=True)  # (N, C, K, 1): the best cell of each keypoint
-        offset_x = maps[:, :, 1].gather(-1, best)[..., 0]
-        offset_y = maps[:, :, 2].gather(-1, best)[..., 0]
+        at_best = maps.gather(-1, best[:, :, None].expand(-1, -1, channels, -1, -1))[..., 0]  # (N, C, channels, K)
         best = best[..., 0]
-        cell_x = torch.remainder(best, grid).to(maps.dtype)
-        cell_y = torch.div(best, grid, rounding_mode="floor").to(maps.dtype)
-        points = torch.stack([cell_x + offset_x, cell_y + offset_y], dim=-1) / grid * 2 - 1  # (N, C, K, 2)
+        cell_x = torch.remainder(best, grid).to(maps.dtype)[:, :, None]  # (N, C, 1, K)
+        cell_y = torch.div(best, grid, rounding_mode="floor").to(maps.dtype)[:, :, None]
+        n = self.neighbours
+        # every place given to a keypoint: its own (1 row), then as each keypoint's m-th neighbour (n rows)
+        xs = torch.cat([cell_x + at_best[:, :, 1:2], cell_x + at_best[:, :, 3 : 3 + n]], dim=2).flatten(2)  # (N, C, K (1 + n))
+        ys = torch.cat([cell_y + at_best[:, :, 2:3], cell_y + at_best[:, :, 3 + n :]], dim=2).flatten(2)
+        points = torch.stack([xs @ self.neighbour_average.T, ys @ self.neighbour_average.T], dim=-1) / grid * 2 - 1  # (N, C, K, 2)
         return torch.cat([points.flatten(1), face], dim=1)
 
 
@@ -375,6 +407,7 @@ def build_model(
     model.input_size = int(kwargs.get("input_size", default_input_size(name)))
     model.num_keypoints = num_keypoints
     model.conventions, model.face_score = layout.conventions, layout.face_score
+    model.flip_offsets = ()  # learned in training (OutputLayout.flip_offsets), read back from a saved model's metadata
     model.model_kwargs = dict(kwargs)
     return model
 
@@ -445,6 +478,7 @@ def load_model(
         layout = OutputLayout.from_meta(meta)
         model = build_model(meta["architecture"], meta["num_keypoints"], conventions=layout.conventions, face_score=layout.face_score, **kwargs)
         model.load_state_dict(checkpoint["state_dict"])
+        model.flip_offsets = layout.flip_offsets
     except (KeyError, ValueError, RuntimeError, TypeError, ModelError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelError(f"{path} does not match its architecture ({first_line}): retrain or restore it.") from None

@@ -3,7 +3,8 @@
     python benchmarks/latency.py --data ../shared/data [--model saved_models/keypoints_fast.pt] [--faces 200]
 
 Each test face is framed by its Haar-convention box (as ``evaluate.py`` does) and timed through
-``KeypointPipeline.keypoints_for_box``: crop, network, mapping back to picture pixels. The Haar detector's time per
+``KeypointPipeline.keypoints_for_box``: crop, network, mapping back to picture pixels; where the model has a second
+stage (``NAME.refine.pt``, ``pipeline.second_stage``), with one and two of its rounds after the re-crops as well. The Haar detector's time per
 picture is printed too. dlib (``pip install dlib-bin face-recognition-models``) is timed on the same faces.
 """
 from __future__ import annotations
@@ -22,7 +23,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from data_load import haar_box_from_keypoints, read_image, read_keypoints_csv, resolve_data_dir, split_paths  # noqa: E402
+from pipeline.inference import SHIPPED_MODEL  # noqa: E402
 from pipeline.keypoint_pipeline import KeypointPipeline  # noqa: E402
+from pipeline.second_stage import Refiner, refinement_file  # noqa: E402
 
 
 def median_ms(function, inputs: list, repeats: int) -> tuple[float, float]:
@@ -74,16 +77,24 @@ def main(argv: list[str] | None = None) -> int:
     faces = list(zip(images, boxes))
 
     rows = []
-    settings = [("onnx", False, False), ("onnx", True, False), ("onnx", False, True), ("onnx", True, True), ("torch", False, False)]
-    for backend, flip, refine in settings:
+    model_path = args.model or SHIPPED_MODEL
+    second = refinement_file(model_path)
+    # (backend, flip averaging, re-crops, rounds of the second stage)
+    settings = [("onnx", False, False, 0), ("onnx", True, False, 0), ("onnx", False, True, 0), ("onnx", True, True, 0)]
+    if second.is_file():
+        settings += [("onnx", True, True, 1), ("onnx", True, True, 2)]
+    settings.append(("torch", False, False, 0))
+    for backend, flip, refine, rounds in settings:
         try:
-            pipe = KeypointPipeline.from_pretrained(args.model, backend=backend, threads=1, flip_average=flip, refine=refine)
+            stage = Refiner.from_file(second, backend=backend, threads=1, rounds=rounds) if rounds else None
+            pipe = KeypointPipeline.from_pretrained(args.model, backend=backend, threads=1, flip_average=flip, refine=refine, second_stage=stage)
         except Exception as error:  # a backend that is not installed is reported, not fatal
             print(f"{backend}: unavailable ({error})")
             continue
         med, p90 = median_ms(pipe.keypoints_for_box, faces, args.repeats)
         recrops = pipe.refine_steps if refine else 0
-        rows.append((f"ours, {backend}, flip {'on' if flip else 'off'}, up to {recrops} re-crops", med, p90))
+        label = f"ours, {backend}, flip {'on' if flip else 'off'}, up to {recrops} re-crops"
+        rows.append((label + (f", second stage x{rounds}" if rounds else ""), med, p90))
     pipe = KeypointPipeline.from_pretrained(args.model, threads=1)
     detector_med, detector_p90 = median_ms(lambda image, _box: pipe.detector.detect(image), faces, 1)
 
@@ -99,10 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("dlib 68-point ERT", med, p90))
 
     print(f"landmark time per face, one CPU thread, batch 1, {len(faces)} test faces x {args.repeats} passes")
-    print(f"{'predictor':<44} {'median ms':>10} {'p90 ms':>8}")
+    print(f"{'predictor':<62} {'median ms':>10} {'p90 ms':>8}")
     for label, med, p90 in rows:
-        print(f"{label:<44} {med:10.3f} {p90:8.3f}")
-    print(f"{'Haar face detector, per picture':<44} {detector_med:10.3f} {detector_p90:8.3f}")
+        print(f"{label:<62} {med:10.3f} {p90:8.3f}")
+    print(f"{'Haar face detector, per picture':<62} {detector_med:10.3f} {detector_p90:8.3f}")
     if dlib_bits is not None:
         ours = rows[0][1]
         print(f"dlib / ours (one pass, onnx): {rows[-1][1] / ours:.1f}x")

@@ -45,6 +45,7 @@ from detector_architectures import DEFAULT_DETECTOR, DETECTORS, match_face
 from pipeline.inference import REPO_DIR, SHIPPED_MODEL, predict_in_boxes
 from models import CONVENTIONS, MeanFaceNet, ModelError, make_runner
 from pipeline.keypoint_pipeline import REFINE_STEPS, KeypointPipeline
+from pipeline.second_stage import companion_refiner
 
 # The course dataset's labels follow the course's own convention (models.CONVENTIONS): every figure on it asks the
 # model for that convention, whatever the model's default.
@@ -213,19 +214,22 @@ def spread_subset(names: list[str], truth: np.ndarray, limit: int | None) -> tup
 
 
 def evaluate_model(
-    model, data_dir: str | os.PathLike | None = None, split: str = "test", flip_average: bool = False, limit: int | None = None
+    model, data_dir: str | os.PathLike | None = None, split: str = "test", flip_average: bool = False, refiner=None,
+    limit: int | None = None,
 ) -> tuple[dict, np.ndarray, list[str]]:
     """Metrics of ``model`` (a PyTorch model or a runner) on a split of the course data (or on ``limit`` of its faces,
     spread over it: quick runs), each face framed from its keypoints' Haar-convention box, in the course's labelling
-    convention."""
+    convention; with a ``refiner`` (``pipeline.second_stage.Refiner``) its keypoints refined. Adds ``regions``, the
+    mean error of each face region."""
     csv_file, root_dir = split_paths(resolve_data_dir(data_dir), split)
     names, truth = spread_subset(*read_keypoints_csv(csv_file), limit)
     images = [read_image(root_dir / name, as_stored=True) for name in names]
     boxes = [haar_box_from_keypoints(t) for t in truth]
     start = time.perf_counter()
-    predicted = predict_in_boxes(model, images, boxes, flip_average, convention=COURSE_CONVENTION)
+    predicted = predict_in_boxes(model, images, boxes, flip_average, convention=COURSE_CONVENTION, refiner=refiner)
     metrics = summarize(predicted, truth)
     metrics["seconds"] = time.perf_counter() - start
+    metrics["regions"] = region_errors(predicted, truth)
     return metrics, nme_interocular(predicted, truth), names
 
 
@@ -241,18 +245,18 @@ class FacePredictions:
 
 
 def evaluate_300w(
-    model, folders=None, split: str = "validation", flip_average: bool = False, convention: str | None = WILD_CONVENTION
+    model, folders=None, split: str = "validation", flip_average: bool = False, convention: str | None = WILD_CONVENTION, refiner=None
 ) -> tuple[dict, np.ndarray, list[str]]:
     """Metrics of ``model`` on the 300-W faces of a split (default: the held-out ones, ``data_300w``), each framed
     from its keypoints' Haar-convention box as the course test faces are, in the 300-W labelling convention
     (``convention`` to ask the model for another). Adds ``regions``, the mean error of each face region, and
-    ``yaw``, the error by head pose (``errors_by_yaw``)."""
-    metrics, per_face, faces = evaluate_300w_faces(model, folders, split, flip_average, convention)
+    ``yaw``, the error by head pose (``errors_by_yaw``). ``refiner``: as in ``evaluate_model``."""
+    metrics, per_face, faces = evaluate_300w_faces(model, folders, split, flip_average, convention, refiner)
     return metrics, per_face, faces.names
 
 
 def evaluate_300w_faces(
-    model, folders=None, split: str = "validation", flip_average: bool = False, convention: str | None = WILD_CONVENTION
+    model, folders=None, split: str = "validation", flip_average: bool = False, convention: str | None = WILD_CONVENTION, refiner=None
 ) -> tuple[dict, np.ndarray, FacePredictions]:
     """``evaluate_300w``, also returning the faces and predictions themselves (for ``plot_worst_faces``)."""
     dataset = Faces300WDataset(folders, split)
@@ -262,7 +266,7 @@ def evaluate_300w_faces(
     images = [read_image(face.picture) for face in dataset.faces]
     boxes = [haar_box_from_keypoints(t) for t in truth]
     start = time.perf_counter()
-    predicted = predict_in_boxes(model, images, boxes, flip_average, convention=convention)
+    predicted = predict_in_boxes(model, images, boxes, flip_average, convention=convention, refiner=refiner)
     per_face = nme_interocular(predicted, truth)
     metrics = {
         **summarize(predicted, truth),
@@ -333,15 +337,20 @@ def evaluate_pipeline(
     refine: bool = True,
     refine_steps: int = REFINE_STEPS,
     detector: str = DEFAULT_DETECTOR,
+    second_stage: str | os.PathLike | None = "auto",
+    second_stage_rounds: int | None = None,
 ) -> tuple[dict, np.ndarray, list[str]]:
     """Run the pipeline (with the face ``detector`` named, ``detector_architectures.DETECTORS``) on the raw
     pictures, as a user would, and score the keypoints (course convention) of the face whose box overlaps the
     labelled face best (``match_face``).
 
-    Keypoint metrics cover the faces found; ``detection_rate`` says how many that is.
+    Keypoint metrics cover the faces found; ``detection_rate`` says how many that is. ``second_stage`` and
+    ``second_stage_rounds``: the second, local stage (``pipeline.second_stage.companion_refiner``).
     """
+    path = model_path or SHIPPED_MODEL
     pipe = KeypointPipeline.from_pretrained(
-        model_path, detector, flip_average=flip_average, refine=refine, refine_steps=refine_steps, convention=COURSE_CONVENTION
+        path, detector, flip_average=flip_average, refine=refine, refine_steps=refine_steps, convention=COURSE_CONVENTION,
+        second_stage=companion_refiner(path, second_stage, rounds=second_stage_rounds),
     )
     csv_file, root_dir = split_paths(resolve_data_dir(data_dir), split)
     names, truth = read_keypoints_csv(csv_file)
@@ -360,7 +369,7 @@ def evaluate_pipeline(
         raise DataError(f"No face was detected in the {len(names)} {split} pictures: check the detector and the data folder.")
     predicted_array, truth_array = np.stack(predicted), np.stack(found_truth)
     metrics = {"detection_rate": len(predicted) / len(names), **summarize(predicted_array, truth_array), "seconds": seconds}
-    metrics["predictor"] = f"{detector} detector + {pipe.meta['architecture']} ({Path(model_path or SHIPPED_MODEL).name})"
+    metrics["predictor"] = f"{detector} detector + {pipe.meta['architecture']} ({Path(path).name}){refined_by(pipe.second_stage)}"
     return metrics, nme_interocular(predicted_array, truth_array), found_names
 
 
@@ -375,6 +384,21 @@ def evaluate_mean_baseline(
     boxes = np.array([keypoint_box(t) for t in truth])
     predicted = place_in_boxes(mean_shape(train), boxes)
     return summarize(predicted, truth), nme_interocular(predicted, truth), names
+
+
+def refined_by(refiner) -> str:
+    """", then <file> (N rounds)" for a refinement stage, "" for none: the end of a predictor's description."""
+    if refiner is None:
+        return ""
+    return f", then {refiner.meta.get('file', 'the second stage')} ({refiner.rounds} round{'s' if refiner.rounds != 1 else ''})"
+
+
+def positive_int(text: str) -> int:
+    """A whole number above zero, for argparse (which turns the ValueError into a one-line usage error)."""
+    value = int(text)
+    if value <= 0:
+        raise ValueError(f"{value} is not above zero")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -392,6 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-flip", dest="flip", action="store_false", help="do not average with the mirrored crop")
     parser.add_argument("--refine-steps", type=int, help="pipeline mode: re-crops from the keypoints (default: keypoint_pipeline.REFINE_STEPS)")
     parser.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR, help=f"pipeline mode: the face detector (default: {DEFAULT_DETECTOR})")
+    parser.add_argument("--second-stage", default="auto",
+                        help="the second, local stage (pipeline/second_stage.py): 'auto' (default) for the model's own NAME.refine.pt when "
+                             "there is one, 'none', or its file")
+    parser.add_argument("--second-stage-rounds", type=positive_int, help="rounds of the second stage (default: the number its file records)")
     parser.add_argument("--json", help="write the metrics (and per-face errors) to this JSON file")
     parser.add_argument("--figure", default=str(WORST_FACES_FIGURE),
                         help="--dataset 300w: draw the ten worst faces into this PNG (default: outputs/300w_worst_faces.png in the repository; '' for none)")
@@ -412,23 +440,27 @@ def main(argv: list[str] | None = None) -> int:
             metrics["predictor"] = "mean shape in the true keypoint box"
         elif args.dataset == "300w":
             runner = make_runner(args.model)
-            metrics, per_face, faces = evaluate_300w_faces(runner, args.data, flip_average=args.flip, convention=args.convention or WILD_CONVENTION)
+            refiner = companion_refiner(args.model, args.second_stage, rounds=args.second_stage_rounds)
+            metrics, per_face, faces = evaluate_300w_faces(runner, args.data, flip_average=args.flip, convention=args.convention or WILD_CONVENTION,
+                                                           refiner=refiner)
             names = faces.names
             metrics["predictor"] = (
                 f"{runner.meta['architecture']} ({Path(args.model).name}, {type(runner).__name__}), "
-                f"{args.convention or WILD_CONVENTION} convention, flip averaging {'on' if args.flip else 'off'}"
+                f"{args.convention or WILD_CONVENTION} convention, flip averaging {'on' if args.flip else 'off'}{refined_by(refiner)}"
             )
             if args.figure:
                 worst = (faces, per_face)
         elif args.mode == "pipeline":
             steps = {} if args.refine_steps is None else {"refine_steps": args.refine_steps}
-            metrics, per_face, names = evaluate_pipeline(args.model, args.data, args.split, flip_average=args.flip, detector=args.detector, **steps)
+            metrics, per_face, names = evaluate_pipeline(args.model, args.data, args.split, flip_average=args.flip, detector=args.detector,
+                                                         second_stage=args.second_stage, second_stage_rounds=args.second_stage_rounds, **steps)
         else:
             runner = make_runner(args.model)
-            metrics, per_face, names = evaluate_model(runner, args.data, args.split, flip_average=args.flip)
+            refiner = companion_refiner(args.model, args.second_stage, rounds=args.second_stage_rounds)
+            metrics, per_face, names = evaluate_model(runner, args.data, args.split, flip_average=args.flip, refiner=refiner)
             metrics["predictor"] = (
                 f"{runner.meta['architecture']} ({Path(args.model).name}, {type(runner).__name__}), "
-                f"flip averaging {'on' if args.flip else 'off'}"
+                f"flip averaging {'on' if args.flip else 'off'}{refined_by(refiner)}"
             )
     except (DataError, ModelError, NotImplementedError, ValueError) as error:  # NotImplementedError: a TODO not done
         print(f"error: {error}", file=sys.stderr)

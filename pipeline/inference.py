@@ -21,7 +21,19 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from data_load import compose_matrices, crop_matrix, crop_square_from_box, denormalize_keypoints, flip_permutation, invert_matrix, transform_points, warp
+from data_load import (
+    LEFT_EYE_OUTER,
+    NUM_KEYPOINTS,
+    RIGHT_EYE_OUTER,
+    compose_matrices,
+    crop_matrix,
+    crop_square_from_box,
+    denormalize_keypoints,
+    flip_permutation,
+    invert_matrix,
+    transform_points,
+    warp,
+)
 from resources.onnx_model import ModelError, OutputLayout, has_torch, onnx_runner
 
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -119,11 +131,15 @@ class CropPredictions:
     convention: str
 
 
-def _mirrored(keypoints: np.ndarray, size: int) -> np.ndarray:
+def _mirrored(keypoints: np.ndarray, size: int, flip_offset: float = 0.0) -> np.ndarray:
     """Normalised keypoints predicted on mirrored crops, mapped back to the crops: x of pixel S - 1 - x is -x - 2/S,
-    and left/right labels swap (``data_load.flip_permutation``)."""
+    and left/right labels swap (``data_load.flip_permutation``). A convention whose labels sit ``flip_offset``
+    inter-ocular distances right of the mirror-symmetric position (``resources.onnx_model.OutputLayout.flip_offset``) comes back
+    that far on the left, so the points move by twice it along their eye line (``pipeline.trainer.flip_corrected``)."""
     back = keypoints[:, flip_permutation(keypoints.shape[1])]
     back[..., 0] = -back[..., 0] - 2.0 / size
+    if flip_offset and back.shape[1] == NUM_KEYPOINTS:
+        back = back + 2 * flip_offset * (back[:, RIGHT_EYE_OUTER] - back[:, LEFT_EYE_OUTER])[:, None, :]
     return back
 
 
@@ -155,10 +171,11 @@ def predict(
         keypoints = np.array(layout.keypoints(raw, convention))
         face = layout.face_logits(raw)
         if flip_average:
-            points.append((keypoints[:n] + _mirrored(keypoints[n:], size)) / 2)
+            points.append((keypoints[:n] + _mirrored(keypoints[n:], size, layout.flip_offset(convention))) / 2)
             # the face check: measured on the default convention whatever the convention asked for
             default = np.array(layout.keypoints(raw, None))
-            errors.append(np.linalg.norm(default[:n] - _mirrored(default[n:], size), axis=-1).mean(axis=-1) / 2)  # units span 2
+            mirrored = _mirrored(default[n:], size, layout.flip_offset(None))
+            errors.append(np.linalg.norm(default[:n] - mirrored, axis=-1).mean(axis=-1) / 2)  # units span 2
             logits.append((face[:n] + face[n:]) / 2 if face is not None else np.full(n, np.nan))
         else:
             points.append(keypoints)
@@ -184,9 +201,11 @@ def predict_crops_with_flip_error(model: Any, crops: np.ndarray, convention: str
 
 
 def predict_in_boxes(
-    model: Any, images: list[np.ndarray], boxes: list[np.ndarray], flip_average: bool = False, convention: str | None = None
+    model: Any, images: list[np.ndarray], boxes: list[np.ndarray], flip_average: bool = False, convention: str | None = None,
+    refiner: Any = None,
 ) -> np.ndarray:
-    """Keypoints in picture pixels (N, K, 2), one face box (Haar convention) per picture."""
+    """Keypoints in picture pixels (N, K, 2), one face box (Haar convention) per picture; with a ``refiner``
+    (``pipeline.second_stage.Refiner``) the keypoints are then refined on each picture (its recorded rounds)."""
     runner = as_runner(model)
     crops, matrices = [], []
     for image, box in zip(images, boxes):
@@ -194,4 +213,7 @@ def predict_in_boxes(
         crops.append(crop[0])
         matrices.append(matrix)
     points = predict_crops(runner, np.stack(crops), flip_average, convention)
-    return np.stack([transform_points(p, invert_matrix(m)) for p, m in zip(points, matrices)])
+    keypoints = np.stack([transform_points(p, invert_matrix(m)) for p, m in zip(points, matrices)])
+    if refiner is not None:
+        keypoints = refiner.refine_pictures(images, keypoints, layout_of(model).resolve(convention))
+    return keypoints

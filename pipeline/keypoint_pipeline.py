@@ -49,6 +49,7 @@ from detector_architectures.cnn import DETECTOR_NAME as LEARNED_NAME
 from detector_architectures.cnn import CNNFaceDetector
 from detector_architectures.haar import box_intersection_over_smaller, suppress
 from pipeline.inference import SHIPPED_MODEL, as_runner, crop_matrices, crop_shift, cut_crops, face_crops, layout_of, load_runner, predict
+from pipeline.second_stage import Refiner, companion_refiner
 from resources.onnx_model import ModelError
 
 MAX_PIXELS = 100_000_000  # refuse pictures larger than this (about 10000 x 10000): they are almost surely a mistake
@@ -453,6 +454,7 @@ class KeypointPipeline:
     wider: WiderSearch = field(default_factory=WiderSearch)
     recheck: bool = True
     size_ratio: float | None = SIZE_RATIO
+    second_stage: Any = None  # a pipeline.second_stage.Refiner: refines every face's keypoints once its re-crops stop
 
     @classmethod
     def from_pretrained(
@@ -462,6 +464,7 @@ class KeypointPipeline:
         backend: str = "auto",
         threads: int | None = None,
         min_face_size: int | None = None,
+        second_stage: Any = "auto",
         **options: Any,
     ) -> "KeypointPipeline":
         """The shipped model from ``saved_models/`` (or the model file at ``path``) with a face detector.
@@ -472,14 +475,18 @@ class KeypointPipeline:
         smallest face searched for, in pixels, in every picture (default: 40, or 2.5 % of a big picture's shorter
         side, which bounds its cost: ``HaarFaceDetector.prepare``, ``CNNFaceDetector``); smaller is slower, by the
         square of the ratio (on a 4032 x 3024 photo 40 pixels against the default 76: about 3.6 times the search).
+        ``second_stage``: the second, local stage (``pipeline.second_stage``): "auto" for the model's own
+        (``NAME.refine.pt`` beside it) when there is one, None for none, its file, or a ``Refiner``.
         """
         runner = load_runner(path or SHIPPED_MODEL, backend=backend, threads=threads)
+        if not isinstance(second_stage, Refiner):
+            second_stage = companion_refiner(path or SHIPPED_MODEL, second_stage, backend, threads)
         runner.meta = {**runner.meta, "file": Path(path or SHIPPED_MODEL).name}
         if runner.num_keypoints != 68:
             raise ModelError(f"{path} predicts {runner.num_keypoints} keypoints; the pipeline needs a 68-point model.")
         if isinstance(detector, str):
             detector = make_detector(detector, min_face_size, threads)
-        return cls(runner, detector, **options)
+        return cls(runner, detector, second_stage=second_stage, **options)
 
     def __post_init__(self) -> None:
         self.runner = as_runner(self.runner)
@@ -843,6 +850,8 @@ class KeypointPipeline:
             for i, j in zip(active, moving):
                 matrices[i] = following[j]
             keypoints[active], flip_errors[active], face_scores[active] = self._predict(gray, [matrices[i] for i in active])
+        if self.second_stage is not None:
+            keypoints = self.second_stage.refine(gray, keypoints, self.convention)
         return keypoints, flip_errors, face_scores
 
     def _predict(self, gray: np.ndarray, matrices: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -85,6 +85,7 @@ class TrainConfig:
     wild_repeat: int = 0  # each 300-W training face is seen this many times per epoch (0: course data alone)
     face_weight: float = 1.0  # weight of the face score's binary cross-entropy beside the keypoint loss
     init: str | None = None  # start from this saved model's weights (``initialize_from``) instead of random ones
+    flip_offsets: bool = False  # learn each convention's flip offset (``FlipOffsets``) and correct mirrored crops by it
 
     def __post_init__(self) -> None:
         for kind, value, known in (("model", self.model, MODEL_NAMES), ("optimizer", self.optimizer, OPTIMIZERS),
@@ -104,7 +105,8 @@ class TrainConfig:
 # dense layers (which see 8 x 8 cells instead of 7 x 7) the first from scratch.
 FAST_MODEL = {"input_size": 112, "widths": (16, 32, 64, 128), "depths": (1, 1, 1), "head_channels": 32, "hidden": 384}
 WILD_MODEL = {**FAST_MODEL, "input_size": 128}
-PIP_MODEL = {"input_size": 112, "widths": (16, 32, 64, 128), "depths": (1, 1, 1)}  # the same backbone, a pixel-in-pixel head
+# the same backbone and input, a pixel-in-pixel head with neighbour regression (PIPNet's 10 neighbours, 8 x 8 cells)
+PIP_MODEL = {"input_size": 128, "widths": (16, 32, 64, 128), "depths": (1, 1, 1), "neighbours": 10}
 FAST_AUGMENT = {"rotation": 8.0, "scale": 0.05, "shift": 0.03, "flip": 0.5, "brightness": 0.2, "contrast": 0.25}
 
 PRESETS: dict[str, TrainConfig] = {
@@ -118,6 +120,9 @@ PRESETS: dict[str, TrainConfig] = {
 # augmentation (PHOTO_AUGMENT: head roll, framing noise, light, blur, occlusion) was measured against the light one
 # on the held-out 300-W faces and did not pay at this length (saved_models/README.md).
 COURSE_MODEL = "saved_models/keypoints_course.pt"
+# Presets whose command also trains the second, local stage on the model it has trained (pipeline/refinement.py,
+# saved beside it as NAME.refine.pt), and for how many epochs.
+SECOND_STAGE_EPOCHS = {"wild": 30}
 PHOTO_AUGMENT = {**FAST_AUGMENT, "rotation": 20.0, "scale": 0.10, "shift": 0.05, "blur": 0.3, "illumination": 0.3, "occlusion": 0.3}
 WILD = {"conventions": ["300w", "course"], "face_score": True, "wild_repeat": 2, "init": COURSE_MODEL}
 PRESETS.update({
@@ -126,30 +131,80 @@ PRESETS.update({
     # the same fine-tuning shortened to fit 15 minutes on a 2-core laptop CPU, on the course model's 112-px crops: in 8
     # epochs a dense layer started from scratch for 128 px does not catch up (saved_models/README.md)
     "wild-cpu": TrainConfig(model="fast", model_kwargs=FAST_MODEL, augment=FAST_AUGMENT, epochs=8, batch_size=32, lr=1e-3, **WILD),
-    # the wild recipe with a pixel-in-pixel head on the same backbone (measured against it: saved_models/README.md)
-    "wild-pip": TrainConfig(model="fast_pip", model_kwargs=PIP_MODEL, augment=FAST_AUGMENT, epochs=25, batch_size=32, lr=1e-3, **WILD),
+    # the wild recipe with a pixel-in-pixel head on the same backbone, as long (measured against it: saved_models/README.md)
+    "wild-pip": TrainConfig(model="fast_pip", model_kwargs=PIP_MODEL, augment=FAST_AUGMENT, epochs=60, batch_size=32, lr=1e-3, **WILD),
 })
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Pieces
 # ---------------------------------------------------------------------------------------------------------
+def flip_corrected(points: torch.Tensor, flipped: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Target keypoints (N, K, 2) of mirrored crops moved back to their convention's side.
+
+    A convention whose labels sit ``b`` inter-ocular distances right of the mirror-symmetric position along the eye
+    line (``resources.onnx_model.OutputLayout.flip_offset``) has them sit ``b`` to the left in a mirrored crop; adding
+    ``2 b (p45 - p36)`` (the eye line of the mirrored, relabelled points) to the crops with ``flipped`` (N,) set puts
+    them back on the right, so mirrored and unmirrored crops teach the same placement. ``offsets``: (N,) ``b`` of each
+    crop's convention. Units: those of ``points``."""
+    from data_load import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
+
+    eye_line = points[:, RIGHT_EYE_OUTER] - points[:, LEFT_EYE_OUTER]
+    return points + (2 * offsets * flipped)[:, None, None] * eye_line[:, None, :]
+
+
+class FlipOffsets(nn.Module):
+    """Each convention's flip offset (``flip_corrected``), learned with the network when ``learn`` (else held at 0).
+
+    Flip augmentation shows every face both ways; if a convention's labels sit off the face's mirror-symmetric
+    position (the course's and 300-W's sit 0.01-0.03 inter-ocular distances to the right, measured in
+    saved_models/README.md), the two ways contradict each other and a network that cannot tell them apart learns
+    neither. With the mirrored targets moved by the learned offset, both agree, and the loss is lowest where the
+    offset is the labels' own."""
+
+    def __init__(self, conventions: int, learn: bool = True) -> None:
+        super().__init__()
+        self.values = nn.Parameter(torch.zeros(conventions), requires_grad=learn)
+
+    def targets(self, keypoints: torch.Tensor, convention: torch.Tensor, flipped: torch.Tensor | None) -> torch.Tensor:
+        """Flat targets (N, 2K) with the mirrored crops' moved back (see ``flip_corrected``); as they are without
+        flip labels or without learning."""
+        if flipped is None or not self.values.requires_grad:
+            return keypoints
+        points = keypoints.view(len(keypoints), -1, 2)
+        return flip_corrected(points, flipped, self.values[convention]).flatten(1)
+
+
+def unpack_target(target: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Flat keypoints (N, size), convention index (N,), face label (N,) and mirrored label (N,; None when the rows
+    do not carry it) of target rows packed by ``training_target``; rows of keypoints alone are faces of convention 0."""
+    n, device = len(target), target.device
+    convention = target[:, size].long() if target.shape[1] > size else torch.zeros(n, dtype=torch.long, device=device)
+    face = target[:, size + 1] if target.shape[1] > size + 1 else torch.ones(n, device=device)
+    flipped = target[:, size + 2] if target.shape[1] > size + 2 else None
+    return target[:, :size], convention, face, flipped
+
+
 class LayoutLoss(nn.Module):
     """The loss of a model whose output follows an ``OutputLayout`` with several conventions and/or a face score.
 
     ``target`` rows are packed as ``training_target`` makes them: the 2K normalised keypoints, the index of their
-    convention in the layout, and the face label (1 a face, 0 none). Each face's keypoints are compared with its
-    own convention's output by ``keypoint_loss``; crops without a face teach the keypoints nothing. The face logit
-    adds ``face_weight`` x binary cross-entropy against the face label, over all crops.
+    convention in the layout, the face label (1 a face, 0 none) and whether the crop was mirrored. Each face's
+    keypoints are compared with its own convention's output by ``keypoint_loss``, mirrored crops' targets moved by
+    the learned ``flip_offsets`` (``FlipOffsets``; ``learn_flip_offsets=False`` holds them at 0); crops without a face
+    teach the keypoints nothing. The face logit adds ``face_weight`` x binary cross-entropy against the face label,
+    over all crops.
     """
 
-    def __init__(self, keypoint_loss: nn.Module, layout: OutputLayout, face_weight: float = 1.0) -> None:
+    def __init__(self, keypoint_loss: nn.Module, layout: OutputLayout, face_weight: float = 1.0, learn_flip_offsets: bool = True) -> None:
         super().__init__()
         self.keypoint_loss, self.layout, self.face_weight = keypoint_loss, layout, face_weight
+        self.flip_offsets = FlipOffsets(len(layout.conventions), learn_flip_offsets)
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         size = 2 * self.layout.num_keypoints
-        keypoints, convention, face = target[:, :size], target[:, size].long(), target[:, size + 1]
+        keypoints, convention, face, flipped = unpack_target(target, size)
+        keypoints = self.flip_offsets.targets(keypoints, convention, flipped)
         per_convention = output[:, : size * len(self.layout.conventions)].view(len(output), -1, size)
         chosen = per_convention[torch.arange(len(output), device=output.device), convention]
         is_face = face > 0.5
@@ -161,29 +216,43 @@ class LayoutLoss(nn.Module):
 
 class PipLoss(nn.Module):
     """The loss of a pixel-in-pixel model (``models.PipKeypointNet``) in training mode, for the same targets as
-    ``LayoutLoss`` (flat keypoints, or with each crop's convention index and face label appended).
+    ``LayoutLoss`` (flat keypoints, or with each crop's convention index, face label and mirrored label appended).
 
     For each face and keypoint of its convention: ``score_weight`` x the softmax cross-entropy of the cell scores
     against the cell that holds the true keypoint, plus ``keypoint_loss`` (the landmark loss of direct regression,
     Wing by default) of the keypoint placed at that true cell by its predicted offsets, so the offsets learn where
-    inside the cell the keypoint lies (PIPNet's offset loss, with the landmark loss in place of L1). The face logit
-    is taught as in ``LayoutLoss``. With the cell term, the training loss of such a run is larger than its
-    validation loss (the landmark loss of the decoded keypoints alone); the two are not comparable.
+    inside the cell the keypoint lies (PIPNet's offset loss, with the landmark loss in place of L1); with neighbour
+    regression, plus ``keypoint_loss`` of each of its neighbours placed from that same cell (PIPNet's neighbour
+    loss). Mirrored crops' targets are moved by the learned flip offsets as in ``LayoutLoss``; the face logit is
+    taught as there. With the cell term, the training loss of such a run is larger than its validation loss (the
+    landmark loss of the decoded keypoints alone); the two are not comparable.
     """
 
-    def __init__(self, keypoint_loss: nn.Module, layout: OutputLayout, grid: int, face_weight: float = 1.0, score_weight: float = 5.0) -> None:
+    def __init__(
+        self,
+        keypoint_loss: nn.Module,
+        layout: OutputLayout,
+        grid: int,
+        face_weight: float = 1.0,
+        score_weight: float = 5.0,
+        neighbour_index: torch.Tensor | None = None,
+        learn_flip_offsets: bool = True,
+    ) -> None:
         super().__init__()
         self.keypoint_loss, self.layout, self.grid = keypoint_loss, layout, grid
         self.face_weight, self.score_weight = face_weight, score_weight
+        self.neighbour_index = neighbour_index  # (K, C) of the model (its buffer: set_neighbours updates it in place)
+        self.flip_offsets = FlipOffsets(len(layout.conventions), learn_flip_offsets)
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         k, grid, n = self.layout.num_keypoints, self.grid, len(output)
         size = 2 * k
-        keypoints = target[:, :size]
-        convention = target[:, size].long() if target.shape[1] > size else torch.zeros(n, dtype=torch.long, device=output.device)
-        face = target[:, size + 1] if target.shape[1] > size else torch.ones(n, device=output.device)
-        maps = output[:, : len(self.layout.conventions) * 3 * k * grid * grid].view(n, -1, 3, k, grid * grid)
-        maps = maps[torch.arange(n, device=output.device), convention]  # (N, 3, K, cells): each face's own convention
+        keypoints, convention, face, flipped = unpack_target(target, size)
+        keypoints = self.flip_offsets.targets(keypoints, convention, flipped)
+        neighbours = 0 if self.neighbour_index is None else self.neighbour_index.shape[1]
+        channels = 3 + 2 * neighbours
+        maps = output[:, : len(self.layout.conventions) * channels * k * grid * grid].view(n, -1, channels, k, grid * grid)
+        maps = maps[torch.arange(n, device=output.device), convention]  # (N, channels, K, cells): each face's own convention
         is_face = face > 0.5
         loss = output.sum() * 0.0
         if is_face.any():
@@ -193,9 +262,15 @@ class PipLoss(nn.Module):
             index = (cells[..., 1] * grid + cells[..., 0]).long()  # (F, K)
             scores = maps[:, 0].reshape(-1, grid * grid)
             loss = loss + self.score_weight * nn.functional.cross_entropy(scores, index.flatten())
-            offsets = torch.stack([maps[:, 1].gather(-1, index[..., None])[..., 0], maps[:, 2].gather(-1, index[..., None])[..., 0]], dim=-1)
+            at_true = maps.gather(-1, index[:, None, :, None].expand(-1, channels, -1, 1))[..., 0]  # (F, channels, K)
+            offsets = at_true[:, 1:3].transpose(1, 2)  # (F, K, 2)
             placed = (cells + offsets) / grid * 2 - 1
             loss = loss + self.keypoint_loss(placed.flatten(1), points.flatten(1))
+            if neighbours:
+                offsets = torch.stack([at_true[:, 3 : 3 + neighbours], at_true[:, 3 + neighbours :]], dim=-1)  # (F, C, K, 2)
+                placed = (cells[:, None] + offsets) / grid * 2 - 1
+                truth = points[:, self.neighbour_index.T]  # (F, C, K, 2): where the m-th neighbour of each keypoint is
+                loss = loss + self.keypoint_loss(placed.flatten(1), truth.flatten(1))
         if self.layout.face_score:
             loss = loss + self.face_weight * nn.functional.binary_cross_entropy_with_logits(output[:, -1], face)
         return loss
@@ -206,16 +281,36 @@ def make_training_loss(config: TrainConfig, layout: OutputLayout, model: nn.Modu
     course-only layout or inside ``LayoutLoss`` for any other."""
     keypoint_loss = make_loss(config.loss, config.input_size)
     if config.model == "fast_pip":
-        return PipLoss(keypoint_loss, layout, model.grid, config.face_weight)
-    return keypoint_loss if layout == OutputLayout() else LayoutLoss(keypoint_loss, layout, config.face_weight)
+        return PipLoss(keypoint_loss, layout, model.grid, config.face_weight, neighbour_index=model.neighbour_index,
+                       learn_flip_offsets=config.flip_offsets)
+    if layout == OutputLayout():
+        return keypoint_loss
+    return LayoutLoss(keypoint_loss, layout, config.face_weight, learn_flip_offsets=config.flip_offsets)
+
+
+def seed_worker(worker_id: int) -> None:
+    """A DataLoader worker's augmentation draws from its own seed (which the loader draws from its generator, itself
+    seeded per epoch), not from a copy of the main process's generator that every worker would share."""
+    info = torch.utils.data.get_worker_info()
+    info.dataset.rng = np.random.default_rng(info.seed)
+
+
+def learned_flip_offsets(loss_fn: nn.Module) -> tuple[float, ...]:
+    """The flip offsets a loss has learned (``FlipOffsets``), for the model's ``OutputLayout``; () for none."""
+    offsets = getattr(loss_fn, "flip_offsets", None)
+    if offsets is None or not offsets.values.requires_grad:
+        return ()
+    return tuple(round(float(v), 5) for v in offsets.values.detach().cpu())
 
 
 def training_target(batch: dict) -> torch.Tensor:
-    """The target rows of a batch: its flat keypoints (N, 2K), with each crop's convention index and face label
-    appended (N, 2K + 2) when the batch carries them (crops from ``data_load.mix_crops``, see ``LayoutLoss``)."""
+    """The target rows of a batch: its flat keypoints (N, 2K), with each crop's convention index, face label and
+    mirrored label appended (N, 2K + 3) when the batch carries them (crops from ``data_load.mix_crops``, see
+    ``LayoutLoss``)."""
     target = batch["keypoints"].flatten(1)
     if "face" in batch:
-        target = torch.cat([target, batch["convention"][:, None].to(target.dtype), batch["face"][:, None].to(target.dtype)], dim=1)
+        labels = [batch[key][:, None].to(target.dtype) for key in ("convention", "face", "flipped") if key in batch]
+        target = torch.cat([target, *labels], dim=1)
     return target
 
 
@@ -249,11 +344,17 @@ def initialize_from(model: nn.Module, path: str | Path) -> list[str]:
     return copied
 
 
-def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+def make_optimizer(config: TrainConfig, model: nn.Module, loss_fn: nn.Module | None = None) -> torch.optim.Optimizer:
+    """The optimizer of ``model``'s weights, and of the loss's own learned values (``FlipOffsets``: no weight decay)
+    when ``loss_fn`` has any."""
+    groups = [{"params": list(model.parameters())}]
+    learned = [p for p in loss_fn.parameters() if p.requires_grad] if loss_fn is not None else []
+    if learned:
+        groups.append({"params": learned, "weight_decay": 0.0})
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     if config.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=config.lr)
+        return torch.optim.Adam(groups, lr=config.lr)
     raise ValueError(f"Unknown optimizer {config.optimizer!r}: choose adamw or adam.")
 
 
@@ -316,10 +417,13 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] = print,
     data_300w: str | None = None,
+    workers: int = 0,
 ) -> tuple[nn.Module, dict]:
     """Train per ``config``; returns the model and its history (per-epoch losses and validation NME; with 300-W
     data also ``val_300w_nme_io``, on the held-out 300-W faces). ``data_300w``: the 300-W folder(s) for presets that
-    use them (default: ``$FKP_300W``)."""
+    use them (default: ``$FKP_300W``). ``workers``: processes that augment the crops beside the training loop (0: the
+    loop itself), for a GPU that would otherwise wait for them; each worker draws from its own seed, so a run is
+    reproducible, and resumes exactly, with the same number of workers."""
     if config.wild_repeat:
         resolve_300w_dirs(data_300w)  # before any work: a missing 300-W folder is told at once
     set_seed(config.seed)
@@ -341,14 +445,19 @@ def train(
         shuffle=True,
         drop_last=len(train_idx) > config.batch_size,
         generator=torch.Generator().manual_seed(config.seed),
+        num_workers=workers,
+        worker_init_fn=seed_worker if workers else None,
     )
     model = build_model(config.model, conventions=layout.conventions, face_score=layout.face_score, **config.model_kwargs)
     if config.init:
         log(f"starting from {config.init}: {len(initialize_from(model, config.init))} weight tensors copied")
     model = model.to(device_)
+    if getattr(model, "neighbours", 0):
+        faces = train_idx if "face" not in crops else train_idx[crops["face"][train_idx] > 0.5]
+        model.set_neighbours(crops["keypoints"][faces].mean(axis=0))  # the mean face of the training crops
     keypoint_loss = make_loss(config.loss, input_size)
-    loss_fn = make_training_loss(config, layout, model)
-    optimizer = make_optimizer(config, model)
+    loss_fn = make_training_loss(config, layout, model).to(device_)
+    optimizer = make_optimizer(config, model, loss_fn)
     schedule = make_schedule(config, optimizer, len(loader))
     history: dict[str, list] = {"epoch": [], "train_loss": [], "val_loss": [], "val_nme_io": [], "seconds": []}
     if wild_val is not None:
@@ -363,9 +472,11 @@ def train(
         if state.get("config") != dataclasses.asdict(config):
             raise ModelError(f"{checkpoint_file} was written with another configuration: use the same preset and options, or a new --run-dir.")
         model.load_state_dict(state["state_dict"])
+        loss_fn.load_state_dict(state.get("loss", {}))
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         history, start_epoch = state["history"], state["epoch"]
+        model.flip_offsets = learned_flip_offsets(loss_fn)
         log(f"resumed from {checkpoint_file} after epoch {start_epoch}")
     for epoch in range(start_epoch, config.epochs):
         # Every epoch draws its shuffle, augmentation and dropout from its own seed, so a resumed run
@@ -375,6 +486,7 @@ def train(
         torch.manual_seed(config.seed + epoch)
         tic = time.perf_counter()
         train_loss = train_one_epoch(model, loader, loss_fn, optimizer, schedule, device_, progress)
+        model.flip_offsets = learned_flip_offsets(loss_fn)
         course_convention = "course" if "course" in layout.conventions else None
         val_loss, val_nme = (
             validate(model, crops, val_idx, input_size, keypoint_loss, device_, course_convention) if len(val_idx) else (float("nan"),) * 2
@@ -387,6 +499,8 @@ def train(
         if wild_val is not None:
             history["val_300w_nme_io"].append(validate(model, wild_val, np.arange(len(wild_val["images"])), input_size, keypoint_loss, device_, "300w")[1])
             line += f"  held-out 300-W NME_io {history['val_300w_nme_io'][-1]:.4f}"
+        if model.flip_offsets:
+            line += "  flip offsets " + ", ".join(f"{c} {v:+.4f}" for c, v in zip(layout.conventions, model.flip_offsets))
         log(f"{line}  ({history['seconds'][-1]:.0f} s)")
         if checkpoint_file is not None:
             atomic_torch_save(
@@ -394,6 +508,7 @@ def train(
                     "format": CHECKPOINT_FORMAT,
                     "meta": model_metadata(model),
                     "state_dict": model.state_dict(),
+                    "loss": loss_fn.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "schedule": schedule.state_dict(),
                     "epoch": epoch + 1,
@@ -468,6 +583,13 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--from-scratch", action="store_true", help="start from random weights, not from the preset's model to start from")
     parser.add_argument("--input-size", type=positive_int, help="the network's input side in pixels, for the fast models (default: the preset's)")
     parser.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: its own choice; 1 is faster on a busy machine)")
+    parser.add_argument("--second-stage-epochs", type=int,
+                        help="then train the second, local stage (pipeline/refinement.py) for this many epochs on the trained model, "
+                             "saved beside it as NAME.refine.pt (default: the preset's, 0 for none)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes that augment crops beside the training loop, e.g. 4 with --device cuda (default: 0, none)")
+    parser.add_argument("--flip-offsets", action=argparse.BooleanOptionalAction, default=None,
+                        help="learn each convention's horizontal label offset and correct mirrored crops by it (default: the preset's)")
     parser.add_argument("--onnx", action="store_true", help="also export the trained model for ONNX Runtime (--out with .onnx), as the shipped model is")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     return parser
@@ -503,6 +625,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         if getattr(args, key) is not None
     }
     config = dataclasses.replace(PRESETS[args.preset], **overrides)
+    if getattr(args, "flip_offsets", None) is not None:
+        config = dataclasses.replace(config, flip_offsets=args.flip_offsets)
     if getattr(args, "from_scratch", False):
         config = dataclasses.replace(config, init=None)
     if getattr(args, "input_size", None):
@@ -526,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         tic = time.perf_counter()
-        model, history = train(config, args.data, run_dir, args.resume, args.device, args.progress, data_300w=args.data_300w)
+        model, history = train(config, args.data, run_dir, args.resume, args.device, args.progress, data_300w=args.data_300w, workers=args.workers)
         minutes = (time.perf_counter() - tic) / 60
         val_nme = history["val_nme_io"][-1] if history["val_nme_io"] else float("nan")
         wild = {"val_nme_io_300w_held_out": history["val_300w_nme_io"][-1]} if history.get("val_300w_nme_io") else {}
@@ -545,6 +669,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     (run_dir / "history.json").write_text(json.dumps(history))
     print(f"trained in {minutes:.1f} min; saved {out}")
+    epochs = SECOND_STAGE_EPOCHS.get(args.preset, 0) if args.second_stage_epochs is None else args.second_stage_epochs
+    if epochs:
+        from pipeline import refinement
+
+        stage_args = ["--first-stage", str(out), "--epochs", str(epochs), "--run-dir", str(run_dir / "second_stage")]
+        stage_args += [f"--{name}={value}" for name, value in (("data", args.data), ("data-300w", args.data_300w), ("threads", args.threads)) if value]
+        return refinement.main(stage_args + (["--resume"] if args.resume and (run_dir / "second_stage" / "last.pt").is_file() else []))
     return 0
 
 

@@ -44,11 +44,23 @@ class OutputLayout:
     num_keypoints: int = 68
     conventions: tuple[str, ...] = ("course",)
     face_score: bool = False
+    flip_offsets: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.conventions if c not in CONVENTIONS]
         if not self.conventions or unknown or len(set(self.conventions)) != len(self.conventions):
             raise ModelError(f"Conventions {list(self.conventions)} are not distinct names from {list(CONVENTIONS)}.")
+        if self.flip_offsets and len(self.flip_offsets) != len(self.conventions):
+            raise ModelError(f"{len(self.flip_offsets)} flip offsets for {len(self.conventions)} conventions: give one per convention.")
+
+    def flip_offset(self, convention: str | None = None) -> float:
+        """How far right of the mirror-symmetric position a convention's labels sit, in inter-ocular distances along
+        the eye line (``flip_offsets``, learned in training; 0 when the model records none). Mirroring a face moves
+        such an offset to the other side, so a mirrored prediction is moved back by twice it
+        (``pipeline.inference.predict``, ``pipeline.trainer.flip_corrected``)."""
+        if not self.flip_offsets:
+            return 0.0
+        return float(self.flip_offsets[self.conventions.index(self.resolve(convention))])
 
     @property
     def width(self) -> int:
@@ -74,11 +86,15 @@ class OutputLayout:
         return raw[:, -1] if self.face_score else None
 
     def as_meta(self) -> dict:
-        return {"conventions": list(self.conventions), "face_score": self.face_score}
+        meta = {"conventions": list(self.conventions), "face_score": self.face_score}
+        return {**meta, "flip_offsets": [float(v) for v in self.flip_offsets]} if self.flip_offsets else meta
 
     @classmethod
     def from_meta(cls, meta: dict) -> "OutputLayout":
-        return cls(int(meta["num_keypoints"]), tuple(meta.get("conventions", ["course"])), bool(meta.get("face_score", False)))
+        return cls(
+            int(meta["num_keypoints"]), tuple(meta.get("conventions", ["course"])), bool(meta.get("face_score", False)),
+            tuple(float(v) for v in meta.get("flip_offsets", ())),
+        )
 
 
 def file_sha256(path: str | os.PathLike) -> str:

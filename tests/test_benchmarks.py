@@ -13,6 +13,7 @@ import epoch_time  # noqa: E402
 import flip_error  # noqa: E402
 import grad_cam_peaks  # noqa: E402
 import keypoint_passes  # noqa: E402
+import label_offsets  # noqa: E402
 import pipeline_speed  # noqa: E402
 import video_fps  # noqa: E402
 
@@ -83,3 +84,16 @@ def test_epoch_time_benchmark_times_an_epoch_with_and_without_the_crop_cache(tin
     # the crops an epoch reads are in the cache: a second run cuts nothing
     cached = sorted(isolated_cache.glob("crops_*.npz"))
     assert cached and not list(isolated_cache.glob("*.tmp*"))
+
+
+def test_label_offset_benchmark_measures_along_and_across_the_eye_line(tiny_dataset, tiny_300w, capsys):
+    import numpy as np
+
+    truth = np.array([[[0.0, 0.0]] * 36 + [[10.0, 20.0]] + [[0.0, 0.0]] * 8 + [[30.0, 20.0]] + [[0.0, 0.0]] * 22])
+    along, across = label_offsets.face_frame_errors(truth + np.array([1.0, 2.0]), truth)  # 1/20 along, 2/20 across (down)
+    np.testing.assert_allclose(along, 0.05)
+    np.testing.assert_allclose(across, 0.1)
+    assert label_offsets.main(["--data", str(tiny_dataset), "--data-300w", str(tiny_300w)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^held-out 300-W \(1 faces, 300w convention\): x [+-][\d.]+ \(se [\d.]+\), y [+-][\d.]+", out, re.MULTILINE)
+    assert re.search(r"^course test \(6 faces, course convention\): x [+-][\d.]+", out, re.MULTILINE)

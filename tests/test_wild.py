@@ -156,6 +156,111 @@ def test_training_target_of_a_course_batch_is_its_flat_keypoints():
 
 
 # ---------------------------------------------------------------------------------------------------------
+# The flip offset: labels that sit off the face's mirror-symmetric position
+# ---------------------------------------------------------------------------------------------------------
+def symmetric_face(size: int = 64) -> np.ndarray:
+    """A 68-point face in normalised crop units whose mirror image (``inference._mirrored``) is itself."""
+    from conftest import MEAN_SHAPE_68
+    from pipeline.inference import _mirrored
+
+    face = (MEAN_SHAPE_68 * 1.2 - 0.6).astype(np.float32)[None]
+    return ((face + _mirrored(face.copy(), size)) / 2)[0]
+
+
+def test_a_mirrored_crop_is_moved_back_to_its_conventions_side():
+    from pipeline.inference import _mirrored
+
+    face = symmetric_face()
+    offset = 0.02
+    labelled = face + offset * (face[45] - face[36])  # labels right of the symmetric place by 0.02 eye-corner distances
+    # the mirror image of such labels sits as far on the left; flip_corrected puts it back
+    mirrored = _mirrored(labelled[None].copy(), 64)[0]
+    np.testing.assert_allclose(mirrored, face - offset * (face[45] - face[36]), atol=1e-6)
+    back = trainer.flip_corrected(torch.from_numpy(mirrored)[None], torch.ones(1), torch.tensor([offset]))[0]
+    np.testing.assert_allclose(back.numpy(), labelled, atol=1e-5)
+    unflipped = trainer.flip_corrected(torch.from_numpy(labelled)[None], torch.zeros(1), torch.tensor([offset]))[0]
+    np.testing.assert_allclose(unflipped.numpy(), labelled)
+    # and inference does the same for a mirrored prediction
+    np.testing.assert_allclose(_mirrored(_mirrored(labelled[None].copy(), 64), 64, offset)[0], labelled + 2 * offset * (labelled[45] - labelled[36]), atol=1e-5)
+
+
+class OffsetRunner:
+    """A runner that places every face (mirrored or not) at ``face`` moved right by ``offset`` eye-corner distances,
+    as a network that learned a convention with that flip offset does."""
+
+    def __init__(self, face: np.ndarray, offset: float, recorded: float) -> None:
+        self.row = (face + offset * (face[45] - face[36])).ravel()
+        self.layout = OutputLayout(68, ("300w",), False, (recorded,) if recorded else ())
+        self.input_size, self.num_keypoints = 64, 68
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return np.repeat(self.row[None], len(batch), axis=0)
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.025])
+def test_flip_averaging_keeps_a_learned_flip_offset(offset):
+    from pipeline.inference import predict
+
+    face = symmetric_face()
+    crops = np.zeros((2, 64, 64), np.float32)
+    expected = data_load.denormalize_keypoints(face + offset * (face[45] - face[36]), 64)
+    # without the recorded offset the flip-averaged points fall back to the symmetric place
+    plain = predict(OffsetRunner(face, offset, 0.0), crops, flip_average=True)
+    np.testing.assert_allclose(plain.keypoints[0], data_load.denormalize_keypoints(face, 64), atol=1e-3)
+    recorded = predict(OffsetRunner(face, offset, offset), crops, flip_average=True)
+    np.testing.assert_allclose(recorded.keypoints[0], expected, atol=1e-3)
+    assert recorded.flip_error[0] == pytest.approx(0.0, abs=1e-6)  # a face that agrees with its mirror image
+
+
+def test_the_learned_flip_offset_is_the_labels_own():
+    # a network that places every face at the labels' side (as it learns to from unmirrored crops): the loss of
+    # mirrored crops is lowest when the flip offset is the labels' own
+    face = torch.from_numpy(symmetric_face())
+    true_offset = 0.03
+    labels = face + true_offset * (face[45] - face[36])
+    mirrored_labels = face - true_offset * (face[45] - face[36])
+    layout = OutputLayout(68, ("300w", "course"), face_score=False)
+    loss = trainer.LayoutLoss(torch.nn.L1Loss(), layout)
+    output = torch.cat([labels.flatten(), labels.flatten()])[None].repeat(2, 1)
+    target = trainer.training_target({"keypoints": torch.stack([labels, mirrored_labels]), "convention": torch.tensor([1, 1]),
+                                        "face": torch.tensor([1.0, 1.0]), "flipped": torch.tensor([0.0, 1.0])})
+    values = {}
+    for b in (0.0, 0.015, true_offset, 0.045):
+        with torch.no_grad():
+            loss.flip_offsets.values[:] = b
+        values[b] = loss(output, target).item()
+    assert min(values, key=values.get) == true_offset and values[true_offset] == pytest.approx(0.0, abs=1e-6)
+    loss(output, target).backward()  # the offsets learn through the loss
+    assert loss.flip_offsets.values.grad is not None
+    assert trainer.LayoutLoss(torch.nn.L1Loss(), layout, learn_flip_offsets=False)(output, target).item() == pytest.approx(values[0.0])
+
+
+def test_crops_with_labels_say_whether_they_were_mirrored():
+    crops = {"images": np.zeros((4, 20, 20), np.uint8), "keypoints": np.zeros((4, 68, 2), np.float32), "names": np.array(["a"] * 4),
+             "convention": np.zeros(4, np.int64), "face": np.ones(4, np.float32)}
+    always = CropDataset(crops, 8, augment=AugmentConfig(0, 0, 0, flip=1.0, brightness=0, contrast=0), seed=0)
+    never = CropDataset(crops, 8, augment=AugmentConfig(0, 0, 0, flip=0.0, brightness=0, contrast=0), seed=0)
+    assert always[0]["flipped"].item() == 1.0 and never[0]["flipped"].item() == 0.0
+    assert "flipped" not in CropDataset({k: crops[k] for k in ("images", "keypoints", "names")}, 8)[0]
+
+
+def test_a_model_saves_and_loads_its_flip_offsets(tmp_path):
+    from models import load_model, save_model
+
+    model = build_model("fast", conventions=("300w", "course"), face_score=True, input_size=32, widths=(8, 16, 24, 32), head_channels=8, hidden=32)
+    assert OutputLayout.from_meta({"num_keypoints": 68}).flip_offset() == 0.0
+    model.flip_offsets = (0.007, 0.024)
+    save_model(model, tmp_path / "m.pt")
+    loaded, meta = load_model(tmp_path / "m.pt")
+    assert meta["flip_offsets"] == [0.007, 0.024] and loaded.flip_offsets == (0.007, 0.024)
+    from models import output_layout
+
+    assert output_layout(loaded).flip_offset("course") == 0.024 and output_layout(loaded).flip_offset() == 0.007
+    with pytest.raises(Exception):
+        OutputLayout(68, ("300w", "course"), True, (0.01,))
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Presets and training
 # ---------------------------------------------------------------------------------------------------------
 def test_wild_presets_default_to_300w_with_a_course_head_and_a_face_score():
@@ -374,6 +479,42 @@ def test_a_failed_onnx_export_keeps_the_trained_model(tiny_dataset, tmp_path, is
     assert trainer.main(argv) == 1
     assert_one_line(capsys.readouterr().err.splitlines()[-1], str(out), "--export-onnx")  # after the progress bars
     assert load_model(out)[1]["preset"] == "cpu"
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("preset, workers", [("wild", 0), ("wild-pip", 0), ("wild", 2)])
+def test_an_interrupted_wild_run_resumes_to_the_same_weights(preset, workers, tiny_dataset, tiny_300w, isolated_cache, tmp_path, monkeypatch):
+    # the optimizer, the schedule, the learned flip offsets and every random draw (in the loop or in its workers)
+    # continue where they stopped
+    monkeypatch.setattr(no_faces, "BOXES_PER_SKIMAGE_PICTURE", 1)
+    size = 32
+    config = dataclasses.replace(trainer.PRESETS[preset], epochs=3, batch_size=8, limit=8, init=None, flip_offsets=True,
+                                 model_kwargs={**trainer.PRESETS[preset].model_kwargs, "input_size": size})
+    quiet = lambda _: None  # noqa: E731
+    straight, history = trainer.train(config, str(tiny_dataset), tmp_path / "straight", progress=False, log=quiet, data_300w=str(tiny_300w),
+                                       workers=workers)
+    original, calls = trainer.train_one_epoch, {"n": 0}
+
+    def stop_in_the_third_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Interrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_one_epoch", stop_in_the_third_epoch)
+    with pytest.raises(Interrupt):
+        trainer.train(config, str(tiny_dataset), tmp_path / "broken", progress=False, log=quiet, data_300w=str(tiny_300w), workers=workers)
+    monkeypatch.setattr(trainer, "train_one_epoch", original)
+    resumed, resumed_history = trainer.train(config, str(tiny_dataset), tmp_path / "broken", resume=True, progress=False, log=quiet,
+                                              data_300w=str(tiny_300w), workers=workers)
+    for key in ("epoch", "train_loss", "val_300w_nme_io"):
+        assert resumed_history[key] == history[key], key
+    for name, tensor in straight.state_dict().items():
+        assert torch.equal(tensor, resumed.state_dict()[name]), name
+    assert len(straight.flip_offsets) == 2 and resumed.flip_offsets == straight.flip_offsets
 
 
 def test_a_pixel_in_pixel_model_trains_in_the_wild_layout(tiny_dataset, tiny_300w, isolated_cache, tmp_path):
