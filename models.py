@@ -7,7 +7,6 @@ relative to the input (see ``data_load.Normalize``); ``build_model`` creates one
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from resources.onnx_model import CONVENTIONS, ModelError, OnnxRunner, OutputLayout, file_sha256, write_onnx_metadata  # noqa: F401
+from resources.onnx_model import CONVENTIONS, ModelError, OnnxRunner, OutputLayout, atomic_write, file_sha256, write_onnx_metadata  # noqa: F401
 
 CHECKPOINT_FORMAT = "facial-keypoints-model/1"
 NORMALIZATION = "grayscale/255; keypoints (px - S/2) / (S/2) for an S x S input"
@@ -429,18 +428,9 @@ def model_metadata(model: nn.Module, **extra: Any) -> dict:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save to a temporary file beside ``path``, then rename: a crash never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save to a temporary file beside ``path``, then rename (``resources.onnx_model.atomic_write``): a crash
+    never leaves a half-written file."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_model(model: nn.Module, path: str | os.PathLike, **extra: Any) -> None:
@@ -449,17 +439,23 @@ def save_model(model: nn.Module, path: str | os.PathLike, **extra: Any) -> None:
     atomic_torch_save({"format": CHECKPOINT_FORMAT, "meta": model_metadata(model, **extra), "state_dict": state}, path)
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint dict safely (weights_only) and check its format."""
+def read_checkpoint(
+    path: str | os.PathLike,
+    expected_format: str = CHECKPOINT_FORMAT,
+    kind: str = "model",
+    make_one: str = "run notebook 2 (its training saves `saved_models/student_net.pt`)",
+) -> dict:
+    """Load a checkpoint dict safely (weights_only) and check that it is ``expected_format``; ModelError (one line
+    naming the ``kind`` of file, and ``make_one``, how to make a missing one) otherwise."""
     path = Path(path)
     if not path.is_file():
-        raise ModelError(f"Model file {path} does not exist: run notebook 2 (its training saves `saved_models/student_net.pt`) or pass the right path.")
+        raise ModelError(f"{kind.capitalize()} file {path} does not exist: {make_one} or pass the right path.")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for truncated or foreign files
-        raise ModelError(f"Model file {path} is corrupted or not a model ({type(error).__name__}): retrain or restore it.") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ModelError(f"{path} is not a model saved by this project (expected format {CHECKPOINT_FORMAT}).")
+        raise ModelError(f"{kind.capitalize()} file {path} is corrupted or not a {kind} ({type(error).__name__}): retrain or restore it.") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != expected_format:
+        raise ModelError(f"{path} is not a {kind} saved by this project (expected format {expected_format}).")
     return checkpoint
 
 
@@ -508,23 +504,18 @@ def export_onnx(model: nn.Module, path: str | os.PathLike) -> None:
     """Export ``model`` (BatchNorm folded) with a variable batch size, written atomically beside its .pt file."""
     import copy
 
-    path = Path(path)
     fused = fuse_for_inference(copy.deepcopy(model).cpu())
     dummy = torch.zeros(1, 1, model.input_size, model.input_size)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+
+    def export(tmp: str) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 fused, dummy, tmp, dynamo=False, input_names=["image"], output_names=["outputs"],
                 dynamic_axes={"image": {0: "batch"}, "outputs": {0: "batch"}},
             )
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, export)
 
 
 def save_model_with_onnx(model: nn.Module, path: str | os.PathLike, **extra: Any) -> None:

@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 
 from data_load import invert_matrix, transform_points, warp
-from models import CONVENTIONS, ModelError, atomic_torch_save, file_sha256, init_kaiming, write_onnx_metadata
+from models import CONVENTIONS, ModelError, atomic_torch_save, file_sha256, init_kaiming, read_checkpoint, write_onnx_metadata
 from pipeline.second_stage import (
     NUM_KEYPOINTS,
     PATCH_SIZE,
@@ -151,14 +151,7 @@ def save_refinement(model: RefinementNet, path: str | Path, onnx: bool = True, *
 def load_refinement(path: str | Path) -> tuple[RefinementNet, dict]:
     """The refinement network saved at ``path`` (eval mode) and its metadata; ModelError (one line) otherwise."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"Refinement file {path} does not exist: train it with `python -m pipeline.refinement` or pass the right path.")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for truncated or foreign files
-        raise ModelError(f"Refinement file {path} is corrupted ({type(error).__name__}): retrain or restore it.") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != REFINEMENT_FORMAT:
-        raise ModelError(f"{path} is not a refinement stage saved by this project (expected format {REFINEMENT_FORMAT}).")
+    checkpoint = read_checkpoint(path, REFINEMENT_FORMAT, "refinement stage", "train it with `python -m pipeline.refinement`")
     meta = checkpoint.get("meta", {})
     try:
         options = {k: tuple(v) if isinstance(v, list) else v for k, v in meta.get("net_options", {}).items()}
@@ -174,27 +167,20 @@ def export_refinement_onnx(model: RefinementNet, path: str | Path) -> None:
     """Export the network (BatchNorm folded) with inputs ``patches`` (N, R, S, S) and ``given`` (N, R, 2 M) and output
     ``points``, variable N, written atomically (a network that does not read the given points has no such input)."""
     import copy
-    import os
-    import tempfile
     import warnings
 
-    from models import fuse_for_inference
+    from models import atomic_write, fuse_for_inference
 
-    path = Path(path)
     fused = fuse_for_inference(copy.deepcopy(model).cpu())
     dummy = (torch.zeros(1, len(model.regions), model.size, model.size), torch.zeros(1, len(model.regions), model.outputs))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+
+    def export(tmp: str) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(fused, dummy, tmp, dynamo=False, input_names=["patches", "given"], output_names=["points"],
                               dynamic_axes={"patches": {0: "batch"}, "given": {0: "batch"}, "points": {0: "batch"}})
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, export)
 
 
 # ---------------------------------------------------------------------------------------------------------

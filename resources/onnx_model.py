@@ -15,7 +15,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -122,10 +122,18 @@ def write_onnx_metadata(path: str | os.PathLike, meta: dict) -> None:
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
     model.metadata_props.add(key=META_KEY, value=json.dumps({k: v for k, v in meta.items() if k != "onnx_sha256"}, sort_keys=True))
+    atomic_write(path, lambda tmp: onnx.save(model, tmp))
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """``write(temporary_path)`` into a temporary file beside ``path``, then rename it to ``path``: a crash never
+    leaves a half-written file, and an earlier ``path`` stays whole until the new one is complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        onnx.save(model, tmp)
+        write(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:

@@ -144,8 +144,8 @@ def test_failed_save_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkey
     save_model(model, path, version=1)
     before = path.read_bytes()
 
-    def half_write_then_crash(obj, handle, *args, **kwargs):
-        handle.write(b"PK\x03\x04 partial")
+    def half_write_then_crash(obj, target, *args, **kwargs):
+        Path(target).write_bytes(b"PK\x03\x04 partial")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(models.torch, "save", half_write_then_crash)
