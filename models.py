@@ -17,7 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from resources.onnx_model import CONVENTIONS, ModelError, OnnxRunner, OutputLayout, atomic_write, file_sha256, write_onnx_metadata  # noqa: F401
+from resources.files import atomic_write, file_sha256
+from resources.onnx_model import CONVENTIONS, ModelError, OnnxRunner, OutputLayout, write_onnx_metadata  # noqa: F401
 
 CHECKPOINT_FORMAT = "facial-keypoints-model/1"
 NORMALIZATION = "grayscale/255; keypoints (px - S/2) / (S/2) for an S x S input"

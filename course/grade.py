@@ -675,20 +675,12 @@ def write_feedback(graded: Graded, course: Course, folder: Path, work: Path | No
         if log:
             (building / "run.log").write_text(log, encoding="utf-8")
         (building / "report.md").write_text(report_text(graded, course, quick=settings.env.get("FKP_QUICK") == "1"), encoding="utf-8")
+        from course.release import replace_folder
+
         replace_folder(building, folder)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
-
-
-def replace_folder(new: Path, folder: Path) -> None:
-    if folder.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", suffix=".tmp", dir=folder.parent))
-        os.replace(folder, old / folder.name)
-        os.replace(new, folder)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, folder)
 
 
 def notebook_lines(graded: Graded, course: Course) -> list[str]:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import re
@@ -43,6 +42,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
+
+from resources.files import file_sha256
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 # The modules with the course's TODOs, relative to the course folder: what the student writes outside notebooks. The
@@ -389,14 +390,6 @@ def check_archive(path: str | os.PathLike, course: Sequence[CourseNotebook], mod
 def stubs_left(text: str) -> int:
     """How many solutions a module or cell still leaves to write (the release's ``# YOUR CODE HERE`` lines)."""
     return text.count(CODE_STUB)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------------

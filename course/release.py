@@ -523,6 +523,18 @@ def write_release(source: Path, target: Path, repo_url: str | None = None) -> Re
     return report
 
 
+def replace_folder(new: Path, folder: Path) -> None:
+    """Put the complete folder ``new`` in the place of ``folder`` (its sibling) with renames: the old one is moved
+    aside first and deleted last, so ``folder`` is never half-written."""
+    if folder.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", suffix=".tmp", dir=folder.parent))
+        os.replace(folder, old / folder.name)
+        os.replace(new, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, folder)
+
+
 def make_release(out: str | os.PathLike = REPO_DIR / "release", source: str | os.PathLike = REPO_DIR,
                  repo_url: str | None = None) -> Report:
     """Build the release of ``source`` into ``out``, replacing an earlier release there only once the new one is
@@ -539,13 +551,7 @@ def make_release(out: str | os.PathLike = REPO_DIR / "release", source: str | os
     try:
         report = write_release(source, building, repo_url)
         building.chmod(0o755)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", suffix=".tmp", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(building, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(building, out)
+        replace_folder(building, out)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise

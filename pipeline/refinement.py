@@ -38,7 +38,8 @@ import torch
 import torch.nn as nn
 
 from data_load import invert_matrix, transform_points, warp
-from models import CONVENTIONS, ModelError, atomic_torch_save, file_sha256, init_kaiming, read_checkpoint, write_onnx_metadata
+from models import CONVENTIONS, ModelError, atomic_torch_save, init_kaiming, read_checkpoint, write_onnx_metadata
+from resources.files import atomic_write, file_sha256
 from pipeline.second_stage import (
     NUM_KEYPOINTS,
     PATCH_SIZE,
@@ -48,7 +49,6 @@ from pipeline.second_stage import (
     Refiner,
     Region,
     eye_frame,
-    patch_points,
     refinement_file,
     region_metadata,
     regions_from_metadata,
@@ -169,7 +169,7 @@ def export_refinement_onnx(model: RefinementNet, path: str | Path) -> None:
     import copy
     import warnings
 
-    from models import atomic_write, fuse_for_inference
+    from models import fuse_for_inference
 
     fused = fuse_for_inference(copy.deepcopy(model).cpu())
     dummy = (torch.zeros(1, len(model.regions), model.size, model.size), torch.zeros(1, len(model.regions), model.outputs))
@@ -243,7 +243,7 @@ def first_stage_predictions(runner: Any, pictures: Sequence[np.ndarray], truth: 
     """The first stage's flip-averaged keypoints (N, J, 68, 2) in picture pixels, from crops framed by each face's
     keypoint box (``data_load.haar_box_from_keypoints``, as evaluation frames faces) moved, scaled and turned at
     random (``framing``: shift, scale, roll); J = ``jitters``, 0 for the unjittered framing alone (J = 1)."""
-    from data_load import compose_matrices, crop_matrix, crop_square_from_box, haar_box_from_keypoints
+    from data_load import crop_matrix, crop_square_from_box, haar_box_from_keypoints
     from pipeline.inference import predict
 
     size, out = runner.input_size, []

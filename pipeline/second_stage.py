@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 
 from data_load import normalize_keypoints
-from resources.onnx_model import ModelError, file_sha256, has_torch, read_onnx_metadata
+from resources.files import file_sha256
+from resources.onnx_model import ModelError, export_metadata, has_torch
 
 REFINEMENT_FORMAT = "facial-keypoints-refinement/1"
 NUM_KEYPOINTS = 68
@@ -295,13 +296,7 @@ class Refiner:
     def from_onnx(cls, path: str | Path, threads: int | None = None, rounds: int | None = None) -> "Refiner":
         """The refinement stage saved at ``path`` (its .refine.pt or .refine.onnx) run from its ONNX export and the
         metadata stored in it (``resources.onnx_model.write_onnx_metadata``) alone: no PyTorch."""
-        onnx_path = Path(path).with_suffix(".onnx")
-        if not onnx_path.is_file():
-            raise ModelError(f"{onnx_path} does not exist, and without PyTorch only ONNX models run: install requirements.txt or export the stage.")
-        try:
-            meta = read_onnx_metadata(onnx_path)
-        except ImportError:
-            raise ModelError("onnxruntime is not installed: `pip install onnxruntime`.") from None
+        onnx_path, meta = export_metadata(path, "stage")
         try:
             options = meta["net_options"]
             design = StageDesign(regions_from_metadata(meta["regions"]), tuple(meta["conventions"]), int(options["size"]), int(options["outputs"]))

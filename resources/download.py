@@ -19,7 +19,6 @@ repository's root, no archive kept).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import shutil
@@ -32,6 +31,8 @@ from urllib.parse import urlsplit
 
 import pooch
 import requests
+
+from resources.files import file_sha256
 
 DEFAULT_DEST = Path(__file__).resolve().parents[1] / "data"
 DATA_ENV_VAR = "FKP_DATA"
@@ -244,15 +245,7 @@ def _missing_entries(folder: Path, checksums: Mapping[str, str]) -> list[str]:
 
 
 def _mismatched_files(folder: Path, checksums: Mapping[str, str]) -> list[str]:
-    return [name for name, expected in checksums.items() if _sha256(folder / name) != expected.lower()]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return [name for name, expected in checksums.items() if file_sha256(folder / name) != expected.lower()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,16 +8,16 @@ own hash, ``onnx_sha256``, which only the .pt can hold) as JSON in the ONNX mode
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+
+from resources.files import atomic_write
 
 META_KEY = "facial_keypoints_meta"
 
@@ -97,11 +97,6 @@ class OutputLayout:
         )
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file, in hex."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def has_torch() -> bool:
     """Whether PyTorch can be imported here, found without importing it."""
     try:
@@ -123,22 +118,6 @@ def write_onnx_metadata(path: str | os.PathLike, meta: dict) -> None:
     model.metadata_props.extend(kept)
     model.metadata_props.add(key=META_KEY, value=json.dumps({k: v for k, v in meta.items() if k != "onnx_sha256"}, sort_keys=True))
     atomic_write(path, lambda tmp: onnx.save(model, tmp))
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """``write(temporary_path)`` into a temporary file beside ``path``, then rename it to ``path``: a crash never
-    leaves a half-written file, and an earlier ``path`` stays whole until the new one is complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class OnnxRunner:
@@ -171,16 +150,23 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict | None:
     return json.loads(text) if text else None
 
 
+def export_metadata(path: str | os.PathLike, what: str) -> tuple[Path, dict | None]:
+    """The ONNX export beside ``path`` (the same name, .onnx) and the metadata stored in it (None where it holds
+    none); ModelError (one line) when the export is missing or onnxruntime is not installed. ``what`` names the
+    export in the message ("model", "stage")."""
+    onnx_path = Path(path).with_suffix(".onnx")
+    if not onnx_path.is_file():
+        raise ModelError(f"{onnx_path} does not exist, and without PyTorch only ONNX models run: install requirements.txt or export the {what}.")
+    try:
+        return onnx_path, read_onnx_metadata(onnx_path)
+    except ImportError:
+        raise ModelError("onnxruntime is not installed: `pip install onnxruntime`.") from None
+
+
 def onnx_runner(path: str | os.PathLike, threads: int | None = None) -> OnnxRunner:
     """An ``OnnxRunner`` (with ``.meta``) for the model saved at ``path`` (its .pt or its .onnx), from the .onnx and
     the metadata in it alone: no PyTorch. ModelError when the .onnx is missing or carries no metadata."""
-    onnx_path = Path(path).with_suffix(".onnx")
-    if not onnx_path.is_file():
-        raise ModelError(f"{onnx_path} does not exist, and without PyTorch only ONNX models run: install requirements.txt or export the model.")
-    try:
-        meta = read_onnx_metadata(onnx_path)
-    except ImportError:
-        raise ModelError("onnxruntime is not installed: `pip install onnxruntime`.") from None
+    onnx_path, meta = export_metadata(path, "model")
     if not meta or "input_size" not in meta or "num_keypoints" not in meta:
         raise ModelError(f"{onnx_path} carries no model metadata: export it again with `python -m models --export-onnx {Path(path).with_suffix('.pt')}`.")
     runner = OnnxRunner(onnx_path, OutputLayout.from_meta(meta), int(meta["input_size"]), threads)
