@@ -41,6 +41,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -218,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         mediapipe.close()
 
 
-def compare(pipe, detector: str, mediapipe: MediaPipeWorker, pictures: list, repeats: int, threads: int) -> int:
-    """Times and scores every picture on both sides, alternating, and prints the table and the summary."""
+def compare(pipe: Any, detector: str, mediapipe: MediaPipeWorker, pictures: list, repeats: int, threads: int) -> int:
+    """Times and scores every picture (``pictures_to_compare``) on the pipeline ``pipe`` (a ``KeypointPipeline``) and
+    MediaPipe, alternating, and prints the table and the summary."""
     sides = (f"project ({detector})", f"MediaPipe {mediapipe.version}")
     times: dict[str, list[float]] = {side: [] for side in sides}
     totals: dict[str, list[int]] = {side: [0, 0, 0] for side in sides}  # found, true, false
