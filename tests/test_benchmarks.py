@@ -5,6 +5,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -14,6 +15,7 @@ import flip_error  # noqa: E402
 import grad_cam_peaks  # noqa: E402
 import keypoint_passes  # noqa: E402
 import label_offsets  # noqa: E402
+import mediapipe_side_by_side  # noqa: E402
 import pipeline_speed  # noqa: E402
 import video_fps  # noqa: E402
 
@@ -87,8 +89,6 @@ def test_epoch_time_benchmark_times_an_epoch_with_and_without_the_crop_cache(tin
 
 
 def test_label_offset_benchmark_measures_along_and_across_the_eye_line(tiny_dataset, tiny_300w, capsys):
-    import numpy as np
-
     truth = np.array([[[0.0, 0.0]] * 36 + [[10.0, 20.0]] + [[0.0, 0.0]] * 8 + [[30.0, 20.0]] + [[0.0, 0.0]] * 22])
     along, across = label_offsets.face_frame_errors(truth + np.array([1.0, 2.0]), truth)  # 1/20 along, 2/20 across (down)
     np.testing.assert_allclose(along, 0.05)
@@ -97,3 +97,83 @@ def test_label_offset_benchmark_measures_along_and_across_the_eye_line(tiny_data
     out = capsys.readouterr().out
     assert re.search(r"^held-out 300-W \(1 faces, 300w convention\): x [+-][\d.]+ \(se [\d.]+\), y [+-][\d.]+", out, re.MULTILINE)
     assert re.search(r"^course test \(6 faces, course convention\): x [+-][\d.]+", out, re.MULTILINE)
+
+
+def fake_mediapipe(folder: Path, body: str) -> Path:
+    """A folder holding a stand-in ``mediapipe`` package (``body``) for the side-by-side benchmark's worker."""
+    package = folder / "mediapipe"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(body)
+    return folder
+
+
+# Face Mesh that takes 5 ms of CPU and finds one face, in the picture's top-left corner, in every picture (false)
+CORNER_FACE_MESH = """
+import time
+import types
+
+__version__ = "stand-in"
+
+
+class FaceMesh:
+    def __init__(self, **options):
+        pass
+
+    def process(self, picture):
+        end = time.process_time() + 0.005
+        while time.process_time() < end:
+            pass
+        face = types.SimpleNamespace(landmark=[types.SimpleNamespace(x=0.01 + 0.02 * (i % 3), y=0.01 + 0.02 * (i % 5)) for i in range(468)])
+        return types.SimpleNamespace(multi_face_landmarks=[face])
+
+    def close(self):
+        pass
+
+
+solutions = types.SimpleNamespace(face_mesh=types.SimpleNamespace(FaceMesh=FaceMesh))
+"""
+
+
+@pytest.mark.parametrize("detector", ["haar", "cnn"])
+def test_side_by_side_benchmark_scores_and_times_both_sides(real_data_dir, tmp_path, monkeypatch, capsys, detector):
+    monkeypatch.setenv("PYTHONPATH", str(fake_mediapipe(tmp_path, CORNER_FACE_MESH)))
+    argv = ["--data", str(real_data_dir), "--repeats", "2", "--only", "close-up 2048x1536", "--detector", detector,
+            "--mediapipe-python", sys.executable]
+    assert mediapipe_side_by_side.main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"The project's pipeline (detector {detector}, 1 thread(s)) and MediaPipe stand-in Face Mesh" in out
+    row = re.search(r"^close-up 2048x1536, course face 0.33\s+(.+)$", out, re.MULTILINE).group(1)
+    ours, theirs, ratio = re.fullmatch(r"(1/1, 0 false, +[\d.]+ ms \(\d+\)) +(0/1, 1 false, +[\d.]+ ms \(\d+\)) +([\d.]+)", row).groups()
+    ours_ms, theirs_ms = (float(re.search(r"([\d.]+) ms", c).group(1)) for c in (ours, theirs))
+    assert theirs_ms >= 5 and float(ratio) == pytest.approx(ours_ms / theirs_ms, rel=0.03)  # of the printed times
+    assert re.search(rf"^all, project \({detector}\): 1/1 found, 0 false, median [\d.]+ ms, worst [\d.]+ ms \(CPU\)$", out, re.MULTILINE)
+    assert re.search(r"^all, MediaPipe stand-in: 0/1 found, 1 false, median [\d.]+ ms, worst [\d.]+ ms \(CPU\)$", out, re.MULTILINE)
+    assert re.search(r"^ratio project / MediaPipe: median [\d.]+, worst [\d.]+, median of the per-picture ratios [\d.]+$", out, re.MULTILINE)
+
+
+def test_side_by_side_benchmark_reads_face_mesh_as_68_keypoints():
+    from reference_landmarkers import MESH_TO_IBUG68
+
+    truth = np.array([[120.0 + 3 * (k % 17), 100.0 + 4 * (k // 17)] for k in range(68)])
+    truth[36], truth[45] = (100.0, 110.0), (160.0, 110.0)  # outer eye corners 60 px apart
+    mesh = np.zeros((468, 2))
+    mesh[MESH_TO_IBUG68] = truth  # (one vertex serves two mouth points: one of them moves a few pixels)
+    faces = mediapipe_side_by_side.mesh_faces([mesh.tolist(), (mesh + 300).tolist()])
+    assert [f.keypoints.shape for f in faces] == [(68, 2), (68, 2)]
+    assert mediapipe_side_by_side.tally(faces, [truth]) == (1, 1)  # the face on the truth found, the moved one false
+    assert mediapipe_side_by_side.tally(faces, None) == (0, 2)  # pictures without truth: faces counted
+
+
+@pytest.mark.parametrize("python, says", [
+    ("stand-in", "MediaPipe is not installed for"),
+    ("missing", "cannot run"),
+])
+def test_side_by_side_benchmark_without_mediapipe_says_how_to_install_it(tmp_path, monkeypatch, capsys, python, says):
+    monkeypatch.setenv("PYTHONPATH", str(fake_mediapipe(tmp_path, "raise ImportError(\"No module named 'mediapipe'\")\n")))
+    executable = sys.executable if python == "stand-in" else str(tmp_path / "no-python")
+    assert mediapipe_side_by_side.main(["--only", "close-up 2048x1536", "--mediapipe-python", executable]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"error: {says}") and "pip install -r requirements-bench.txt" in line
+    assert "--mediapipe-python" in line and "Traceback" not in captured.err
