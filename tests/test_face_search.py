@@ -1,7 +1,9 @@
 """A face search whose cost follows the faces: sizes, resolutions, bounded work and the re-crops that stop."""
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,6 +14,7 @@ from detector_architectures import DETECTORS, CNNFaceDetector, HaarFaceDetector,
 from pipeline import detect_cli, keypoint_pipeline
 from pipeline.inference import crop_shift
 from pipeline.keypoint_pipeline import (
+    Face,
     GrayPyramid,
     KeypointPipeline,
     WiderSearch,
@@ -19,6 +22,9 @@ from pipeline.keypoint_pipeline import (
     turning_frame,
     unframed_box,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import pipeline_speed  # noqa: E402
 
 
 def closeup(astronaut: np.ndarray, shape: tuple[int, int] = (2848, 4288)) -> np.ndarray:
@@ -142,6 +148,40 @@ def test_the_dark_big_astronaut_gives_no_false_face(pipe, astronaut):
 # ---------------------------------------------------------------------------------------------------------
 # Work bounded by counts, not by the clock: the same faces on an idle and on a busy machine
 # ---------------------------------------------------------------------------------------------------------
+def learned_pass_with(pipe: KeypointPipeline, faces: list, monkeypatch) -> list:
+    """``pipe._learned_pass`` on a blank picture whose detections' checked faces are ``faces``."""
+    monkeypatch.setattr(pipe, "_checked", lambda picture, candidates, search_roll: list(faces))
+    return pipe._learned_pass(GrayPyramid(np.zeros((480, 640), np.uint8)))
+
+
+def face_at(x: float, y: float, side: float, face_score: float, flip_error: float) -> Face:
+    """A face of a mean-shaped box (x, y, side) with these checks' measures."""
+    keypoints = np.array([[x + side * u, y + side * v] for u, v in np.random.default_rng(0).random((68, 2))])
+    return Face(np.array([x, y, side, side]), keypoints, 0.9, flip_error, face_score)
+
+
+def test_a_part_of_a_sure_learned_face_read_as_a_face_does_not_call_the_cascades(monkeypatch):
+    pipe = KeypointPipeline.from_pretrained(detector="cnn", threads=1)
+    sure = face_at(1300, 350, 1200, face_score=0.9993, flip_error=0.006)
+    part = face_at(2000, 640, 430, face_score=0.89, flip_error=0.023)  # inside the sure face's box, not sure itself
+    assert not pipe.learned_sure(part)
+    assert learned_pass_with(pipe, [part, sure], monkeypatch) == [sure]
+    elsewhere = face_at(3100, 2050, 290, face_score=0.93, flip_error=0.022)  # a doubt of its own: the cascades look
+    assert learned_pass_with(pipe, [sure, elsewhere], monkeypatch) == []
+
+
+def test_the_enlarged_astronaut_of_the_speed_benchmark_needs_no_cascade_search(monkeypatch):
+    """The 4288 x 2848 close-up of ``benchmarks/pipeline_speed.py``: the learned detector also reads a cheek as a
+    face (face score 0.89), which once sent the picture to the cascades (about 200 ms instead of 105 ms)."""
+    pipe = KeypointPipeline.from_pretrained(detector="cnn", threads=1)
+    name, shape, placements = next(scene for scene in pipeline_speed.scenes() if scene[0].startswith("close-up 4288x2848"))
+    picture, truths = pipeline_speed.compose(shape, pipeline_speed.sources(None), placements)
+    searches = []
+    monkeypatch.setattr(pipe, "_cascade_search", lambda pyramid: searches.append(pyramid) or [])
+    faces = pipe.detect(picture)
+    assert pipeline_speed.score(faces, truths) == (1, 0) and not searches
+
+
 def turned_gray_astronaut(astronaut: np.ndarray) -> np.ndarray:
     """The astronaut as a gray picture turned by 90 degrees: only the wider search's turned copies find her."""
     return np.rot90(cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)).copy()
