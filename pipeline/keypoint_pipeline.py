@@ -582,8 +582,8 @@ class KeypointPipeline:
     def _learned_pass(self, pyramid: GrayPyramid) -> list[Face]:
         """The faces the learned detector finds that pass the checks and are sure (``learned_sure``); none where one
         it found is not sure (the cascades then search the picture, ``_cascade_search``). Two detections of one face
-        count once (``distinct_faces``, the better kept): a part of a sure face read as a face of its own (a cheek of a
-        close-up, face score 0.89) sends the picture to the cascades no more (``benchmarks/pipeline_speed.py``'s
+        count once (``distinct_faces``, the better kept): a part of a sure face read as a face of its own (a box a third
+        of its side inside a close-up's face, face score 0.89) sends the picture to the cascades no more (``benchmarks/pipeline_speed.py``'s
         4288 x 2848 close-up: 198-200 ms with them, 105-107 ms without, one thread)."""
         smallest = self.detector.smallest_face(pyramid.picture.shape)
         copy, frame = pyramid.level(self.detector.scale_for(smallest))

@@ -171,8 +171,8 @@ def test_a_part_of_a_sure_learned_face_read_as_a_face_does_not_call_the_cascades
 
 
 def test_the_enlarged_astronaut_of_the_speed_benchmark_needs_no_cascade_search(monkeypatch):
-    """The 4288 x 2848 close-up of ``benchmarks/pipeline_speed.py``: the learned detector also reads a cheek as a
-    face (face score 0.89), which once sent the picture to the cascades (about 200 ms instead of 105 ms)."""
+    """The 4288 x 2848 close-up of ``benchmarks/pipeline_speed.py``: the learned detector also reads a part of the
+    face as a face (face score 0.89), which once sent the picture to the cascades (about 200 ms instead of 105 ms)."""
     pipe = KeypointPipeline.from_pretrained(detector="cnn", threads=1)
     name, shape, placements = next(scene for scene in pipeline_speed.scenes() if scene[0].startswith("close-up 4288x2848"))
     picture, truths = pipeline_speed.compose(shape, pipeline_speed.sources(None), placements)
