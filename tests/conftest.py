@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -226,3 +227,22 @@ def astronaut() -> np.ndarray:
     from pipeline import detect_cli
 
     return detect_cli.astronaut()
+
+
+@contextmanager
+def interrupted_at_call(monkeypatch, owner, name: str, call: int, error: type[BaseException] = KeyboardInterrupt):
+    """Within the block, ``owner.name`` raises ``error`` at its ``call``-th call (a training stopped part way, as by
+    Ctrl-C or a lost Colab runtime) and runs as it is otherwise; it is restored when the block ends."""
+    original, calls = getattr(owner, name), [0]
+
+    def stopping(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == call:
+            raise error
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, stopping)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(owner, name, original)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import face_keypoints
+from conftest import face_keypoints, interrupted_at_call
 from models import ModelError, build_model, save_model_with_onnx
 from pipeline import refinement
 from pipeline.refinement import RefineConfig, RefinementNet, load_refinement, save_refinement
@@ -236,18 +236,9 @@ def test_training_lowers_the_loss_writes_each_epoch_and_resumes_exactly(tiny_dat
     state = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
     assert state["epoch"] == 3 and state["config"] == dataclasses.asdict(config)
 
-    original, calls = refinement.measure, {"n": 0}
-
-    def interrupted(*args, **kwargs):  # stop the run at the end of its second epoch, after that epoch's checkpoint
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(refinement, "measure", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    # stop the run at the end of its second epoch, after that epoch's checkpoint
+    with interrupted_at_call(monkeypatch, refinement, "measure", 3), pytest.raises(KeyboardInterrupt):
         refinement.train_refinement(runner, config, str(tiny_dataset), str(tiny_300w), tmp_path / "broken", log=log.append)
-    monkeypatch.setattr(refinement, "measure", original)
     assert torch.load(tmp_path / "broken" / "last.pt", weights_only=True)["epoch"] == 2
     resumed, resumed_history = refinement.train_refinement(
         runner, config, str(tiny_dataset), str(tiny_300w), tmp_path / "broken", resume=True, log=log.append

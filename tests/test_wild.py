@@ -16,6 +16,7 @@ from pipeline import no_faces
 from pipeline import trainer
 from data_load import AugmentConfig, CropDataset, mix_crops, photo_effects
 from models import OutputLayout, build_model
+from conftest import interrupted_at_call
 
 
 def assert_one_line(message: str, *must_contain: str) -> None:
@@ -496,18 +497,8 @@ def test_an_interrupted_wild_run_resumes_to_the_same_weights(preset, workers, ti
     quiet = lambda _: None  # noqa: E731
     straight, history = trainer.train(config, str(tiny_dataset), tmp_path / "straight", progress=False, log=quiet, data_300w=str(tiny_300w),
                                        workers=workers)
-    original, calls = trainer.train_one_epoch, {"n": 0}
-
-    def stop_in_the_third_epoch(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise Interrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "train_one_epoch", stop_in_the_third_epoch)
-    with pytest.raises(Interrupt):
+    with interrupted_at_call(monkeypatch, trainer, "train_one_epoch", 3, Interrupt), pytest.raises(Interrupt):  # in the third epoch
         trainer.train(config, str(tiny_dataset), tmp_path / "broken", progress=False, log=quiet, data_300w=str(tiny_300w), workers=workers)
-    monkeypatch.setattr(trainer, "train_one_epoch", original)
     resumed, resumed_history = trainer.train(config, str(tiny_dataset), tmp_path / "broken", resume=True, progress=False, log=quiet,
                                               data_300w=str(tiny_300w), workers=workers)
     for key in ("epoch", "train_loss", "val_300w_nme_io"):
