@@ -29,6 +29,7 @@ except ImportError:  # the light install (requirements-light.txt): pictures and 
     Dataset = object
 
 from resources.download import DATA_ENV_VAR, DataError, ensure_dataset
+from resources.files import atomic_write
 
 REPO_DIR = Path(__file__).resolve().parent
 DEFAULT_DATA_DIR = REPO_DIR / "data"
@@ -828,10 +829,12 @@ def cached_crops(cache_file: Path, build: Callable[[], dict[str, np.ndarray]]) -
         with np.load(cache_file) as cached:
             return {key: cached[key] for key in cached.files}
     crops = build()
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_name(cache_file.name + ".tmp.npz")
-    np.savez_compressed(tmp, **crops)
-    os.replace(tmp, cache_file)
+
+    def save(temporary: str) -> None:
+        with open(temporary, "wb") as file:  # a file object: np.savez would add ".npz" to a name
+            np.savez_compressed(file, **crops)
+
+    atomic_write(cache_file, save)  # a temporary of its own: two processes may build the same cache at once
     return crops
 
 

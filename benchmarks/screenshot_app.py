@@ -192,15 +192,16 @@ def save_screenshot(driver: Chrome, out: Path, max_width: int = 1280) -> Path:
     from PIL import Image
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    raw = out.with_suffix(".raw.png")
-    driver.save_screenshot(str(raw))
-    with Image.open(raw) as shot:
-        scale = min(1.0, max_width / shot.width)
-        small = shot.convert("RGB").resize((round(shot.width * scale), round(shot.height * scale)), Image.LANCZOS)
-    # Octree quantisation keeps small saturated marks (the magenta keypoints); median cut merges them into skin tones.
-    small.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(out.with_suffix(".tmp.png"), optimize=True)
-    raw.unlink()
-    os.replace(out.with_suffix(".tmp.png"), out)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent) as work:  # two runs never share a name
+        raw, small_png = Path(work) / "raw.png", Path(work) / "small.png"
+        driver.save_screenshot(str(raw))
+        with Image.open(raw) as shot:
+            scale = min(1.0, max_width / shot.width)
+            small = shot.convert("RGB").resize((round(shot.width * scale), round(shot.height * scale)), Image.LANCZOS)
+        # Octree quantisation keeps small saturated marks (the magenta keypoints); median cut merges them into skin tones.
+        small.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(small_png, optimize=True)
+        os.chmod(small_png, 0o644)
+        os.replace(small_png, out)
     return out
 
 

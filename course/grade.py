@@ -429,9 +429,9 @@ def run_notebooks(work: Path) -> None:
     results: dict[str, Any] = {"checks": {}, "notebooks": {}}
 
     def save(path: Path, data: Any) -> None:
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(json.dumps(data, ensure_ascii=False))
-        os.replace(temporary, path)
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as f:
+            f.write(json.dumps(data, ensure_ascii=False))
+        os.replace(f.name, path)
 
     for name in plan["notebooks"]:
         notebook = nbformat.read(work / name, as_version=4)

@@ -39,6 +39,7 @@ import numpy as np
 
 from data_load import DataError
 from detector_architectures import DEFAULT_DETECTOR
+from resources.files import atomic_write
 from resources.onnx_model import has_torch
 
 # File name endings searched for in folders (case-insensitive); a file named on the command line is read whatever its
@@ -133,25 +134,22 @@ def save_rgb(path: Path, image: np.ndarray) -> None:
     hidden file beside ``path``, then renamed onto it, so a stopped run never leaves half a picture under its name.
 
     Raises DataError (one line) when the folder cannot be made or written."""
-    partial = path.with_name(f".{path.name}.partial")
+    encoded = encode_picture(image, path.suffix)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_bytes(encode_picture(image, path.suffix))
-        os.replace(partial, path)
+        atomic_write(path, lambda partial: Path(partial).write_bytes(encoded))
     except OSError as error:
-        partial.unlink(missing_ok=True)
         raise DataError(f"Could not write {path}: {error.strerror}; check that the folder is writable.") from None
 
 
 def write_text_atomically(path: Path, text: str) -> None:
     """Write a text file through a temporary file beside it, so an interrupted write leaves the old one whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "w", encoding="utf-8") as stream:
-        stream.write(text)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(partial, path)
+    def write(partial: str) -> None:
+        with open(partial, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+
+    atomic_write(path, write)
 
 
 # ---------------------------------------------------------------------------------------------------------

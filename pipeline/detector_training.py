@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import pickle
 import sys
 import time
@@ -55,6 +54,7 @@ from pipeline.data_300w import resolve_300w_dirs, scan_folder, validation_photos
 from data_load import REPO_DIR, haar_box_from_keypoints, read_image, read_keypoints_csv, resolve_data_dir, split_paths
 from detector_architectures.cnn import DEPTHS, FPN_WIDTH, SIZE_UNIT, STRIDE, WIDTHS, build_network, weights_digest
 from pipeline.no_faces import no_face_pictures
+from resources.files import atomic_write
 
 CACHE_FILE = REPO_DIR / ".cache" / "detector_sources_v1.pkl"
 MIN_FACE = 12.0  # smallest pasted face (box side, canvas pixels)
@@ -96,11 +96,12 @@ def load_sources(data_dir: str | None, data_300w: str | None, log=print) -> dict
     backgrounds = [gray(picture) for _, picture in no_face_pictures("training", data_dir)]
     sources = {"key": key, "course": course, "wild": wild, "backgrounds": backgrounds,
                "held_out_faces": sum((f.folder, f.photo) in held_out for f in faces)}
-    CACHE_FILE.parent.mkdir(parents=True, exist_ok=True)
-    tmp = CACHE_FILE.with_suffix(".tmp")
-    with open(tmp, "wb") as handle:
-        pickle.dump(sources, handle, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, CACHE_FILE)
+
+    def save(temporary: str) -> None:
+        with open(temporary, "wb") as handle:
+            pickle.dump(sources, handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+    atomic_write(CACHE_FILE, save)
     log(f"sources decoded in {time.time() - tic:.0f} s")
     return sources
 
@@ -395,14 +396,12 @@ def train(sources: dict, args: argparse.Namespace) -> tuple[torch.nn.Module, dic
 
 
 def export_onnx(net: torch.nn.Module, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
     example = torch.zeros(1, 1, 160, 160)
-    torch.onnx.export(
-        net, example, str(tmp), input_names=["image"], output_names=["maps"], opset_version=17,
+    atomic_write(path, lambda tmp: torch.onnx.export(
+        net, example, tmp, input_names=["image"], output_names=["maps"], opset_version=17,
         dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "maps": {0: "batch", 2: "cells_y", 3: "cells_x"}},
         dynamo=False,
-    )
-    os.replace(tmp, path)
+    ))
 
 
 CALIBRATION_STEP = 4  # every 4th course training picture and every 2nd 300-W training crop
@@ -433,9 +432,7 @@ def calibrate(onnx_path: Path, sources: dict) -> tuple[float, float, float]:
     del model.metadata_props[:]
     entry = model.metadata_props.add()
     entry.key, entry.value = "box_correction", json.dumps(values)
-    tmp = onnx_path.with_name(onnx_path.name + ".tmp")
-    onnx.save(model, str(tmp))
-    os.replace(tmp, onnx_path)
+    atomic_write(onnx_path, lambda tmp: onnx.save(model, tmp))
     print(f"box correction (scale, dx, dy) from {len(detected)} training faces: {values}", flush=True)
     return values
 
@@ -478,9 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     export_onnx(net, onnx_path)
     metadata["box_correction"] = list(calibrate(onnx_path, sources))
     metadata["onnx_sha256"] = weights_digest(onnx_path)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save({"state_dict": net.state_dict(), "metadata": metadata}, tmp)
-    os.replace(tmp, out)
+    atomic_write(out, lambda tmp: torch.save({"state_dict": net.state_dict(), "metadata": metadata}, tmp))
     print(f"wrote {out} and {onnx_path} in {time.time() - start:.0f} s", flush=True)
     return 0
 

@@ -725,3 +725,26 @@ def test_random_transforms_repeat_after_the_same_seed_and_differ_after_another()
     first, again, other = draws(1), draws(1), draws(2)
     assert all(np.array_equal(a, b) for a, b in zip(first, again)), "the same seed must give the same windows and warps"
     assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+
+
+def test_two_processes_building_one_crop_cache_both_succeed(tmp_path, monkeypatch):
+    """Two trainings started at once build the same cache file: each writes its own temporary, so the one that
+    finishes second neither fails nor leaves a stray file (both used one fixed temporary name before, and the
+    second rename failed with FileNotFoundError)."""
+    cache_file = tmp_path / "crops_training_128_0123456789ab.npz"
+    first, second = {"keypoints": np.zeros((2, 68, 2), np.float32)}, {"keypoints": np.ones((2, 68, 2), np.float32)}
+    real_savez = np.savez_compressed
+    calls = []
+
+    def savez_while_the_other_finishes(file, **arrays):
+        real_savez(file, **arrays)
+        calls.append(file)
+        if len(calls) == 1:  # the other process writes and renames its copy while this one is between the two steps
+            assert data_load.cached_crops(cache_file, lambda: second)["keypoints"].max() == 1
+
+    monkeypatch.setattr(data_load.np, "savez_compressed", savez_while_the_other_finishes)
+    crops = data_load.cached_crops(cache_file, lambda: first)
+    assert crops["keypoints"].max() == 0 and len(calls) == 2
+    monkeypatch.setattr(data_load.np, "savez_compressed", real_savez)
+    assert data_load.cached_crops(cache_file, lambda: pytest.fail("the cache should be read"))["keypoints"].shape == (2, 68, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [cache_file.name]
