@@ -295,22 +295,29 @@ class PipKeypointNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.features(x)
-        maps = self.maps(features)
         grid, pooled, k = self.grid, features.mean(dim=(2, 3)), self.num_keypoints
         face = self.face(pooled) if self.face is not None else pooled[:, :0]  # (N, 1), or (N, 0) without a face score
         if self.training:
-            return torch.cat([maps.flatten(1), face], dim=1)
-        channels = 3 + 2 * self.neighbours
-        maps = maps.reshape(-1, self.num_conventions, channels, k, grid * grid)  # -1: any batch size in ONNX
-        best = maps[:, :, 0].argmax(dim=-1, keepdim=True)  # (N, C, K, 1): the best cell of each keypoint
-        at_best = maps.gather(-1, best[:, :, None].expand(-1, -1, channels, -1, -1))[..., 0]  # (N, C, channels, K)
-        best = best[..., 0]
-        cell_x = torch.remainder(best, grid).to(maps.dtype)[:, :, None]  # (N, C, 1, K)
-        cell_y = torch.div(best, grid, rounding_mode="floor").to(maps.dtype)[:, :, None]
-        n = self.neighbours
+            return torch.cat([self.maps(features).flatten(1), face], dim=1)
+        # Inference reads the offsets at each keypoint's best cell only: the 1x1 conv's score rows over every cell,
+        # then its offset rows at the K best cells (the same numbers as the whole map there, at a tenth of the cost).
+        conventions, channels, n = self.num_conventions, 3 + 2 * self.neighbours, self.neighbours
+        weight = self.maps.weight.reshape(conventions, channels, k, -1)  # (C, channels, K, D)
+        bias = self.maps.bias.reshape(conventions, channels, k)
+        cells = features.flatten(2)  # (N, D, G)
+        scores = torch.matmul(weight[:, 0].reshape(conventions * k, -1), cells)  # (N, C K, G); the bias cannot move the argmax
+        best = scores.argmax(dim=-1)  # (N, C K): the best cell of each keypoint
+        at_best = cells.transpose(1, 2).gather(1, best[..., None].expand(-1, -1, cells.shape[1]))  # (N, C K, D)
+        offsets_weight = weight[:, 1:].permute(0, 2, 3, 1).reshape(conventions * k, -1, channels - 1)  # (C K, D, channels - 1)
+        offsets = torch.matmul(at_best[:, :, None], offsets_weight)[:, :, 0]  # (N, C K, channels - 1)
+        offsets = (offsets + bias[:, 1:].permute(0, 2, 1).reshape(conventions * k, channels - 1)).reshape(-1, conventions, k, channels - 1)
+        offsets = offsets.transpose(2, 3)  # (N, C, channels - 1, K): x, y, the neighbours' x (n), their y (n)
+        best = best.reshape(-1, conventions, k)
+        cell_x = torch.remainder(best, grid).to(offsets.dtype)[:, :, None]  # (N, C, 1, K)
+        cell_y = torch.div(best, grid, rounding_mode="floor").to(offsets.dtype)[:, :, None]
         # every place given to a keypoint: its own (1 row), then as each keypoint's m-th neighbour (n rows)
-        xs = torch.cat([cell_x + at_best[:, :, 1:2], cell_x + at_best[:, :, 3 : 3 + n]], dim=2).flatten(2)  # (N, C, K (1 + n))
-        ys = torch.cat([cell_y + at_best[:, :, 2:3], cell_y + at_best[:, :, 3 + n :]], dim=2).flatten(2)
+        xs = torch.cat([cell_x + offsets[:, :, 0:1], cell_x + offsets[:, :, 2 : 2 + n]], dim=2).flatten(2)  # (N, C, K (1 + n))
+        ys = torch.cat([cell_y + offsets[:, :, 1:2], cell_y + offsets[:, :, 2 + n :]], dim=2).flatten(2)
         points = torch.stack([xs @ self.neighbour_average.T, ys @ self.neighbour_average.T], dim=-1) / grid * 2 - 1  # (N, C, K, 2)
         return torch.cat([points.flatten(1), face], dim=1)
 

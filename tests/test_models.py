@@ -276,15 +276,38 @@ def pip_maps_for(points: torch.Tensor, grid: int, conventions: int = 1, score: f
     return maps.view(n, -1, grid, grid)
 
 
+class CellFeatures(nn.Module):
+    """Stands in for a backbone: feature d of cell d is 1, every other 0, so the head's 1x1 conv with weight column d
+    set to a map's values at cell d (no bias) gives that map exactly."""
+
+    def __init__(self, channels: int, grid: int) -> None:
+        super().__init__()
+        self.register_buffer("cells", torch.eye(channels, grid * grid).view(1, channels, grid, grid))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cells.expand(len(x), -1, -1, -1)
+
+
+def run_pip_head(model: nn.Module, maps: torch.Tensor) -> torch.Tensor:
+    """The eval-mode output (N, 273) of a pixel-in-pixel model whose head gives ``maps`` (N, channels, grid, grid)."""
+    grid = model.grid
+    model.features = CellFeatures(model.maps.in_channels, grid)
+    model.eval()
+    rows = []
+    with torch.no_grad():
+        for one in maps:
+            model.maps.weight.zero_()
+            model.maps.weight[:, : grid * grid, 0, 0] = one.flatten(1)
+            model.maps.bias.zero_()
+            rows.append(model(batch(1, model.input_size)))
+    return torch.cat(rows)
+
+
 def test_pip_head_decodes_the_best_cell_plus_its_offsets():
     model = build_model("fast_pip", conventions=("300w", "course"), face_score=True, input_size=32)
     assert model.grid == 2
     points = torch.rand(3, 68, 2) * 1.8 - 0.9
-    maps = pip_maps_for(points, model.grid, conventions=2)
-    model.maps.forward = lambda features: maps  # the head's conv replaced by known maps
-    model.eval()
-    with torch.no_grad():
-        out = model(batch(3, 32))
+    out = run_pip_head(model, pip_maps_for(points, model.grid, conventions=2))
     assert out.shape == (3, 273)
     torch.testing.assert_close(out[:, :136], points.flatten(1), atol=1e-5, rtol=0)
     torch.testing.assert_close(out[:, 136:272], points.flatten(1), atol=1e-5, rtol=0)
@@ -292,10 +315,37 @@ def test_pip_head_decodes_the_best_cell_plus_its_offsets():
     # of its left edge and half a cell down, so it lies at (0.25, 1.5) cells: (-0.75, 0.5) normalised
     maps = torch.zeros(1, 2 * 3 * 68, 2, 2)
     maps[0, 0, 1, 0], maps[0, 68, 1, 0], maps[0, 136, 1, 0] = 5.0, 0.25, 0.5
-    model.maps.forward = lambda features: maps
+    torch.testing.assert_close(run_pip_head(model, maps)[0, :2], torch.tensor([-0.75, 0.5]))
+
+
+def test_pip_inference_reads_the_whole_maps_at_the_best_cells():
+    """Inference computes the offsets at each keypoint's best cell only; that gives what decoding the head's whole
+    maps gives (PIPNet's decoding: the best cell plus its offsets, averaged with the neighbours' votes)."""
+    torch.manual_seed(0)
+    model = build_model("fast_pip", conventions=("300w", "course"), face_score=True, input_size=64, neighbours=4)
+    model.set_neighbours(torch.rand(68, 2))
+    randomize_batchnorm(model)
     with torch.no_grad():
-        out = model(batch(1, 32))
-    torch.testing.assert_close(out[0, :2], torch.tensor([-0.75, 0.5]))
+        torch.nn.init.normal_(model.maps.weight, std=0.5)
+        torch.nn.init.normal_(model.maps.bias, std=0.5)
+    x = batch(5, 64)
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+        grid, k, n = model.grid, 68, model.neighbours
+        maps = model.maps(model.features(x)).reshape(5, 2, 3 + 2 * n, k, grid * grid)
+        best = maps[:, :, 0].argmax(dim=-1)  # (N, C, K)
+        at_best = maps.gather(-1, best[:, :, None, :, None].expand(-1, -1, 3 + 2 * n, -1, -1))[..., 0]  # (N, C, channels, K)
+        cell_x, cell_y = (best % grid).float(), (best // grid).float()
+        expected = torch.zeros(5, 2, k, 2)
+        for j in range(k):  # keypoint j's own place, and the places its neighbours' best cells give it
+            votes = [torch.stack([cell_x[:, :, j] + at_best[:, :, 1, j], cell_y[:, :, j] + at_best[:, :, 2, j]], -1)]
+            for i in range(k):
+                for m in range(n):
+                    if model.neighbour_index[i, m] == j:
+                        votes.append(torch.stack([cell_x[:, :, i] + at_best[:, :, 3 + m, i], cell_y[:, :, i] + at_best[:, :, 3 + n + m, i]], -1))
+            expected[:, :, j] = torch.stack(votes).mean(0) / grid * 2 - 1
+    torch.testing.assert_close(out[:, :272], expected.flatten(1), atol=1e-5, rtol=0)
 
 
 def test_pip_model_in_train_mode_gives_its_raw_head_and_learns_through_it():
