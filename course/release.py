@@ -62,13 +62,13 @@ INSTRUCTORS = re.compile(r"\n?<!-- BEGIN INSTRUCTORS -->.*?<!-- END INSTRUCTORS 
 # mutation.sh are the mutation testing of the tests; docs/instructors.md is the instructors' page, docs/grading.md
 # and grading_time.py are grading's page and benchmark; conftest.py holds the test suite's settings; course/expected.py
 # computes the checks' stored answers from the solutions. The trainers of the shipped models (their presets and loops,
-# train.py that runs them, the epoch benchmark), of the second stage and of the learned face detector each hold a
-# complete training step,
+# train.py that runs them, the epoch benchmark), of the second stage, of the face score's refit and of the learned
+# face detector each hold a complete training step,
 # which students write themselves in notebook 2: they stay out too.
 INSTRUCTOR_ONLY = ("course/release.py", "course/grade.py", "course/expected.py", "tests/", ".ci/", "conftest.py", "pytest.ini",
                    "requirements-test.txt", ".git/", ".git", "setup.cfg", "requirements-dev.txt", "benchmarks/mutation.sh",
                    "docs/instructors.md", "docs/grading.md", "benchmarks/grading_time.py", "pipeline/trainer.py", "train.py",
-                   "benchmarks/epoch_time.py", "pipeline/detector_training.py", "pipeline/refinement.py")
+                   "benchmarks/epoch_time.py", "pipeline/detector_training.py", "pipeline/refinement.py", "pipeline/face_score_refit.py")
 # A solution line counts as leaked when a released file holds it and it is this long, or when a released file holds
 # it next to the line that follows it in the solution (shorter lines alone are idioms: ``model.eval()``, ``else:``).
 LEAK_MIN_CHARS = 40

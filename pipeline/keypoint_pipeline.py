@@ -233,6 +233,10 @@ CASCADES_TOO_PIXELS = 320 * 240
 # was also read upright, from part of it, in a copy turned less (a box 0.6 times its side, inside it).
 SAME_FACE_IOU = 0.4
 SAME_FACE_CONTAINED = 0.5
+# Two final faces read the opposite way round (eye lines more than 90 degrees apart) are one when the smaller
+# keypoint box lies this much inside the other: the upside-down astronaut, found in the copy turned by 180 degrees,
+# was also read upright in the copy turned by 30, in a box a third inside hers (intersection over the smaller 0.33).
+OPPOSITE_FACE_CONTAINED = 0.2
 
 # Each search of a call (and each detection of the video tracker) checks at most this many of its detections, the
 # surest first (``surest``): each costs up to 1 + ``REFINE_STEPS`` network passes, so this bounds a call's network
@@ -952,16 +956,23 @@ def face_quality(face: Face) -> tuple[float, float]:
 
 def distinct_faces(faces: Sequence[Face]) -> list[Face]:
     """The faces in order, without later ones whose keypoint box overlaps an earlier one's by ``SAME_FACE_IOU`` or
-    lies mostly inside it (``SAME_FACE_CONTAINED`` of the smaller box)."""
+    lies mostly inside it (``SAME_FACE_CONTAINED`` of the smaller box), or, read the opposite way round, lies
+    ``OPPOSITE_FACE_CONTAINED`` inside it."""
     kept: list[Face] = []
     for face in faces:
-        box = keypoint_box(face.keypoints)
-        if all(
-            box_iou(box, other) < SAME_FACE_IOU and box_intersection_over_smaller(box, other) < SAME_FACE_CONTAINED
-            for other in (keypoint_box(k.keypoints) for k in kept)
-        ):
+        box, roll = keypoint_box(face.keypoints), face_roll(face.keypoints)
+        if all(not same_face(box, roll, keypoint_box(k.keypoints), face_roll(k.keypoints)) for k in kept):
             kept.append(face)
     return kept
+
+
+def same_face(box: np.ndarray, roll: float, other: np.ndarray, other_roll: float) -> bool:
+    """Whether two faces' keypoint boxes (x, y, w, h) and rolls (degrees, ``face_roll``) are one face (see
+    ``distinct_faces``)."""
+    inside = box_intersection_over_smaller(box, other)
+    if abs(angle_between(roll, other_roll)) > 90.0:
+        return inside >= OPPOSITE_FACE_CONTAINED
+    return box_iou(box, other) >= SAME_FACE_IOU or inside >= SAME_FACE_CONTAINED
 
 
 def face_contrast(image: np.ndarray, keypoints: np.ndarray) -> float:
