@@ -37,6 +37,7 @@ from torch import nn
 from data_load import AugmentConfig, CropDataset, DataError, load_context_crops, split_by_person
 from models import FastKeypointNet, ModelError, PipKeypointNet, load_model, model_metadata, output_layout, save_model, save_model_with_onnx
 from pipeline.data_300w import load_300w_crops
+from pipeline.inference import predict
 from pipeline.no_faces import load_negative_crops
 
 # Faces turned by up to this many degrees are faces (the pipeline scores a crop that is upright within about 20).
@@ -158,15 +159,11 @@ def measuring_sets(input_size: int, data_dir: str | None, data_300w: str | None,
     return sets
 
 
-@torch.no_grad()
 def accepted(model: nn.Module, crops: np.ndarray) -> float:
-    """Share of crops whose flip-averaged face logit is positive (a face score above 0.5, as the pipeline asks)."""
+    """Share of crops whose face score (``pipeline.inference.predict``, flip-averaged as in the pipeline) is above 0.5."""
     if not len(crops):
         return float("nan")
-    both = np.concatenate([crops, np.ascontiguousarray(crops[:, :, ::-1])])
-    _, layer, row = face_score_readout(model)
-    logits = layer(torch.from_numpy(features_of(model, both)))[:, row].numpy()
-    return float(((logits[: len(crops)] + logits[len(crops) :]) / 2 > 0).mean())
+    return float((predict(model, crops, flip_average=True).face_score > 0.5).mean())
 
 
 def refit_face_score(model: nn.Module, sets: RefitSets, l2: float = L2) -> None:
