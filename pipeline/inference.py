@@ -85,6 +85,64 @@ def face_crops(
     return cut_crops(image, matrices, input_size), matrices
 
 
+def scaling_frame(from_shape: tuple[int, ...], to_shape: tuple[int, ...]) -> np.ndarray:
+    """2 x 3 matrix from the pixels of a picture of ``from_shape`` to those of its resized copy of ``to_shape``
+    (pixel centres kept: x' + 0.5 = s (x + 0.5))."""
+    sx, sy = to_shape[1] / from_shape[1], to_shape[0] / from_shape[0]
+    return np.array([[sx, 0.0, 0.5 * (sx - 1)], [0.0, sy, 0.5 * (sy - 1)]])
+
+
+class GrayPyramid:
+    """A gray picture and its halvings (area averaging), each made when first needed, so that every search of a
+    ``detect`` call reads a copy at most twice the size its smallest face needs, not the picture at full size, and
+    every crop of a big face is cut from a copy a few times finer than the crop, not from the picture.
+
+    ``level(scale)`` gives the smallest copy at least ``scale`` times the picture's size, and the frame (2 x 3) from
+    picture pixels to that copy's; ``resized(scale)`` the copy resized to exactly that scale; ``source(step,
+    finest)`` the copy to sample every ``step`` picture pixels from."""
+
+    def __init__(self, gray: np.ndarray) -> None:
+        self.levels = [gray]
+
+    @property
+    def picture(self) -> np.ndarray:
+        return self.levels[0]
+
+    def level(self, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        height, width = self.picture.shape[:2]
+        index = 0
+        while (index + 1) < 16 and scale <= 0.5 ** (index + 1) and min(height, width) * 0.5 ** (index + 1) >= 2:
+            index += 1
+            if index == len(self.levels):
+                last = self.levels[-1]
+                self.levels.append(cv2.resize(last, (max(1, last.shape[1] // 2), max(1, last.shape[0] // 2)), interpolation=cv2.INTER_AREA))
+        copy = self.levels[index]
+        return copy, scaling_frame(self.picture.shape, copy.shape)
+
+    def resized(self, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        if scale >= 1.0:
+            return self.picture, np.eye(2, 3)
+        copy, _ = self.level(scale)
+        height, width = self.picture.shape[:2]
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        if (copy.shape[1], copy.shape[0]) != size:
+            copy = cv2.resize(copy, size, interpolation=cv2.INTER_AREA)
+        return copy, scaling_frame(self.picture.shape, copy.shape)
+
+    def source(self, step: float, finest: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+        """The smallest copy made so far on which samples ``step`` picture pixels apart are still at least ``finest``
+        copy pixels apart, and its frame (2 x 3, picture pixels to the copy's). The sampler's own area averaging
+        (``data_load.warp``: by a whole factor where the step is 2 or more; ``second_stage.PatchGeometry.cut``: where
+        it is 4 or more) then reduces a few hundred pixels, not the millions a close-up's face covers in a
+        12-megapixel photo (4 ms a crop there, one thread). No copy is made for it: where the searches made none, the
+        picture itself is the source, as it is for faces too small for any copy."""
+        for copy in reversed(self.levels[1:]):
+            frame = scaling_frame(self.picture.shape, copy.shape)
+            if min(frame[0, 0], frame[1, 1]) * step >= finest:
+                return copy, frame
+        return self.picture, np.eye(2, 3)
+
+
 def crop_matrices(
     boxes: Sequence[Sequence[float]] | np.ndarray, input_size: int, frames: Sequence[np.ndarray] | None = None
 ) -> list[np.ndarray]:
@@ -96,11 +154,18 @@ def crop_matrices(
     return matrices
 
 
-def cut_crops(image: np.ndarray, matrices: Sequence[np.ndarray], input_size: int) -> np.ndarray:
-    """Grayscale crops (N, S, S) float32 in [0, 1] of a picture (gray or RGB) through 2 x 3 ``matrices``."""
-    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+def cut_crops(image: np.ndarray | GrayPyramid, matrices: Sequence[np.ndarray], input_size: int) -> np.ndarray:
+    """Grayscale crops (N, S, S) float32 in [0, 1] of a picture (gray or RGB, or a ``GrayPyramid``, whose copies
+    the crops of big faces are cut from) through 2 x 3 ``matrices`` (picture pixels to crop pixels)."""
     if not len(matrices):
         return np.zeros((0, input_size, input_size), np.float32)
+    if isinstance(image, GrayPyramid):
+        crops = []
+        for matrix in matrices:
+            copy, frame = image.source(1.0 / max(np.sqrt(abs(np.linalg.det(np.asarray(matrix)[:, :2]))), 1e-9))
+            crops.append(warp(copy, compose_matrices(matrix, invert_matrix(frame)), input_size))
+        return np.stack(crops).astype(np.float32) / 255.0
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
     return np.stack([warp(gray, matrix, input_size) for matrix in matrices]).astype(np.float32) / 255.0
 
 

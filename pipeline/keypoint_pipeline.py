@@ -14,7 +14,9 @@ no sure face, a wider one (``WiderSearch``) looks at padded, equalised and turne
 Cost: every search reads a copy of the picture at the resolution its face sizes need (``GrayPyramid``): big faces
 first on a small copy, smaller ones only down to a quarter of the biggest face found (``SIZE_RATIO``) and to 2.5 % of
 the picture's shorter side (``detector_architectures.DEFAULT_PARAMS["min_face_fraction"]``), searches around a doubtful
-detection for faces of about its size, the wider search on a copy of at most ``WIDER_MAX_SIDE`` pixels. A call's
+detection for faces of about its size, the wider search on a copy of at most ``WIDER_MAX_SIDE`` pixels; the crops and
+the second stage's patches of a big face are cut from the finest of those copies that is still a few times finer
+than they are (``GrayPyramid.source``), not from the photo. A call's
 work is bounded by counts, never by the clock, so a picture gives the same faces on an idle and on a busy machine:
 a fixed list of searches, each on a copy of bounded size and checking at most ``MAX_DETECTIONS`` detections, the
 thorough search around at most ``MAX_DOUBTS`` doubtful detections a pass, the network's search on at most
@@ -48,7 +50,19 @@ from detector_architectures import DEFAULT_DETECTOR, THOROUGH_PARAMS, Detection,
 from detector_architectures.cnn import DETECTOR_NAME as LEARNED_NAME
 from detector_architectures.cnn import CNNFaceDetector
 from detector_architectures.haar import box_intersection_over_smaller, suppress
-from pipeline.inference import SHIPPED_MODEL, as_runner, crop_matrices, crop_shift, cut_crops, face_crops, layout_of, load_runner, predict
+from pipeline.inference import (
+    SHIPPED_MODEL,
+    GrayPyramid,
+    as_runner,
+    crop_matrices,
+    crop_shift,
+    cut_crops,
+    face_crops,
+    layout_of,
+    load_runner,
+    predict,
+    scaling_frame,
+)
 from pipeline.second_stage import Refiner, companion_refiner
 from resources.onnx_model import ModelError
 
@@ -361,49 +375,6 @@ def turned_copy(image: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray
     return cv2.warpAffine(image, frame, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), frame
 
 
-def scaling_frame(from_shape: tuple[int, ...], to_shape: tuple[int, ...]) -> np.ndarray:
-    """2 x 3 matrix from the pixels of a picture of ``from_shape`` to those of its resized copy of ``to_shape``
-    (pixel centres kept: x' + 0.5 = s (x + 0.5))."""
-    sx, sy = to_shape[1] / from_shape[1], to_shape[0] / from_shape[0]
-    return np.array([[sx, 0.0, 0.5 * (sx - 1)], [0.0, sy, 0.5 * (sy - 1)]])
-
-
-class GrayPyramid:
-    """A gray picture and its halvings (area averaging), each made when first needed, so that every search of a
-    ``detect`` call reads a copy at most twice the size its smallest face needs, not the picture at full size.
-
-    ``level(scale)`` gives the smallest copy at least ``scale`` times the picture's size, and the frame (2 x 3) from
-    picture pixels to that copy's; ``resized(scale)`` the copy resized to exactly that scale."""
-
-    def __init__(self, gray: np.ndarray) -> None:
-        self.levels = [gray]
-
-    @property
-    def picture(self) -> np.ndarray:
-        return self.levels[0]
-
-    def level(self, scale: float) -> tuple[np.ndarray, np.ndarray]:
-        height, width = self.picture.shape[:2]
-        index = 0
-        while (index + 1) < 16 and scale <= 0.5 ** (index + 1) and min(height, width) * 0.5 ** (index + 1) >= 2:
-            index += 1
-            if index == len(self.levels):
-                last = self.levels[-1]
-                self.levels.append(cv2.resize(last, (max(1, last.shape[1] // 2), max(1, last.shape[0] // 2)), interpolation=cv2.INTER_AREA))
-        copy = self.levels[index]
-        return copy, scaling_frame(self.picture.shape, copy.shape)
-
-    def resized(self, scale: float) -> tuple[np.ndarray, np.ndarray]:
-        if scale >= 1.0:
-            return self.picture, np.eye(2, 3)
-        copy, _ = self.level(scale)
-        height, width = self.picture.shape[:2]
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        if (copy.shape[1], copy.shape[0]) != size:
-            copy = cv2.resize(copy, size, interpolation=cv2.INTER_AREA)
-        return copy, scaling_frame(self.picture.shape, copy.shape)
-
-
 def equalized(gray: np.ndarray) -> np.ndarray:
     """Local contrast equalisation (CLAHE, 8 x 8 tiles, clip limit 2: OpenCV's usual setting) of a gray picture."""
     return cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)
@@ -552,18 +523,18 @@ class KeypointPipeline:
         (N,) of each face's last crop (NaN where the pipeline or the model does not compute them)."""
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         steps = (self.refine_steps if refine_steps is None else refine_steps) if (self.refine if refine is None else refine) else 0
-        return self._predict_in_frames(self._gray(image), boxes, [np.eye(2, 3)] * len(boxes), steps)
+        return self._predict_in_frames(GrayPyramid(self._gray(image)), boxes, [np.eye(2, 3)] * len(boxes), steps)
 
     def follow(
         self, image: np.ndarray | str | os.PathLike, keypoints: np.ndarray, steps: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Keypoints (N, 68, 2), flip errors and face scores for faces whose keypoints were (N, 68, 2) a moment
         ago (the previous video frame): each is re-cropped from them as in ``refine``, then ``steps`` more times."""
-        gray = self._gray(image)
+        pyramid = GrayPyramid(self._gray(image))
         if len(keypoints) == 0:
-            return self._predict_in_frames(gray, np.zeros((0, 4), np.float32), [], 0)
+            return self._predict_in_frames(pyramid, np.zeros((0, 4), np.float32), [], 0)
         boxes, frames = zip(*(aligned_frame(k, self.align_min_roll) for k in keypoints))
-        return self._predict_in_frames(gray, np.stack(boxes), list(frames), steps)
+        return self._predict_in_frames(pyramid, np.stack(boxes), list(frames), steps)
 
     def detect(self, image: np.ndarray | str | os.PathLike) -> list[Face]:
         """Every face in the picture with its keypoints; an empty list when there is none.
@@ -593,7 +564,7 @@ class KeypointPipeline:
         copy, frame = pyramid.level(self.detector.scale_for(smallest))
         found = self.detector.detect(copy, smallest * frame[0, 0])
         candidates = [Candidate(d, frame) for d in surest(found) if d.box[2] >= LEARNED_MIN_SIDE * smallest * frame[0, 0]]
-        checked = self._checked(pyramid.picture, candidates, search_roll=0.0)
+        checked = self._checked(pyramid, candidates, search_roll=0.0)
         faces = distinct_faces(sorted((face for face in checked if face is not None), key=face_quality))
         return faces if faces and all(self.learned_sure(face) for face in faces) else []
 
@@ -657,7 +628,7 @@ class KeypointPipeline:
         candidates = [Candidate(d, frame) for d in surest(found)]
         trusted = [c.detection.score > SETTLED_MIN_SCORE or not self.recheck for c in candidates]
         strong = [c for c, sure in zip(candidates, trusted) if sure]
-        checked = self._checked(pyramid.picture, strong, search_roll=0.0)
+        checked = self._checked(pyramid, strong, search_roll=0.0)
         doubtful = [unframed_box(c.detection.box, frame) for c, sure in zip(candidates, trusted) if not sure]
         doubtful += [unframed_box(c.detection.box, frame) for c, face in zip(strong, checked) if face is None]
         return [face for face in checked if face is not None], doubtful, bool(candidates)
@@ -685,7 +656,7 @@ class KeypointPipeline:
             smallest *= max(1.0, np.sqrt(self._working_pixels(gray.shape, smallest) / SINGLE_PASS_PIXELS))
             copy, frame = self._search_copy(pyramid, smallest)
             found = [Candidate(d, frame) for d in surest(self.thorough_detector.detect(copy, smallest * frame[0, 0]))]
-            return self._faces(gray, found, search_roll=0.0)
+            return self._faces(pyramid, found, search_roll=0.0)
         found = []
         doubtful = most_doubtful(doubtful)
         for box, region in zip(doubtful, doubtful_regions(doubtful, gray.shape)):
@@ -698,7 +669,7 @@ class KeypointPipeline:
             detections = self.thorough_detector.detect(copy[y0:y1, x0:x1], low * scale, DOUBT_SIZES[1] * side * scale)
             found += [Candidate(d, compose_matrices(cut, frame)) for d in detections]
         found = sorted(found, key=lambda c: -c.detection.score)[:MAX_DETECTIONS]
-        return self._faces(gray, found, search_roll=0.0)
+        return self._faces(pyramid, found, search_roll=0.0)
 
     def search_steps(self, pyramid: GrayPyramid) -> list[tuple[str, Any]]:
         """The ``wider`` search's steps in the order they run, each (name, function of no argument giving its
@@ -717,20 +688,20 @@ class KeypointPipeline:
             padded, pad_frame = padded_copy(small, self.wider.pad)
             padded_searched = self._searched(padded)
             frame = compose_matrices(pad_frame, shrink)
-            return self._faces(gray, [Candidate(d, frame) for d in surest(self.wider_detector.detect(padded_searched))], strict)
+            return self._faces(pyramid, [Candidate(d, frame) for d in surest(self.wider_detector.detect(padded_searched))], strict)
 
         def turned(angle: float) -> list[Face]:
             copy, frame = turned_copy(searched, angle)
             frame = compose_matrices(frame, shrink)
             strong = [Candidate(d, frame) for d in surest(self.thorough_detector.detect(copy)) if d.score >= TURNED_MIN_SCORE]
-            return self._faces(gray, strong, strict, search_roll=angle)
+            return self._faces(pyramid, strong, strict, search_roll=angle)
 
-        cascades: list[tuple[str, Any]] = [("padded upright", upright), ("network", lambda: self._network_faces(gray, strict))]
+        cascades: list[tuple[str, Any]] = [("padded upright", upright), ("network", lambda: self._network_faces(pyramid, strict))]
         if self.wider.detector == "cnn":  # the cascades' padded, equalised search after the learned one (dark faces)
-            return self._learned_steps(gray, small, shrink) + [("cascades " + name, step) for name, step in cascades]
+            return self._learned_steps(pyramid, small, shrink) + [("cascades " + name, step) for name, step in cascades]
         return cascades + [(f"turned {angle:g}", lambda angle=angle: turned(angle)) for angle in self.wider.rolls]
 
-    def _learned_steps(self, gray: np.ndarray, small: np.ndarray, shrink: np.ndarray) -> list[tuple[str, Any]]:
+    def _learned_steps(self, pyramid: GrayPyramid, small: np.ndarray, shrink: np.ndarray) -> list[tuple[str, Any]]:
         """``search_steps`` with the learned detector (``WiderSearch.detector="cnn"``): it searches the padded,
         equalised copy and each turned copy of ``small`` (the picture through the frame ``shrink``), and its faces must
         pass the wider search's flip check, lie along their search and, for a model with a face score, reach
@@ -742,7 +713,7 @@ class KeypointPipeline:
 
         def step(copy: np.ndarray, frame: np.ndarray, roll: float) -> list[Face]:
             found = [Candidate(d, compose_matrices(frame, shrink)) for d in surest(learned.detect(copy)) if d.box[2] >= smallest]
-            faces = self._faces(gray, found, self.wider.max_flip_error, search_roll=roll)
+            faces = self._faces(pyramid, found, self.wider.max_flip_error, search_roll=roll)
             return [f for f in faces if f.face_score is None or f.face_score >= NETWORK_SEARCH_MIN_FACE_SCORE]
 
         steps: list[tuple[str, Any]] = [("padded upright", lambda: step(*padded_copy(searched, self.wider.pad), 0.0))]
@@ -772,34 +743,34 @@ class KeypointPipeline:
         return distinct_faces(sorted(faces, key=face_quality))
 
     def _network_faces(
-        self, gray: np.ndarray, max_flip_error: float | None, min_face_score: float = NETWORK_SEARCH_MIN_FACE_SCORE
+        self, pyramid: GrayPyramid, max_flip_error: float | None, min_face_score: float = NETWORK_SEARCH_MIN_FACE_SCORE
     ) -> list[Face]:
         """The close-ups the network finds on its own (``WiderSearch.network``, ``grid_boxes``) with a face score of
         at least ``min_face_score``: none for a model without a face score."""
         if not (self.wider.network and layout_of(self.runner).face_score):
             return []
-        boxes = grid_boxes(gray.shape, self.cascade_detector.params["min_face_size"] or 0)
+        boxes = grid_boxes(pyramid.picture.shape, self.cascade_detector.params["min_face_size"] or 0)
         if not len(boxes):
             return []
-        scores = predict(self.runner, face_crops(gray, boxes, self.input_size)[0], self.convention).face_score
+        scores = predict(self.runner, face_crops(pyramid, boxes, self.input_size)[0], self.convention).face_score
         likely = [Detection(box, score) for box, score in zip(boxes, scores) if score >= 0.5]
         best = suppress(sorted(likely, key=lambda d: -d.score))[:NETWORK_SEARCH_CANDIDATES]
-        found = self._faces(gray, [Candidate(d, np.eye(2, 3)) for d in best], max_flip_error)
+        found = self._faces(pyramid, [Candidate(d, np.eye(2, 3)) for d in best], max_flip_error)
         return [face for face in found if face.face_score is not None and face.face_score >= min_face_score]
 
     def _searched(self, gray: np.ndarray) -> np.ndarray:
         return equalized(gray) if self.wider.equalize else gray
 
     def _faces(
-        self, gray: np.ndarray, candidates: Sequence[Candidate], max_flip_error: float | None = None, search_roll: float | None = None
+        self, pyramid: GrayPyramid, candidates: Sequence[Candidate], max_flip_error: float | None = None, search_roll: float | None = None
     ) -> list[Face]:
         """The candidates that pass the checks (and a flip error of at most ``max_flip_error``, when given; and an eye
         line within ``ROLL_AGREEMENT`` degrees of ``search_roll``, the turn of the searched copy, when given), as
         ``Face``s with refined keypoints in picture pixels."""
-        return [face for face in self._checked(gray, candidates, max_flip_error, search_roll) if face is not None]
+        return [face for face in self._checked(pyramid, candidates, max_flip_error, search_roll) if face is not None]
 
     def _checked(
-        self, gray: np.ndarray, candidates: Sequence[Candidate], max_flip_error: float | None = None, search_roll: float | None = None
+        self, pyramid: GrayPyramid, candidates: Sequence[Candidate], max_flip_error: float | None = None, search_roll: float | None = None
     ) -> list[Face | None]:
         """``_faces``, one entry per candidate: its ``Face``, or None where it failed the checks."""
         if not candidates:
@@ -808,7 +779,7 @@ class KeypointPipeline:
         steps = self.refine_steps if self.refine else 0
         # the learned detector's boxes: most of its false ones are told apart by their first crop alone
         early = np.array([EARLY_FACE_SCORE if c.detection.cascade == LEARNED_NAME else np.nan for c in candidates])
-        keypoints, flip_errors, face_scores = self._predict_in_frames(gray, boxes, [c.frame for c in candidates], steps, early)
+        keypoints, flip_errors, face_scores = self._predict_in_frames(pyramid, boxes, [c.frame for c in candidates], steps, early)
         faces: list[Face | None] = []
         for candidate, points, flip_error, face_score in zip(candidates, keypoints, flip_errors, face_scores):
             passed = (
@@ -836,7 +807,7 @@ class KeypointPipeline:
         return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
 
     def _predict_in_frames(
-        self, gray: np.ndarray, boxes: np.ndarray, frames: Sequence[np.ndarray], steps: int, early_face_score: np.ndarray | None = None
+        self, pyramid: GrayPyramid, boxes: np.ndarray, frames: Sequence[np.ndarray], steps: int, early_face_score: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Predict for boxes given in their frames, then re-crop each face from its keypoints up to ``steps`` times:
         a face stops once its next crop would lie within ``refine_tolerance`` of its last (``inference.crop_shift``),
@@ -845,7 +816,7 @@ class KeypointPipeline:
         if len(boxes) == 0:
             return np.zeros((0, self.runner.num_keypoints, 2), np.float32), np.zeros(0), np.zeros(0)
         matrices = crop_matrices(boxes, self.input_size, frames)
-        keypoints, flip_errors, face_scores = self._predict(gray, matrices)
+        keypoints, flip_errors, face_scores = self._predict(pyramid, matrices)
         active = np.arange(len(boxes)) if early_face_score is None else np.flatnonzero(~(face_scores < early_face_score))
         for _ in range(steps if len(active) else 0):
             boxes, frames = zip(*(aligned_frame(keypoints[i], self.align_min_roll) for i in active))
@@ -857,14 +828,15 @@ class KeypointPipeline:
             active = active[moving]
             for i, j in zip(active, moving):
                 matrices[i] = following[j]
-            keypoints[active], flip_errors[active], face_scores[active] = self._predict(gray, [matrices[i] for i in active])
+            keypoints[active], flip_errors[active], face_scores[active] = self._predict(pyramid, [matrices[i] for i in active])
         if self.second_stage is not None:
-            keypoints = self.second_stage.refine(gray, keypoints, self.convention)
+            keypoints = self.second_stage.refine(pyramid, keypoints, self.convention)
         return keypoints, flip_errors, face_scores
 
-    def _predict(self, gray: np.ndarray, matrices: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Keypoints (N, 68, 2) in picture pixels, flip errors and face scores (N,) for crops through ``matrices``."""
-        result = predict(self.runner, cut_crops(gray, matrices, self.input_size), self.convention, self.flip_average)
+    def _predict(self, pyramid: GrayPyramid, matrices: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Keypoints (N, 68, 2) in picture pixels, flip errors and face scores (N,) for crops through ``matrices``
+        (cut from the pyramid's copies where the face is big, ``GrayPyramid.source``)."""
+        result = predict(self.runner, cut_crops(pyramid, matrices, self.input_size), self.convention, self.flip_average)
         keypoints = np.stack([transform_points(p, invert_matrix(m)) for p, m in zip(result.keypoints, matrices)])
         return keypoints, result.flip_error, result.face_score
 

@@ -19,7 +19,8 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from data_load import normalize_keypoints
+from data_load import compose_matrices, invert_matrix, normalize_keypoints
+from pipeline.inference import GrayPyramid
 from resources.files import file_sha256
 from resources.onnx_model import ModelError, export_metadata, has_torch
 
@@ -117,13 +118,19 @@ class PatchGeometry:
         inverse[:, 0, 0], inverse[:, 0, 1], inverse[:, 1, 0], inverse[:, 1, 1] = d / determinant, -b / determinant, -c / determinant, a / determinant
         return inverse, -(inverse * matrices[:, None, :, 2]).sum(axis=2)
 
-    def cut(self, gray: np.ndarray, matrices: np.ndarray) -> np.ndarray:
+    def cut(self, gray: np.ndarray | GrayPyramid, matrices: np.ndarray) -> np.ndarray:
         """(R, size, size) float32 patches in [0, 1] of a grayscale uint8 picture, in one bilinear ``cv2.remap`` with
         the picture's border replicated. Where the patches are more than twice coarser than the picture (a big face
         in a big photo), the region they cover is first reduced by a whole factor with area averaging, so they are
-        not aliased."""
+        not aliased; given a ``GrayPyramid``, that region is read from its copy at least four times finer than the
+        patches (``GrayPyramid.source``)."""
         inverse, origin = self.inverse(matrices)
         step = float(np.sqrt((inverse**2).sum(axis=1)).min())  # the finest step between patch pixels, in picture pixels
+        if isinstance(gray, GrayPyramid):
+            gray, frame = gray.source(step, finest=4.0)
+            matrices = np.stack([compose_matrices(m, invert_matrix(frame)) for m in matrices])
+            inverse, origin = self.inverse(matrices)
+            step = float(np.sqrt((inverse**2).sum(axis=1)).min())
         factor = int(step / 2) if step >= 4 else 1
         source = gray
         if factor >= 2:
@@ -315,9 +322,10 @@ class Refiner:
         with torch.inference_mode():
             return self.model(torch.from_numpy(patches), torch.from_numpy(points)).numpy()
 
-    def refine(self, gray: np.ndarray, keypoints: np.ndarray, convention: str = "300w", rounds: int | None = None) -> np.ndarray:
+    def refine(self, gray: np.ndarray | GrayPyramid, keypoints: np.ndarray, convention: str = "300w", rounds: int | None = None) -> np.ndarray:
         """Refined (N, 68, 2) shapes in picture pixels for (N, 68, 2) shapes in the same ``convention``
-        (``models.CONVENTIONS``) on a grayscale uint8 picture; ``rounds`` (None: the refiner's) passes."""
+        (``models.CONVENTIONS``) on a grayscale uint8 picture (or a ``GrayPyramid`` of one, whose copies the patches
+        of big faces are cut from); ``rounds`` (None: the refiner's) passes."""
         if convention not in self.conventions:
             raise ModelError(f"This refinement stage knows the {' and '.join(self.conventions)} convention(s), not {convention!r}.")
         shapes = np.array(keypoints, np.float32).reshape(-1, NUM_KEYPOINTS, 2)
