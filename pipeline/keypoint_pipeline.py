@@ -408,8 +408,8 @@ class KeypointPipeline:
     (``detector_architectures.THOROUGH_PARAMS``) where the fast pass leaves doubt: around its weak detections
     (``SETTLED_MIN_SCORE``) and those that failed the checks, or everywhere when it detected nothing.
     ``detector``: a ``HaarFaceDetector`` (the cascades search first) or a ``CNNFaceDetector`` (the learned detector
-    searches first; its faces are kept when they are sure, ``learned_sure``, else the cascades search the picture as
-    well). ``refine_tolerance``: a face stops being re-cropped once its next crop would lie within this fraction of
+    searches first; its faces are kept when they are sure, ``learned_sure``, the cascades search around its doubtful
+    ones, and the whole picture where none is sure). ``refine_tolerance``: a face stops being re-cropped once its next crop would lie within this fraction of
     the crop's side of its last one (``REFINE_TOLERANCE``; 0: always ``refine_steps``).
     ``size_ratio``: once a face of side S is found, smaller faces are searched down to S / ``size_ratio`` only
     (``SIZE_RATIO``; None: down to the detector's smallest face). A call's work is bounded by counts, not by the
@@ -540,33 +540,40 @@ class KeypointPipeline:
         """Every face in the picture with its keypoints; an empty list when there is none.
 
         The cascades search the picture upright with their fast settings, then again with their thorough ones where
-        that leaves doubt (``recheck``); with the learned detector as the pipeline's, it searches first and its sure
-        faces are kept alone in a picture that is not small (``CASCADES_TOO_PIXELS``). The ``wider`` search follows
+        that leaves doubt (``recheck``); with the learned detector as the pipeline's, it searches first and, in a
+        picture that is not small (``CASCADES_TOO_PIXELS``), its sure faces are kept with what the cascades' thorough
+        search finds around its doubtful ones (``_learned_pass``). The ``wider`` search follows
         where it is asked for (by default only when no face passed the stricter check of the wider search)."""
         image = as_rgb_image(image)
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         pyramid = GrayPyramid(gray)
         if not isinstance(self.detector, CNNFaceDetector):
             return self._searched_wider(pyramid, self._cascade_search(pyramid))
-        learned = self._learned_pass(pyramid)
+        sure, doubts = self._learned_pass(pyramid)
         cheap = self._working_pixels(gray.shape, self.cascade_detector.smallest_face(gray.shape)) <= CASCADES_TOO_PIXELS
-        if learned and not cheap and self.wider.when != "always":
-            return learned
+        if sure and not cheap and self.wider.when != "always":
+            return distinct_faces(sure + self._rechecked(pyramid, doubts)) if doubts else sure
+        learned = [] if doubts else sure
         return self._searched_wider(pyramid, distinct_faces(learned + self._cascade_search(pyramid)))
 
-    def _learned_pass(self, pyramid: GrayPyramid) -> list[Face]:
-        """The faces the learned detector finds that pass the checks and are sure (``learned_sure``); none where one
-        it found is not sure (the cascades then search the picture, ``_cascade_search``). Two detections of one face
-        count once (``distinct_faces``, the better kept): a part of a sure face read as a face of its own (a box a third
-        of its side inside a close-up's face, face score 0.89) sends the picture to the cascades no more (``benchmarks/pipeline_speed.py``'s
-        4288 x 2848 close-up: 198-200 ms with them, 105-107 ms without, one thread)."""
+    def _learned_pass(self, pyramid: GrayPyramid) -> tuple[list[Face], list[np.ndarray]]:
+        """The faces the learned detector finds that pass the checks and are sure (``learned_sure``), and the boxes
+        (x, y, w, h, picture pixels) of those that pass them but are not sure: the doubts. Beside a sure face, the
+        cascades' thorough search looks around each doubt (``_rechecked``); with no sure face, they search the whole
+        picture. Measured with ``benchmarks/pipeline_speed.py`` (one thread): a badge on the astronaut's suit read as a
+        face (face score 0.94) beside her sure face in the 3024 x 3024 close-up, and a face turned by 45 degrees beside
+        four sure ones in the 1920 x 1080 group, sent both pictures to the whole-picture search: 196 and 193 ms, the
+        same faces found. Two detections of one face count once (``distinct_faces``, the better kept): a part of a
+        sure face read as a face of its own (a box a third of its side inside a close-up's face, face score 0.89) is
+        no doubt (the 4288 x 2848 close-up: 198-200 ms with the cascades, 105-107 ms without)."""
         smallest = self.detector.smallest_face(pyramid.picture.shape)
         copy, frame = pyramid.level(self.detector.scale_for(smallest))
         found = self.detector.detect(copy, smallest * frame[0, 0])
         candidates = [Candidate(d, frame) for d in surest(found) if d.box[2] >= LEARNED_MIN_SIDE * smallest * frame[0, 0]]
         checked = self._checked(pyramid, candidates, search_roll=0.0)
         faces = distinct_faces(sorted((face for face in checked if face is not None), key=face_quality))
-        return faces if faces and all(self.learned_sure(face) for face in faces) else []
+        sure = [face for face in faces if self.learned_sure(face)]
+        return sure, outside_faces([face.box for face in faces if not self.learned_sure(face)], sure)
 
     def learned_sure(self, face: Face) -> bool:
         """Whether a face of the learned detector is kept without the cascades' search: it passes the wider search's

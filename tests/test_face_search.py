@@ -198,8 +198,9 @@ def test_the_dark_big_astronaut_gives_no_false_face(pipe, astronaut):
 # ---------------------------------------------------------------------------------------------------------
 # Work bounded by counts, not by the clock: the same faces on an idle and on a busy machine
 # ---------------------------------------------------------------------------------------------------------
-def learned_pass_with(pipe: KeypointPipeline, faces: list, monkeypatch) -> list:
-    """``pipe._learned_pass`` on a blank picture whose detections' checked faces are ``faces``."""
+def learned_pass_with(pipe: KeypointPipeline, faces: list, monkeypatch) -> tuple[list, list]:
+    """``pipe._learned_pass`` (sure faces, doubtful boxes) on a blank picture whose detections' checked faces are
+    ``faces``."""
     monkeypatch.setattr(pipe, "_checked", lambda picture, candidates, search_roll: list(faces))
     return pipe._learned_pass(GrayPyramid(np.zeros((480, 640), np.uint8)))
 
@@ -215,9 +216,25 @@ def test_a_part_of_a_sure_learned_face_read_as_a_face_does_not_call_the_cascades
     sure = face_at(1300, 350, 1200, face_score=0.9993, flip_error=0.006)
     part = face_at(2000, 640, 430, face_score=0.89, flip_error=0.023)  # inside the sure face's box, not sure itself
     assert not pipe.learned_sure(part)
-    assert learned_pass_with(pipe, [part, sure], monkeypatch) == [sure]
+    assert learned_pass_with(pipe, [part, sure], monkeypatch) == ([sure], [])
     elsewhere = face_at(3100, 2050, 290, face_score=0.93, flip_error=0.022)  # a doubt of its own: the cascades look
-    assert learned_pass_with(pipe, [sure, elsewhere], monkeypatch) == []
+    found, doubts = learned_pass_with(pipe, [sure, elsewhere], monkeypatch)
+    assert found == [sure] and len(doubts) == 1 and np.array_equal(doubts[0], elsewhere.box)
+
+
+def test_a_doubt_beside_a_sure_learned_face_is_searched_around_not_the_whole_picture(monkeypatch):
+    """A badge on the astronaut's suit read as a face (face score 0.94) beside her sure face in the 3024 x 3024
+    close-up of ``benchmarks/pipeline_speed.py`` sent the whole picture to the cascades: 196 ms instead of about 80."""
+    pipe = KeypointPipeline.from_pretrained(detector="cnn", threads=1)
+    name, shape, placements = next(scene for scene in pipeline_speed.scenes() if scene[0].startswith("close-up 3024x3024"))
+    picture, truths = pipeline_speed.compose(shape, pipeline_speed.sources(None), placements)
+    searched, around = [], []
+    monkeypatch.setattr(pipe, "_cascade_search", lambda pyramid: searched.append(pyramid) or [])
+    rechecked = pipe._rechecked
+    monkeypatch.setattr(pipe, "_rechecked", lambda pyramid, doubtful: around.append(doubtful) or rechecked(pyramid, doubtful))
+    faces = pipe.detect(picture)
+    assert pipeline_speed.score(faces, truths) == (1, 0)
+    assert not searched and len(around) == 1 and around[0] is not None
 
 
 def test_the_enlarged_astronaut_of_the_speed_benchmark_needs_no_cascade_search(monkeypatch):
