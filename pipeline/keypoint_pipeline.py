@@ -296,8 +296,8 @@ class WiderSearch:
     stricter ``max_flip_error`` (None: the pipeline's own check only). Its copies are made of the picture shrunk so
     that its long side is at most ``max_side`` pixels (``WIDER_MAX_SIDE``; None: full size), so their cost is
     bounded whatever the picture's size: it then finds faces of at least the detector's smallest face in that
-    copy (40 pixels of a 640-pixel copy: a sixteenth of the long side); the keypoints are still cut from the
-    picture at full resolution.
+    copy (40 pixels of a 640-pixel copy: a sixteenth of the long side); the keypoints' crops are still cut at the
+    crop's full resolution (``GrayPyramid.source``).
     """
 
     when: str = "if_unsure"
