@@ -17,6 +17,7 @@ from pipeline.inference import SHIPPED_MODEL, predict_in_boxes
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import epoch_time  # noqa: E402
+import faces_in_the_wild  # noqa: E402
 import flip_error  # noqa: E402
 import grad_cam_peaks  # noqa: E402
 import keypoint_passes  # noqa: E402
@@ -197,3 +198,23 @@ def test_side_by_side_benchmark_without_mediapipe_says_how_to_install_it(tmp_pat
     (line,) = captured.err.splitlines()
     assert line.startswith(f"error: {says}") and "pip install -r requirements-bench.txt" in line
     assert "--mediapipe-python" in line and "Traceback" not in captured.err
+
+
+def test_faces_in_the_wild_enlarges_a_picture_with_its_keypoints():
+    image = np.zeros((20, 30), np.uint8)
+    image[5, 7] = 255
+    bigger, points = faces_in_the_wild.enlarged(image, np.array([[7.0, 5.0]]), 4)
+    assert bigger.shape == (80, 120)
+    ys, xs = np.nonzero(bigger)
+    weights = bigger[ys, xs].astype(np.float64)
+    assert np.allclose(points[0], [np.average(xs, weights=weights), np.average(ys, weights=weights)])
+
+
+def test_faces_in_the_wild_prints_the_error_of_the_enlarged_faces_found(tiny_300w, capsys):
+    assert faces_in_the_wild.main(["--data-300w", str(tiny_300w), "--limit", "2", "--enlarge", "3"]) == 0
+    out = capsys.readouterr().out  # the synthetic faces, drawn at 160 px, are found at 480 px too
+    assert re.search(r"^all \(all\)\s+2 / 2\s+found", out, re.MULTILINE)
+    assert float(re.search(r"^NME_io of the faces found: ([\d.]+) \(median", out, re.MULTILINE).group(1)) < 0.2
+    with pytest.raises(SystemExit):
+        faces_in_the_wild.main(["--data-300w", str(tiny_300w), "--enlarge", "0"])
+    assert "--enlarge must be a positive factor" in capsys.readouterr().err
