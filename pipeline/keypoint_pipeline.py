@@ -561,7 +561,7 @@ class KeypointPipeline:
         cheap = self._working_pixels(gray.shape, self.cascade_detector.smallest_face(gray.shape)) <= CASCADES_TOO_PIXELS
         if sure and not cheap and self.wider.when != "always":
             return distinct_faces(sure + self._rechecked(pyramid, doubts)) if doubts else sure
-        learned = [] if doubts else sure
+        learned = [] if doubts else sure  # here a doubt leaves the whole picture to the cascades' search
         return self._searched_wider(pyramid, distinct_faces(learned + self._cascade_search(pyramid)))
 
     def _learned_pass(self, pyramid: GrayPyramid) -> tuple[list[Face], list[np.ndarray]]:
@@ -571,17 +571,20 @@ class KeypointPipeline:
         picture. Measured with ``benchmarks/pipeline_speed.py`` (one thread): a badge on the astronaut's suit read as a
         face (face score 0.94) beside her sure face in the 3024 x 3024 close-up, and a face turned by 45 degrees beside
         four sure ones in the 1920 x 1080 group, sent both pictures to the whole-picture search: 196 and 193 ms
-        against 103 and 100 ms with the search around the doubt, the same faces found. Two detections of one face count once (``distinct_faces``, the better kept): a part of a
-        sure face read as a face of its own (a box a third of its side inside a close-up's face, face score 0.89) is
-        no doubt (the 4288 x 2848 close-up: 198-200 ms with the cascades, 105-107 ms without)."""
+        against 103 and 100 ms with the search around the doubt, the same faces found. Two detections of one face
+        count once (``distinct_faces``, the better kept): a part of a sure face read as a face of its own (a box a
+        third of its side inside a close-up's face, face score 0.89) is no doubt (the 4288 x 2848 close-up: 198-200 ms
+        with the cascades, 105-107 ms without)."""
         smallest = self.detector.smallest_face(pyramid.picture.shape)
         copy, frame = pyramid.level(self.detector.scale_for(smallest))
         found = self.detector.detect(copy, smallest * frame[0, 0])
         candidates = [Candidate(d, frame) for d in surest(found) if d.box[2] >= LEARNED_MIN_SIDE * smallest * frame[0, 0]]
         checked = self._checked(pyramid, candidates, search_roll=0.0)
         faces = distinct_faces(sorted((face for face in checked if face is not None), key=face_quality))
-        sure = [face for face in faces if self.learned_sure(face)]
-        return sure, outside_faces([face.box for face in faces if not self.learned_sure(face)], sure)
+        sure, doubtful = [], []
+        for face in faces:
+            (sure if self.learned_sure(face) else doubtful).append(face)
+        return sure, outside_faces([face.box for face in doubtful], sure)
 
     def learned_sure(self, face: Face) -> bool:
         """Whether a face of the learned detector is kept without the cascades' search: its flip error is at most
