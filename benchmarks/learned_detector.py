@@ -11,6 +11,10 @@ Only the detectors run (``HaarFaceDetector()`` with its default settings, the fa
    close-ups: each crop enlarged to fill the height of a 2000 x 1500, 3000 x 2000 or 4032 x 3024 picture (1.0-1.35
    times the height, so the face is 740-2000 px; the sides are the crop's border, replicated);
 3. the measuring part of the pictures without faces (``no_faces.no_face_pictures``): every detection is false;
+   and the held-out 300-W crops again, each turned by a random roll (uniform over the circle, about its centre,
+   replicated border): faces found and, for the CNN's detection of each face found at the lowest threshold, its
+   roll and five points against the true ones (``cnn.five_points`` of the turned keypoints): the error of its roll
+   in degrees, and its points' mean distance in inter-ocular distances;
 4. time: 640 x 480 pictures (course test pictures scaled to a height of 480 and widened by their border), the
    4032 x 3024 close-ups of 2., and 4032 x 3024 pictures with six course test faces of about 100 px pasted onto a
    picture without faces.
@@ -36,7 +40,8 @@ import numpy as np  # noqa: E402
 
 from data_load import DataError, haar_box_from_keypoints  # noqa: E402
 from detector_architectures import Detection, HaarFaceDetector, face_found  # noqa: E402
-from detector_architectures.cnn import CNNFaceDetector  # noqa: E402
+from detector_architectures.cnn import CNNFaceDetector, eye_line_angle, five_points  # noqa: E402
+from detector_architectures.haar import match_face  # noqa: E402
 from detector_settings import measuring_sets  # noqa: E402
 
 CLOSE_UP_SIZES = ((2000, 1500), (3000, 2000), (4032, 3024))  # (width, height), in turn
@@ -64,6 +69,14 @@ def close_up(picture: np.ndarray, size: tuple[int, int], rng: np.random.Generato
 
 def moved(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return (points @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+
+
+def turned(picture: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """The picture turned by ``angle`` degrees (counter-clockwise as seen) about its centre, its border replicated:
+    (picture, 2 x 3 matrix)."""
+    h, w = picture.shape[:2]
+    matrix = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), angle, 1.0)
+    return cv2.warpAffine(picture, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), matrix
 
 
 def group_picture(faces: list[tuple[np.ndarray, np.ndarray]], backdrop: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -179,6 +192,25 @@ def main(argv: list[str] | None = None) -> int:
         for name, (detector, _) in detectors.items():
             tallies[name].add(*timed(detector, picture), [])
     report(f"no faces, measuring ({len(empty)})", tallies, faces=False)
+    rolled = {name: Tally(th) for name, (_, th) in detectors.items()}
+    roll_errors, point_errors = [], []
+    for sample in samples:
+        picture, matrix = turned(sample["image"], float(rng.uniform(-180, 180)))
+        points = moved(sample["keypoints"], matrix)
+        for name, (detector, _) in detectors.items():
+            found, ms = timed(detector, picture)
+            rolled[name].add(found, ms, [points])
+            match = match_face(found, points) if name == "cnn" else None
+            if match is not None and found[match].points is not None:
+                truth_five, five = five_points(points), found[match].points
+                roll = found[match].roll if found[match].roll is not None else eye_line_angle(five)
+                roll_errors.append(abs((roll - eye_line_angle(truth_five) + 180) % 360 - 180))
+                point_errors.append(float(np.linalg.norm(five - truth_five, axis=1).mean() / np.linalg.norm(truth_five[1] - truth_five[0])))
+    report(f"300-W crops turned at random ({len(samples)})", rolled)
+    if roll_errors:
+        print(f"{'':<34}the CNN's five points on the {len(roll_errors)} turned faces found: roll error median "
+              f"{np.median(roll_errors):.1f}, 95th percentile {np.percentile(roll_errors, 95):.1f} degrees, "
+              f"{int((np.array(roll_errors) > 30).sum())} over 30; point error {np.mean(point_errors):.3f} inter-ocular")
 
     print("\ntime (one thread, CPU ms per picture: median / worst); faces found / faces, detections")
     vga = []

@@ -5,7 +5,14 @@ a point, the centre of its box. The network gives, on a grid of stride ``STRIDE`
 
 * a face-centre heatmap (one logit per cell; its sigmoid peaks at 1 on the cell holding a face's centre),
 * the box size at that cell, as ``log(side / SIZE_UNIT)`` with the side in input pixels (the box is a square),
-* the sub-cell offset of the centre, in cells (0-1 right / down of the cell's top-left corner).
+* the sub-cell offset of the centre, in cells (0-1 right / down of the cell's top-left corner),
+* the face's five points (eye centres, nose tip, mouth corners: ``five_points``) as offsets from the centre in
+  units of the side, in the style of RetinaFace (Deng et al., "RetinaFace: Single-shot Multi-level Face
+  Localisation in the Wild", CVPR 2020) and YuNet. They give the face's roll at any angle, upside down included,
+  so its keypoint crop is cut upright along the eye line in one step,
+* the face's roll as one of ``ROLL_BINS`` classes (bins of 45 degrees): which way up the face is, a class rather
+  than a regression because a face turned half way round looks much like an upright one, and a regression between
+  the two lands between them. The points' eye line gives the roll within the bin (``roll_of``).
 
 Faces are the local maxima of the heatmap (a 3 x 3 max-pool keeps a cell only where it equals its neighbourhood's
 maximum, CenterNet's NMS), then overlapping boxes are suppressed. The backbone follows the small mobile detectors
@@ -17,7 +24,8 @@ stride 4, where the three outputs are read.
 
 Boxes are in the Haar convention of this project: the square ``data_load.haar_box_from_keypoints`` gives for a
 face's 68 keypoints (the box ``haarcascade_frontalface_default`` draws), so the keypoint network's crops are framed
-as in training. ``pipeline/detector_training.py`` trains the network on synthesised pictures; see its docstring.
+as in training. For a rolled face the box is that of the face turned upright, turned back about its centre: its
+centre and side, drawn as an upright square. ``pipeline/detector_training.py`` trains the network on synthesised pictures; see its docstring.
 
 Coordinates: pixel centres at integer coordinates (the centre of the top-left pixel is (0, 0)), as the keypoints.
 A box (x, y, w, h) spans x .. x + w. The working picture is the input resized by ``scale`` (working / input);
@@ -59,6 +67,12 @@ DEPTHS = (1, 2, 3, 3)  # depthwise-separable blocks per stage (the first strided
 FPN_WIDTH = 32
 HEAT_PRIOR_BIAS = -2.19  # CenterNet's initial heatmap bias: sigmoid = 0.1
 DETECTOR_NAME = "cnn"  # the Detection.cascade label
+POINT_COUNT = 5  # the five points: right eye, left eye, nose tip, right and left mouth corner (the subject's sides)
+# The 68-point (iBUG) indices each of the five points averages: the eye contours' means, the nose tip, the corners.
+FIVE_POINT_INDICES = (tuple(range(36, 42)), tuple(range(42, 48)), (30,), (48,), (54,))
+# The five points of a mirrored face: right and left swap.
+FIVE_POINT_MIRROR = (1, 0, 2, 4, 3)
+ROLL_BINS = 8  # roll classes: bin k is centred on k * 360 / ROLL_BINS degrees (the eye line's angle, y down)
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "min_face_size": 40,  # smallest face searched, input pixels: the picture is resized so it becomes NET_MIN_FACE
@@ -75,12 +89,48 @@ DEFAULT_PARAMS: dict[str, Any] = {
 # ---------------------------------------------------------------------------------------------------------
 # The network (PyTorch; imported only when training or without ONNX Runtime)
 # ---------------------------------------------------------------------------------------------------------
-def build_network(widths: Sequence[int] = WIDTHS, depths: Sequence[int] = DEPTHS, fpn_width: int = FPN_WIDTH):
+def five_points(keypoints: np.ndarray) -> np.ndarray:
+    """The five points (5, 2) of a face's 68 iBUG keypoints (68, 2), same units: the means of the right and left
+    eye contours, the nose tip (30), the right (48) and left (54) mouth corners."""
+    keypoints = np.asarray(keypoints, np.float64).reshape(-1, 2)
+    return np.stack([keypoints[list(indices)].mean(axis=0) for indices in FIVE_POINT_INDICES])
+
+
+def eye_line_angle(points: np.ndarray) -> np.ndarray:
+    """The roll in degrees, in [-180, 180), of five-point sets (..., 5, 2): the angle of the line from the right eye
+    to the left eye with y pointing down (0 upright, positive when the face leans clockwise as seen)."""
+    points = np.asarray(points, np.float64)
+    vector = points[..., 1, :] - points[..., 0, :]
+    return (np.degrees(np.arctan2(vector[..., 1], vector[..., 0])) + 180.0) % 360.0 - 180.0
+
+
+def roll_bin(angle: float | np.ndarray, bins: int = ROLL_BINS) -> np.ndarray:
+    """The roll class (0 .. bins - 1) of an angle in degrees: the nearest bin centre k * 360 / bins."""
+    return np.round(np.asarray(angle, np.float64) / (360.0 / bins)).astype(np.int64) % bins
+
+
+def roll_of(points: np.ndarray, bins: np.ndarray, count: int = ROLL_BINS) -> np.ndarray:
+    """Rolls (M,) in degrees from the points (M, 5, 2) and the roll classes (M,): the points' eye line where it lies
+    in the class's bin (give or take half a bin), else the bin's centre (the points are then unsure of the turn)."""
+    width = 360.0 / count
+    centre = bins.astype(np.float64) * width
+    line = eye_line_angle(points)
+    off = (line - centre + 180.0) % 360.0 - 180.0
+    return np.where(np.abs(off) <= width, line, (centre + 180.0) % 360.0 - 180.0)
+
+
+def build_network(
+    widths: Sequence[int] = WIDTHS, depths: Sequence[int] = DEPTHS, fpn_width: int = FPN_WIDTH, points: int = POINT_COUNT,
+    roll_bins: int = ROLL_BINS,
+):
     """The detector network as a ``torch.nn.Module``.
 
-    Input: (N, 1, H, W) float grayscale on the 0-255 scale, H and W multiples of 32. Output: (N, 4, H/4, W/4):
-    channel 0 the heatmap logit, 1 the log size (``log(side / SIZE_UNIT)``, side in input pixels), 2-3 the centre's
-    offset (x, y) within its cell, in cells. Every convolution is followed by BatchNorm and ReLU except the last.
+    Input: (N, 1, H, W) float grayscale on the 0-255 scale, H and W multiples of 32. Output:
+    (N, 4 + 2 * points + roll_bins, H/4, W/4): channel 0 the heatmap logit, 1 the log size (``log(side /
+    SIZE_UNIT)``, side in input pixels), 2-3 the centre's offset (x, y) within its cell, in cells, then the
+    ``points`` points' offsets (x, y) from the box centre in units of the side (``five_points``' order), then the
+    logits of the ``roll_bins`` roll classes (``roll_bin``). Every convolution is followed by BatchNorm and ReLU
+    except the last.
     """
     import torch
     from torch import nn
@@ -115,12 +165,12 @@ def build_network(widths: Sequence[int] = WIDTHS, depths: Sequence[int] = DEPTHS
             self.stages = nn.ModuleList(stages)
             self.lateral = nn.ModuleList([conv_bn(w, fpn_width, 1) for w in widths[1:]])
             self.smooth = nn.ModuleList([SeparableBlock(fpn_width, fpn_width, 1, 3) for _ in widths[1:-1]])
-            self.head = nn.Sequential(SeparableBlock(fpn_width, fpn_width, 1, 3), nn.Conv2d(fpn_width, 4, 1))
+            self.head = nn.Sequential(SeparableBlock(fpn_width, fpn_width, 1, 3), nn.Conv2d(fpn_width, 4 + 2 * points + roll_bins, 1))
             with torch.no_grad():
                 self.head[-1].bias.zero_()
                 self.head[-1].bias[0] = HEAT_PRIOR_BIAS
                 self.head[-1].bias[1] = float(np.log(48.0 / SIZE_UNIT))
-                self.head[-1].bias[2:] = 0.5
+                self.head[-1].bias[2:4] = 0.5
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             x = self.stem((x - 127.5) / 64.0)
@@ -149,10 +199,22 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
 
 
-def decode(output: np.ndarray, score_threshold: float, max_faces: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """Peaks of one output map (4, h, w) as (boxes (M, 4) x, y, side, side in working pixels; scores (M,)),
-    surest first. A cell is a peak when its probability is the maximum of its 3 x 3 neighbourhood (CenterNet's
-    max-pool NMS) and at least ``score_threshold``."""
+def output_layout(channels: int) -> tuple[int, int]:
+    """(points, roll classes) of a model from its output channels: 4 (none), 4 + 2 * POINT_COUNT (points only) or
+    4 + 2 * POINT_COUNT + ROLL_BINS."""
+    layouts = {4: (0, 0), 4 + 2 * POINT_COUNT: (POINT_COUNT, 0), 4 + 2 * POINT_COUNT + ROLL_BINS: (POINT_COUNT, ROLL_BINS)}
+    if channels not in layouts:
+        raise ValueError(f"A face detector model gives 4, {4 + 2 * POINT_COUNT} or {4 + 2 * POINT_COUNT + ROLL_BINS} maps, not {channels}.")
+    return layouts[channels]
+
+
+def decode(
+    output: np.ndarray, score_threshold: float, max_faces: int = 100
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Peaks of one output map (``output_layout``, h, w) as (boxes (M, 4) x, y, side, side in working pixels;
+    scores (M,); the points (M, 5, 2) in working pixels; the rolls (M,) in degrees, ``roll_of``), surest first; points
+    and rolls None for a model without them. A cell is a peak when its probability is the maximum of its 3 x 3
+    neighbourhood (CenterNet's max-pool NMS) and at least ``score_threshold``."""
     heat = sigmoid(output[0].astype(np.float32))
     pooled = cv2.dilate(heat, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0.0)
     ys, xs = np.nonzero((heat >= pooled) & (heat >= score_threshold))
@@ -163,7 +225,15 @@ def decode(output: np.ndarray, score_threshold: float, max_faces: int = 100) -> 
     cx = (xs + output[2, ys, xs]) * STRIDE
     cy = (ys + output[3, ys, xs]) * STRIDE
     boxes = np.stack([cx - side / 2, cy - side / 2, side, side], axis=1) if len(scores) else np.zeros((0, 4))
-    return boxes.astype(np.float64), scores.astype(np.float64)
+    count, bins = output_layout(output.shape[0])
+    points = rolls = None
+    if count:
+        offsets = output[4 : 4 + 2 * count, ys, xs].T.reshape(len(scores), count, 2).astype(np.float64)
+        points = np.stack([cx, cy], axis=1)[:, None, :] + offsets * side[:, None, None]
+    if bins:
+        classes = np.argmax(output[4 + 2 * count : 4 + 2 * count + bins, ys, xs], axis=0)
+        rolls = roll_of(points, classes, bins)
+    return boxes.astype(np.float64), scores.astype(np.float64), points, rolls
 
 
 def suppress_boxes(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
@@ -213,7 +283,9 @@ class CNNFaceDetector:
         score_threshold: smallest peak probability kept, in [0, 1] (default 0.3).
         nms_iou: boxes overlapping a surer box by this IoU are dropped. max_faces: at most this many faces.
 
-    The model file's ``box_correction`` (scale, dx, dy; ``haar.BoxCorrection``), fitted on training pictures by
+    ``points`` and ``roll_bins`` say what the model gives beside the boxes (0: nothing; a model with roll classes
+    finds faces at any roll and gives each its ``roll``). The model file's ``box_correction`` (scale, dx, dy;
+    ``haar.BoxCorrection``), fitted on training pictures by
     ``pipeline/detector_training.py``, maps the network's boxes onto the Haar convention (the network draws them a few
     per cent too small); it is applied after the suppression.
 
@@ -250,6 +322,7 @@ class CNNFaceDetector:
             correction = self._session.get_modelmeta().custom_metadata_map.get("box_correction")
             self.box_correction = BoxCorrection(*json.loads(correction)) if correction else BoxCorrection()
             self.backend = "onnxruntime"
+            self.points, self.roll_bins = output_layout(int(self._session.get_outputs()[0].shape[1]))
         else:
             import torch
 
@@ -257,11 +330,13 @@ class CNNFaceDetector:
                 torch.set_num_threads(self.threads)
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
             meta = checkpoint.get("metadata", {})
-            net = build_network(tuple(meta.get("widths", WIDTHS)), tuple(meta.get("depths", DEPTHS)), int(meta.get("fpn_width", FPN_WIDTH)))
+            net = build_network(tuple(meta.get("widths", WIDTHS)), tuple(meta.get("depths", DEPTHS)), int(meta.get("fpn_width", FPN_WIDTH)),
+                                int(meta.get("points", 0)), int(meta.get("roll_bins", 0)))
             net.load_state_dict(checkpoint["state_dict"])
             self._torch_net = net.eval()
             self.box_correction = BoxCorrection(*meta.get("box_correction", (1.0, 0.0, 0.0)))
             self.backend = "torch"
+            self.points, self.roll_bins = int(meta.get("points", 0)), int(meta.get("roll_bins", 0))
 
     def __repr__(self) -> str:
         changed = {k: v for k, v in self.params.items() if DEFAULT_PARAMS.get(k) != v}
@@ -316,7 +391,7 @@ class CNNFaceDetector:
         return [(scale, 0.0, NET_MAX_FACE), (COARSE_SIDE / short, NET_MIN_FACE * 0.8, np.inf)]
 
     def run_network(self, working: np.ndarray) -> np.ndarray:
-        """The network's raw output (4, H'/4, W'/4) for a working picture (H' x W' uint8)."""
+        """The network's raw output (``output_layout``, H'/4, W'/4) for a working picture (H' x W' uint8)."""
         batch = working.astype(np.float32)[None, None]
         if self._session is not None:
             return self._session.run(None, {self._input_name: batch})[0][0]
@@ -337,7 +412,9 @@ class CNNFaceDetector:
     def detect(self, image: np.ndarray, min_face_size: float | None = None, max_face_size: float | None = None) -> list[Detection]:
         """Faces in an RGB, grayscale or RGBA picture (H x W [x C], uint8, uint16 or float) as ``Detection``s:
         ``box`` (x, y, w, h) float input pixels in the Haar convention (a square), ``score`` the heatmap peak's
-        probability in [0, 1], surest first. ``min_face_size`` and ``max_face_size`` (input pixels) search that
+        probability in [0, 1], ``points`` the five points (5, 2) in input pixels and ``roll`` the face's roll in degrees (None for a
+        model without them),
+        surest first. ``min_face_size`` and ``max_face_size`` (input pixels) search that
         size range only (the first at the resolution it needs, still capped by ``max_side``). An empty picture gives
         []; a picture of another shape (H x W x 2) raises ValueError."""
         image = np.asarray(image)
@@ -345,7 +422,7 @@ class CNNFaceDetector:
             return []
         gray = to_gray_uint8(image)
         p = self.params if min_face_size is None else {**self.params, "min_face_size": float(min_face_size), "min_face_fraction": 0.0}
-        all_boxes, all_scores = [], []
+        all_boxes, all_scores, all_points, all_rolls = [], [], [], []
         source, source_scale = gray, 1.0  # each pass resizes the previous pass's (smaller) picture
         for scale, smallest, largest in self.levels(*gray.shape, params=p):
             if max_face_size is not None and smallest > max_face_size * scale:
@@ -353,7 +430,7 @@ class CNNFaceDetector:
             working, relative = self._resize(source, scale / source_scale)
             scale = source_scale * relative
             source, source_scale = working[: round(source.shape[0] * relative), : round(source.shape[1] * relative)], scale
-            boxes, scores = decode(self.run_network(working), float(p["score_threshold"]), int(p["max_faces"]) * 4)
+            boxes, scores, points, rolls = decode(self.run_network(working), float(p["score_threshold"]), int(p["max_faces"]) * 4)
             keep = (boxes[:, 2] >= smallest) & (boxes[:, 2] <= min(largest, np.inf if max_face_size is None else max_face_size * scale))
             boxes, scores = boxes[keep], scores[keep]
             # working -> input pixels: centres through (u + 0.5) / scale - 0.5, sides / scale
@@ -361,11 +438,16 @@ class CNNFaceDetector:
             sides = boxes[:, 2:3] / scale
             all_boxes.append(np.hstack([centres - sides / 2, sides, sides]))
             all_scores.append(scores)
+            all_points.append(None if points is None else (points[keep] + 0.5) / scale - 0.5)
+            all_rolls.append(None if rolls is None else rolls[keep])
         boxes, scores = np.concatenate(all_boxes), np.concatenate(all_scores)
         if not len(scores):
             return []
+        points = None if all_points[0] is None else np.concatenate(all_points)
+        rolls = None if all_rolls[0] is None else np.concatenate(all_rolls)
         keep = suppress_boxes(boxes, scores, float(p["nms_iou"]))[: int(p["max_faces"])]
-        return [Detection(self.box_correction.apply(boxes[i]), float(scores[i]), DETECTOR_NAME) for i in keep]
+        return [Detection(self.box_correction.apply(boxes[i]), float(scores[i]), DETECTOR_NAME,
+                          None if points is None else points[i], None if rolls is None else float(rolls[i])) for i in keep]
 
 
 def _has_onnxruntime() -> bool:

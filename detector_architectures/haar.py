@@ -85,15 +85,24 @@ NMS_CONTAINED = 0.5
 @dataclass
 class Detection:
     """A face: ``box`` = (x, y, w, h) float pixels of the input image, frontal-default convention; higher ``score``
-    is surer (the number of raw cascade windows merged into the box); ``cascade`` says which cascade found it."""
+    is surer (the number of raw cascade windows merged into the box); ``cascade`` says which cascade found it.
+    ``points``: where the detector gives them (the learned one), the face's five points (5, 2) in input pixels:
+    right eye centre, left eye centre, nose tip, right and left mouth corner (the subject's sides, iBUG order);
+    None for the cascades. ``roll``: where the detector gives it, the face's roll in degrees (the eye line's angle,
+    y down: 0 upright, positive when the face leans clockwise as seen); None for the cascades, which find upright
+    faces."""
 
     box: np.ndarray
     score: float
     cascade: str = PRIMARY
+    points: np.ndarray | None = None
+    roll: float | None = None
 
     def __post_init__(self) -> None:
         self.box = np.asarray(self.box, dtype=np.float64).reshape(4)
         self.score = float(self.score)
+        if self.points is not None:
+            self.points = np.asarray(self.points, dtype=np.float64).reshape(5, 2)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -12,24 +12,30 @@ from ``default_rng([seed, e, i])``), as square grayscale canvases of ``--canvas`
   itself, framed around its face at a random scale (a real photo with its own background);
 * **faces** pasted onto it at random scales (a Haar-convention box side log-uniform from 12 pixels to 1.3 times
   the canvas, so close-ups are cut by the border; in 40 % of the one-face canvases a close-up of 0.45-1.3 times
-  the canvas near its middle, the scale of the detector's coarse pass), positions, rolls (normal, 15 degrees; one in ten uniform in
-  +-90 degrees), mirrored half the time, each with its own blur, brightness, contrast, gamma and noise: the course
+  the canvas near its middle, the scale of the detector's coarse pass), positions, rolls (``roll_angle``: a quarter
+  of the faces at any angle, the rest mostly near upright), mirrored half the time, each with its own blur, brightness, contrast, gamma and noise: the course
   training pictures (their one face known from the keypoints) and the 300-W crops of the *training* photos only
   (``data_300w.validation_photos`` are held out and never read here). A 300-W crop is pasted through a feathered
   ellipse or as its whole square, a course picture as its whole rectangle; squares of background are pasted as
-  well (0-3 per canvas, 3 more on an empty one), so a pasted edge is no sign of a face. 30 % of the canvases are
+  well (0-3 per canvas, 3 more on an empty one), so a pasted edge is no sign of a face; half of them are **hard
+  negatives** (``mine_hard_negatives``): the places where the starting model (``--init``) sees a face in the
+  training pictures without faces, pasted at any roll. 30 % of the canvases are
   group photos (2-8 faces of 12-60 pixels), 15 % hold no face at all (background crops of 0.15-1 of a side);
 * then blur, noise, contrast and a low-resolution round trip over the whole canvas.
 
 Targets (CenterNet, Zhou et al. 2019, "Objects as Points"): each face's box is ``haar_box_from_keypoints`` of its
-transformed keypoints. A face is a positive when its centre lies in the canvas, at least 55 % of its box does
+keypoints before the roll, turned with the face about its centre (its centre and side); its five points
+(``cnn.five_points``, right and left swapped in a mirrored face) are regressed as offsets from the centre in units
+of the side, and its roll class (``cnn.roll_bin`` of the points' eye line) is learned as a classification. A face is a positive when its centre lies in the canvas, at least 55 % of its box does
 (or the box is bigger than 0.7 of the canvas: a close-up) and later pastes cover at most half of it; its centre
 cell gets 1 on the heatmap under a Gaussian of sigma ``max(0.6, side / 4 / 8)`` cells (a sharper
 peak, side / 4 / 12, gave lower scores and no better separation), and the size (``log(side / 16)``) and sub-cell offset are regressed there. Other visible faces (mostly cut or covered) are
 ignored: the heatmap loss is masked over their box (``IGNORE_RADIUS``), so a face mostly outside the canvas is no
 negative. Size and offset are regressed on the 3 x 3 cells around each centre (the 8 neighbours at
 ``NEIGHBOUR_WEIGHT``), so a peak one cell off still gives the right box. Loss: the penalty-reduced focal loss on the
-heatmap (alpha 2, beta 4) plus L1 on size and offset at the centres, normalised by the number of faces.
+heatmap (alpha 2, beta 4) plus L1 on size, offset and (at ``POINT_WEIGHT``) the five points and the
+cross-entropy of the roll class (at ``ROLL_WEIGHT``) at the centres, normalised by the number of faces. Weights of a model without the points' outputs (``--init``) start the new
+outputs at zero.
 
 Decoded sources are cached in ``.cache/detector_sources_v1.pkl`` (git-ignored), so later runs start at once.
 The ``.pt`` holds ``{"state_dict", "metadata"}`` (loadable with ``torch.load(weights_only=True)``); the ONNX export
@@ -52,7 +58,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from pipeline.data_300w import resolve_300w_dirs, scan_folder, validation_photos
 from data_load import REPO_DIR, haar_box_from_keypoints, read_image, read_keypoints_csv, resolve_data_dir, split_paths
-from detector_architectures.cnn import DEPTHS, FPN_WIDTH, SIZE_UNIT, STRIDE, WIDTHS, build_network, weights_digest
+from detector_architectures.cnn import (
+    DEPTHS, FIVE_POINT_MIRROR, FPN_WIDTH, POINT_COUNT, ROLL_BINS, SIZE_UNIT, STRIDE, WIDTHS, build_network, eye_line_angle,
+    five_points, roll_bin, weights_digest,
+)
 from pipeline.no_faces import no_face_pictures
 from resources.files import atomic_write
 
@@ -65,6 +74,12 @@ MAX_COVERED = 0.5  # a face covered more than this by later pastes is ignored
 HEAT_SIGMA_CELLS = 8.0  # the centre peak's Gaussian: sigma = max(0.6, side / STRIDE / HEAT_SIGMA_CELLS) cells
 NEIGHBOUR_WEIGHT = 0.25  # size and offset are regressed on the 8 cells around a centre too, at this weight
 IGNORE_RADIUS = 0.5  # the heatmap loss is masked over this share of a non-positive face's side around its centre
+POINT_WEIGHT = 1.0  # the five points' L1 loss (offsets in units of the side, summed over the 10 coordinates)
+ROLL_WEIGHT = 1.0  # the roll classes' cross-entropy
+ANY_ROLL = 0.4  # share of pasted faces turned by any angle (the rest: near upright, some to +-90 degrees)
+HARD_NEGATIVE_SHARE = 0.5  # share of the pasted background squares that are hard negatives
+HARD_NEGATIVE_SCORE = 0.2  # a starting-model detection this sure on a picture without faces is a hard negative
+HARD_NEGATIVE_MARGIN = 1.5  # a hard negative is cut as a square this many times its detection's side
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -163,6 +178,10 @@ def face_matrix(points: np.ndarray, target_side: float, centre: tuple[float, flo
 
 
 def roll_angle(rng: np.random.Generator) -> float:
+    """A face's roll in degrees: any angle for ``ANY_ROLL`` of the faces; else uniform in +-90 one time in ten,
+    near 180 one time in fifty, otherwise normal about upright (sigma 15, within +-35)."""
+    if rng.random() < ANY_ROLL:
+        return float(rng.uniform(-180, 180))
     if rng.random() < 0.1:
         return float(rng.uniform(-90, 90))
     if rng.random() < 0.02:
@@ -176,7 +195,7 @@ class Paster:
     def __init__(self, canvas: np.ndarray) -> None:
         self.canvas = canvas
         self.size = canvas.shape[0]
-        self.faces: list[tuple[np.ndarray, np.ndarray]] = []  # (box x, y, side, side, alpha mask at paste time index)
+        self.faces: list[tuple[np.ndarray, int, np.ndarray]] = []  # (box x, y, side, side; mask index; five points)
         self.masks: list[np.ndarray] = []
 
     def paste(self, picture: np.ndarray, matrix: np.ndarray, rng: np.random.Generator, feather: str, points: np.ndarray | None) -> None:
@@ -198,13 +217,19 @@ class Paster:
             alpha = cv2.GaussianBlur(alpha, (0, 0), soften)
         self.canvas = self.canvas * (1 - alpha) + warped * alpha
         self.masks.append(alpha)
-        if points is not None:
-            moved = points @ matrix[:, :2].T + matrix[:, 2]
-            self.faces.append((haar_box_from_keypoints(moved).astype(np.float64), len(self.masks) - 1))
+        if points is not None:  # the upright face's box, turned about its centre; the five points, moved
+            x, y, side, _ = haar_box_from_keypoints(points)
+            cx, cy = matrix[:, :2] @ np.array([x + side / 2, y + side / 2]) + matrix[:, 2]
+            side *= scale
+            five = five_points(points) @ matrix[:, :2].T.astype(np.float64) + matrix[:, 2]
+            if np.linalg.det(matrix[:, :2]) < 0:  # mirrored: the subject's right is now on the other side
+                five = five[list(FIVE_POINT_MIRROR)]
+            self.faces.append((np.array([cx - side / 2, cy - side / 2, side, side]), len(self.masks) - 1, five))
 
 
-def synthesise(sources: dict, size: int, rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray], list[bool]]:
-    """One canvas: (size x size uint8, face boxes (x, y, side, side), positive or ignored for each)."""
+def synthesise(sources: dict, size: int, rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray], list[bool], list[np.ndarray]]:
+    """One canvas: (size x size uint8, face boxes (x, y, side, side), positive or ignored for each, five points
+    (5, 2) of each)."""
     course, wild = sources["course"], sources["wild"]
     layout = rng.random()
     if layout < 0.25:  # a course picture as the scene
@@ -223,14 +248,18 @@ def synthesise(sources: dict, size: int, rng: np.random.Generator) -> tuple[np.n
     close_up = layout >= 0.70 and rng.random() < 0.4  # one face filling much of the canvas, as in the coarse pass
     count = 0 if empty else (int(rng.integers(2, 9)) if group else (1 if extra < 0 else int(extra)))
     # squares of background pasted like faces, so a pasted edge means nothing
+    hard = sources.get("hard_negatives") or []
     for _ in range(int(rng.integers(0, 4)) + (3 if empty else 0)):
-        patch = sources["backgrounds"][rng.integers(len(sources["backgrounds"]))]
-        s = float(np.exp(rng.uniform(np.log(12), np.log(size))))
+        if hard and rng.random() < HARD_NEGATIVE_SHARE:  # a place a model took for a face, at any roll
+            patch, roll = hard[rng.integers(len(hard))], float(rng.uniform(-180, 180))
+            s = float(np.exp(rng.uniform(np.log(MIN_FACE), np.log(size)))) * HARD_NEGATIVE_MARGIN
+        else:
+            patch, roll = sources["backgrounds"][rng.integers(len(sources["backgrounds"]))], float(rng.uniform(-30, 30))
+            s = float(np.exp(rng.uniform(np.log(12), np.log(size))))
         ph, pw = patch.shape
         fake = np.array([[pw * 0.3, ph * 0.3], [pw * 0.7, ph * 0.7]], np.float32)
-        matrix = face_matrix(fake, s, (rng.uniform(0, size), rng.uniform(0, size)), float(rng.uniform(-30, 30)), False)
+        matrix = face_matrix(fake, s, (rng.uniform(0, size), rng.uniform(0, size)), roll, rng.random() < 0.5)
         paster.paste(patch, matrix, rng, "ellipse" if rng.random() < 0.5 else "rect", None)
-        paster.masks[-1] = paster.masks[-1]
     for _ in range(count):
         picture, points = wild[rng.integers(len(wild))] if rng.random() < 0.65 else course[rng.integers(len(course))]
         if group:
@@ -251,8 +280,8 @@ def synthesise(sources: dict, size: int, rng: np.random.Generator) -> tuple[np.n
         canvas = cv2.resize(cv2.resize(canvas, (small, small), interpolation=cv2.INTER_AREA), (size, size), interpolation=cv2.INTER_LINEAR)
     canvas = photometric(canvas, rng, 0.5)
     canvas = np.clip(canvas, 0, 255).astype(np.uint8)
-    boxes, positive = [], []
-    for box, mask_index in paster.faces:
+    boxes, positive, points = [], [], []
+    for box, mask_index, five in paster.faces:
         x, y, side, _ = box
         cx, cy = x + side / 2, y + side / 2
         ix0, iy0 = max(0, int(x)), max(0, int(y))
@@ -269,17 +298,20 @@ def synthesise(sources: dict, size: int, rng: np.random.Generator) -> tuple[np.n
         ok = inside and (visible >= POSITIVE_VISIBLE or side >= CLOSE_UP * size) and covered <= MAX_COVERED and side >= MIN_FACE * 0.9
         boxes.append(box)
         positive.append(bool(ok))
-    return canvas, boxes, positive
+        points.append(five)
+    return canvas, boxes, positive, points
 
 
-def targets(boxes: list[np.ndarray], positive: list[bool], size: int) -> dict[str, np.ndarray]:
-    """Heatmap (h, w), ignore mask (h, w: 1 where the heatmap loss counts), centre cells, sizes and offsets."""
+def targets(boxes: list[np.ndarray], positive: list[bool], points: list[np.ndarray], size: int) -> dict[str, np.ndarray]:
+    """Heatmap (h, w), ignore mask (h, w: 1 where the heatmap loss counts), centre cells, and at each the regressed
+    values (log size, offset x, y, the five points' offsets from the centre in sides, the roll class) and their
+    weight."""
     cells = size // STRIDE
     heat = np.zeros((cells, cells), np.float32)
     weight = np.ones((cells, cells), np.float32)
     yy, xx = np.mgrid[0:cells, 0:cells].astype(np.float32)
     centres, cells_at, regress_at = [], [], []
-    for box, ok in zip(boxes, positive):
+    for box, ok, five in zip(boxes, positive, points):
         x, y, side, _ = box
         u, v = (x + side / 2) / STRIDE, (y + side / 2) / STRIDE
         if not ok:
@@ -290,16 +322,18 @@ def targets(boxes: list[np.ndarray], positive: list[bool], size: int) -> dict[st
         sigma = max(0.6, side / STRIDE / HEAT_SIGMA_CELLS)
         heat = np.maximum(heat, np.exp(-((xx - j) ** 2 + (yy - i) ** 2) / (2 * sigma**2)))
         centres.append((i, j))
+        relative = ((five - np.array([x + side / 2, y + side / 2])) / side).reshape(-1)
+        roll_class = float(roll_bin(eye_line_angle(five)))
         for di in (-1, 0, 1):
             for dj in (-1, 0, 1):
                 ii, jj = i + di, j + dj
                 if 0 <= ii < cells and 0 <= jj < cells:
                     cells_at.append((ii, jj))
-                    regress_at.append((math.log(side / SIZE_UNIT), u - jj, v - ii, 1.0 if di == dj == 0 else NEIGHBOUR_WEIGHT))
+                    regress_at.append((math.log(side / SIZE_UNIT), u - jj, v - ii, *relative, roll_class, 1.0 if di == dj == 0 else NEIGHBOUR_WEIGHT))
     for i, j in centres:
         heat[i, j] = 1.0
         weight[i, j] = 1.0
-    return {"heat": heat, "weight": weight, "centres": np.array(cells_at, np.int64).reshape(-1, 2), "regress": np.array(regress_at, np.float32).reshape(-1, 4)}
+    return {"heat": heat, "weight": weight, "centres": np.array(cells_at, np.int64).reshape(-1, 2), "regress": np.array(regress_at, np.float32).reshape(-1, 5 + 2 * POINT_COUNT)}
 
 
 class SyntheticFaces(Dataset):
@@ -313,8 +347,8 @@ class SyntheticFaces(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        canvas, boxes, positive = synthesise(self.sources, self.size, rng)
-        return {"image": canvas, **targets(boxes, positive, self.size)}
+        canvas, boxes, positive, points = synthesise(self.sources, self.size, rng)
+        return {"image": canvas, **targets(boxes, positive, points, self.size)}
 
 
 def collate(samples: list[dict]) -> dict[str, torch.Tensor]:
@@ -333,8 +367,9 @@ def collate(samples: list[dict]) -> dict[str, torch.Tensor]:
 # Loss and training
 # ---------------------------------------------------------------------------------------------------------
 def detection_loss(output: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-    """CenterNet's loss: penalty-reduced focal loss on the heatmap (alpha 2, beta 4), L1 on log size and offset at
-    the face centres; all divided by the number of faces (at least 1)."""
+    """CenterNet's loss: penalty-reduced focal loss on the heatmap (alpha 2, beta 4), L1 on log size, offset and
+    (at ``POINT_WEIGHT``) the five points, and the roll classes' cross-entropy (at ``ROLL_WEIGHT``) at the face
+    centres; all divided by the number of faces (at least 1)."""
     logits = output[:, 0]
     prob = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
     heat, weight = batch["heat"], batch["weight"]
@@ -347,14 +382,58 @@ def detection_loss(output: torch.Tensor, batch: dict[str, torch.Tensor]) -> tupl
     index = batch["index"]
     if len(index):
         picked = output[index[:, 0], 1:, index[:, 1], index[:, 2]]
-        target, w = batch["regress"][:, :3], batch["regress"][:, 3]
+        target, w = batch["regress"][:, :-1], batch["regress"][:, -1]
         size_loss = ((picked[:, 0] - target[:, 0]).abs() * w).sum() / n
-        offset_loss = ((picked[:, 1:] - target[:, 1:]).abs().sum(1) * w).sum() / n
+        offset_loss = ((picked[:, 1:3] - target[:, 1:3]).abs().sum(1) * w).sum() / n
+        points = slice(3, 3 + 2 * POINT_COUNT)
+        point_loss = ((picked[:, points] - target[:, points]).abs().sum(1) * w).sum() / n
+        roll_logits = picked[:, 3 + 2 * POINT_COUNT : 3 + 2 * POINT_COUNT + ROLL_BINS]
+        roll_loss = (torch.nn.functional.cross_entropy(roll_logits, target[:, -1].long(), reduction="none") * w).sum() / n
     else:
-        size_loss = offset_loss = output.sum() * 0
+        size_loss = offset_loss = point_loss = roll_loss = output.sum() * 0
     heat_loss = (pos_loss + neg_loss) / n
-    total = heat_loss + size_loss + offset_loss
-    return total, {"heat": heat_loss.item(), "size": size_loss.item(), "offset": offset_loss.item()}
+    total = heat_loss + size_loss + offset_loss + POINT_WEIGHT * point_loss + ROLL_WEIGHT * roll_loss
+    parts = {"heat": heat_loss, "size": size_loss, "offset": offset_loss, "points": point_loss, "roll": roll_loss}
+    return total, {k: v.item() for k, v in parts.items()}
+
+
+def load_weights(net: torch.nn.Module, path: str) -> None:
+    """Load a ``.pt``'s weights into ``net``; where the file's last layer has fewer outputs (a model without the
+    five points), its outputs are copied and the new ones start at zero."""
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    own = net.state_dict()
+    for name, value in state.items():
+        if value.shape != own[name].shape and value.shape[1:] == own[name].shape[1:] and value.shape[0] < own[name].shape[0]:
+            grown = torch.zeros_like(own[name])
+            grown[: value.shape[0]] = value
+            state[name] = grown
+    net.load_state_dict(state)
+
+
+def mine_hard_negatives(sources: dict, model: str | Path | None, log=print) -> list[np.ndarray]:
+    """Hard negatives: square cuts (``HARD_NEGATIVE_MARGIN`` times the detection's side, clipped to the picture) of
+    the training pictures without faces around every detection of ``model`` (a detector ``.pt`` or ``.onnx``;
+    None: no mining) scoring at least ``HARD_NEGATIVE_SCORE``."""
+    if model is None:
+        return []
+    from detector_architectures.cnn import CNNFaceDetector
+
+    onnx_file = Path(model).with_suffix(".onnx")
+    detector = CNNFaceDetector(onnx_file if onnx_file.is_file() else model, threads=1, score_threshold=HARD_NEGATIVE_SCORE,
+                               min_face_size=MIN_FACE, min_face_fraction=0.0)
+    tic = time.time()
+    cuts = []
+    for picture in sources["backgrounds"]:
+        for found in detector.detect(picture):
+            x, y, side, _ = found.box
+            half = side * HARD_NEGATIVE_MARGIN / 2
+            cx, cy = x + side / 2, y + side / 2
+            x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
+            x1, y1 = min(picture.shape[1], int(cx + half) + 1), min(picture.shape[0], int(cy + half) + 1)
+            if min(x1 - x0, y1 - y0) >= 8:
+                cuts.append(picture[y0:y1, x0:x1].copy())
+    log(f"{len(cuts)} hard negatives mined from {len(sources['backgrounds'])} pictures without faces in {time.time() - tic:.0f} s")
+    return cuts
 
 
 def train(sources: dict, args: argparse.Namespace) -> tuple[torch.nn.Module, dict]:
@@ -363,7 +442,7 @@ def train(sources: dict, args: argparse.Namespace) -> tuple[torch.nn.Module, dic
     dataset = SyntheticFaces(sources, args.canvas, args.epoch_size, args.seed)
     net = build_network()
     if args.init:
-        net.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True)["state_dict"])
+        load_weights(net, args.init)
     optimiser = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = math.ceil(args.epoch_size / args.batch)
     total_steps = steps_per_epoch * args.epochs
@@ -388,7 +467,8 @@ def train(sources: dict, args: argparse.Namespace) -> tuple[torch.nn.Module, dic
         print(f"epoch {epoch + 1}/{args.epochs}: " + ", ".join(f"{k} {v / steps_per_epoch:.3f}" for k, v in sums.items())
               + f" ({time.time() - tic:.0f} s)", flush=True)
     metadata = {
-        "widths": list(WIDTHS), "depths": list(DEPTHS), "fpn_width": FPN_WIDTH, "stride": STRIDE, "size_unit": SIZE_UNIT,
+        "widths": list(WIDTHS), "depths": list(DEPTHS), "fpn_width": FPN_WIDTH, "stride": STRIDE, "size_unit": SIZE_UNIT, "points": POINT_COUNT,
+        "roll_bins": ROLL_BINS,
         "canvas": args.canvas, "epochs": args.epochs, "epoch_size": args.epoch_size, "batch": args.batch, "lr": args.lr,
         "seed": args.seed, "init": Path(args.init).name if args.init else None, "train_seconds": round(time.time() - start),
     }
@@ -459,14 +539,15 @@ def main(argv: list[str] | None = None) -> int:
     cv2.setNumThreads(1)
     start = time.time()
     sources = load_sources(args.data, args.data_300w)
+    sources["hard_negatives"] = [] if args.calibrate_only else mine_hard_negatives(sources, args.init)
     print(f"{len(sources['course'])} course pictures, {len(sources['wild'])} 300-W training crops "
           f"({sources['held_out_faces']} held-out faces not read), {len(sources['backgrounds'])} pictures without faces", flush=True)
     out = Path(args.out)
     if args.calibrate_only:
         checkpoint = torch.load(out, map_location="cpu", weights_only=True)
-        net = build_network()
-        net.load_state_dict(checkpoint["state_dict"])
         metadata = checkpoint["metadata"]
+        net = build_network(points=int(metadata.get("points", 0)), roll_bins=int(metadata.get("roll_bins", 0)))
+        net.load_state_dict(checkpoint["state_dict"])
     else:
         net, metadata = train(sources, args)
     net.eval()

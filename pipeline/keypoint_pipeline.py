@@ -48,7 +48,7 @@ from data_load import (
 )
 from detector_architectures import DEFAULT_DETECTOR, THOROUGH_PARAMS, Detection, HaarFaceDetector, box_iou, make_detector
 from detector_architectures.cnn import DETECTOR_NAME as LEARNED_NAME
-from detector_architectures.cnn import CNNFaceDetector
+from detector_architectures.cnn import CNNFaceDetector, eye_line_angle
 from detector_architectures.haar import box_intersection_over_smaller, suppress
 from pipeline.inference import (
     SHIPPED_MODEL,
@@ -578,8 +578,9 @@ class KeypointPipeline:
         smallest = self.detector.smallest_face(pyramid.picture.shape)
         copy, frame = pyramid.level(self.detector.scale_for(smallest))
         found = self.detector.detect(copy, smallest * frame[0, 0])
-        candidates = [Candidate(d, frame) for d in surest(found) if d.box[2] >= LEARNED_MIN_SIDE * smallest * frame[0, 0]]
-        checked = self._checked(pyramid, candidates, search_roll=0.0)
+        candidates = [learned_candidate(d, frame, self.align_min_roll) for d in surest(found)
+                      if d.box[2] >= LEARNED_MIN_SIDE * smallest * frame[0, 0]]
+        checked = self._checked(pyramid, candidates, search_roll=[detection_roll(c.detection) for c in candidates])
         faces = distinct_faces(sorted((face for face in checked if face is not None), key=face_quality))
         sure, doubtful = [], []
         for face in faces:
@@ -732,7 +733,8 @@ class KeypointPipeline:
 
         def step(copy: np.ndarray, frame: np.ndarray, roll: float) -> list[Face]:
             found = [Candidate(d, compose_matrices(frame, shrink)) for d in surest(learned.detect(copy)) if d.box[2] >= smallest]
-            faces = self._faces(pyramid, found, self.wider.max_flip_error, search_roll=roll)
+            rolls = [roll + detection_roll(c.detection) for c in found]  # the copy's turn, and the face's in the copy
+            faces = self._faces(pyramid, found, self.wider.max_flip_error, search_roll=rolls)
             return [f for f in faces if f.face_score is None or f.face_score >= NETWORK_SEARCH_MIN_FACE_SCORE]
 
         steps: list[tuple[str, Any]] = [("padded upright", lambda: step(*padded_copy(searched, self.wider.pad), 0.0))]
@@ -781,30 +783,34 @@ class KeypointPipeline:
         return equalized(gray) if self.wider.equalize else gray
 
     def _faces(
-        self, pyramid: GrayPyramid, candidates: Sequence[Candidate], max_flip_error: float | None = None, search_roll: float | None = None
+        self, pyramid: GrayPyramid, candidates: Sequence[Candidate], max_flip_error: float | None = None,
+        search_roll: float | Sequence[float] | None = None,
     ) -> list[Face]:
         """The candidates that pass the checks (and a flip error of at most ``max_flip_error``, when given; and an eye
-        line within ``ROLL_AGREEMENT`` degrees of ``search_roll``, the turn of the searched copy, when given), as
-        ``Face``s with refined keypoints in picture pixels."""
+        line within ``ROLL_AGREEMENT`` degrees of ``search_roll``, when given: the turn of the searched copy, or one
+        roll per candidate, that of its detector's five points), as ``Face``s with refined keypoints in picture
+        pixels."""
         return [face for face in self._checked(pyramid, candidates, max_flip_error, search_roll) if face is not None]
 
     def _checked(
-        self, pyramid: GrayPyramid, candidates: Sequence[Candidate], max_flip_error: float | None = None, search_roll: float | None = None
+        self, pyramid: GrayPyramid, candidates: Sequence[Candidate], max_flip_error: float | None = None,
+        search_roll: float | Sequence[float] | None = None,
     ) -> list[Face | None]:
         """``_faces``, one entry per candidate: its ``Face``, or None where it failed the checks."""
         if not candidates:
             return []
+        rolls = search_roll if isinstance(search_roll, Sequence) else [search_roll] * len(candidates)
         boxes = np.stack([c.detection.box for c in candidates]).astype(np.float32)
         steps = self.refine_steps if self.refine else 0
         # the learned detector's boxes: most of its false ones are told apart by their first crop alone
         early = np.array([EARLY_FACE_SCORE if c.detection.cascade == LEARNED_NAME else np.nan for c in candidates])
         keypoints, flip_errors, face_scores = self._predict_in_frames(pyramid, boxes, [c.frame for c in candidates], steps, early)
         faces: list[Face | None] = []
-        for candidate, points, flip_error, face_score in zip(candidates, keypoints, flip_errors, face_scores):
+        for candidate, points, flip_error, face_score, roll in zip(candidates, keypoints, flip_errors, face_scores, rolls):
             passed = (
                 self.is_face(flip_error, face_score)
                 and not (max_flip_error is not None and flip_error > max_flip_error)
-                and (search_roll is None or abs(angle_between(face_roll(points), search_roll)) <= ROLL_AGREEMENT)
+                and (roll is None or abs(angle_between(face_roll(points), roll)) <= ROLL_AGREEMENT)
             )
             faces.append(self._face(picture_box(candidate, points), points, candidate.detection.score, flip_error, face_score) if passed else None)
         return faces
@@ -858,6 +864,25 @@ class KeypointPipeline:
         result = predict(self.runner, cut_crops(pyramid, matrices, self.input_size), self.convention, self.flip_average)
         keypoints = np.stack([transform_points(p, invert_matrix(m)) for p, m in zip(result.keypoints, matrices)])
         return keypoints, result.flip_error, result.face_score
+
+
+def detection_roll(detection: Detection) -> float:
+    """The roll in degrees (``face_roll``'s convention) of a detection: the detector's own (the learned detector's
+    roll class and five points), else the eye line of its five points, else 0 (the cascades search upright)."""
+    if detection.roll is not None:
+        return float(detection.roll)
+    return 0.0 if detection.points is None else float(eye_line_angle(detection.points))
+
+
+def learned_candidate(detection: Detection, frame: np.ndarray, min_roll: float = ALIGN_MIN_ROLL) -> Candidate:
+    """A learned detection in a copy of the picture (``frame``: picture pixels to the copy's) as a ``Candidate``
+    whose crop is cut upright along its eye line (``detection_roll``) when its roll is at least ``min_roll``
+    degrees: the frame turns the copy about the box's centre, which leaves the box (its upright square) in place."""
+    roll = detection_roll(detection)
+    if abs(roll) < min_roll:
+        return Candidate(detection, frame)
+    x, y, w, h = detection.box
+    return Candidate(detection, compose_matrices(turning_frame((x + w / 2, y + h / 2), roll), frame))
 
 
 def picture_box(candidate: Candidate, keypoints: np.ndarray) -> np.ndarray:

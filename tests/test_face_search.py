@@ -229,17 +229,21 @@ def test_a_part_of_a_sure_learned_face_read_as_a_face_does_not_call_the_cascades
 
 def test_a_doubt_beside_a_sure_learned_face_is_searched_around_not_the_whole_picture(monkeypatch):
     """A badge on the astronaut's suit read as a face (face score 0.94) beside her sure face in the 3024 x 3024
-    close-up of ``benchmarks/pipeline_speed.py`` sent the whole picture to the cascades: 196 ms instead of about 80."""
+    close-up of ``benchmarks/pipeline_speed.py`` sent the whole picture to the cascades: 196 ms instead of about 80.
+    The detector of today no longer reads the badge as a face, so the doubt is put where it was (the box it had)."""
     pipe = KeypointPipeline.from_pretrained(detector="cnn", threads=1)
     name, shape, placements = next(scene for scene in pipeline_speed.scenes() if scene[0].startswith("close-up 3024x3024"))
     picture, truths = pipeline_speed.compose(shape, pipeline_speed.sources(None), placements)
+    badge = np.array([1900.0, 2300.0, 300.0, 300.0])
+    learned_pass = pipe._learned_pass
+    monkeypatch.setattr(pipe, "_learned_pass", lambda pyramid: (lambda sure, doubts: (sure, doubts + [badge]))(*learned_pass(pyramid)))
     searched, around = [], []
     monkeypatch.setattr(pipe, "_cascade_search", lambda pyramid: searched.append(pyramid) or [])
     rechecked = pipe._rechecked
     monkeypatch.setattr(pipe, "_rechecked", lambda pyramid, doubtful: around.append(doubtful) or rechecked(pyramid, doubtful))
     faces = pipe.detect(picture)
     assert pipeline_speed.score(faces, truths) == (1, 0)
-    assert not searched and len(around) == 1 and around[0] is not None
+    assert not searched and len(around) == 1 and any(np.array_equal(box, badge) for box in around[0])
 
 
 def test_the_enlarged_astronaut_of_the_speed_benchmark_needs_no_cascade_search(monkeypatch):

@@ -339,3 +339,28 @@ def test_the_face_check_does_not_depend_on_the_convention_asked_for(pipe, real_d
     assert len({float(e[0]) for e in errors.values()}) == 1
     course = KeypointPipeline.from_pretrained(threads=1, convention="course")
     assert len(course.detect(image)) == 1
+
+
+@pytest.mark.parametrize("angle", [0.0, 15.0, 90.0, 180.0, -135.0])
+def test_a_learned_detection_is_cropped_upright_along_its_five_points(astronaut, angle):
+    from conftest import face_keypoints
+    from data_load import transform_points
+    from detector_architectures.cnn import five_points
+    from pipeline.inference import crop_matrices
+    from pipeline.keypoint_pipeline import detection_roll, face_roll, learned_candidate
+
+    upright = face_keypoints((180.0, 70.0, 90.0, 100.0))
+
+    matrix = cv2.getRotationMatrix2D((256.0, 256.0), -angle, 1.0)  # turns the face by +angle as seen (y down)
+    keypoints = upright @ matrix[:, :2].T + matrix[:, 2]
+    box = haar_box_from_keypoints(upright).astype(np.float64)  # the upright face's box, about its centre
+    box[:2] += transform_points(box[None, :2] + box[2] / 2, matrix)[0] - (box[:2] + box[2] / 2)
+    detection = Detection(box, 0.9, "cnn", five_points(keypoints))
+    assert detection_roll(detection) == pytest.approx(face_roll(keypoints), abs=1e-6)
+    candidate = learned_candidate(detection, np.eye(2, 3))
+    (crop,) = crop_matrices(detection.box[None].astype(np.float32), 128, [candidate.frame])
+    in_crop = transform_points(keypoints, crop)
+    limit = 20.0 if abs(angle) < 20.0 else 1.0  # below ALIGN_MIN_ROLL the crop stays upright
+    assert abs(face_roll(in_crop) - face_roll(upright)) <= limit
+    assert np.abs(in_crop.mean(axis=0) - 64).max() < 20  # the face in the middle of its crop
+    assert detection_roll(Detection(box, 0.9)) == 0.0  # the cascades give no points: searched upright
