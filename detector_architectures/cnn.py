@@ -200,11 +200,11 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def output_layout(channels: int) -> tuple[int, int]:
-    """(points, roll classes) of a model from its output channels: 4 (none), 4 + 2 * POINT_COUNT (points only) or
-    4 + 2 * POINT_COUNT + ROLL_BINS."""
-    layouts = {4: (0, 0), 4 + 2 * POINT_COUNT: (POINT_COUNT, 0), 4 + 2 * POINT_COUNT + ROLL_BINS: (POINT_COUNT, ROLL_BINS)}
+    """(points, roll classes) of a model from its output channels: 4 (a model of before the points: none) or
+    4 + 2 * POINT_COUNT + ROLL_BINS. Raises ValueError for any other count."""
+    layouts = {4: (0, 0), 4 + 2 * POINT_COUNT + ROLL_BINS: (POINT_COUNT, ROLL_BINS)}
     if channels not in layouts:
-        raise ValueError(f"A face detector model gives 4, {4 + 2 * POINT_COUNT} or {4 + 2 * POINT_COUNT + ROLL_BINS} maps, not {channels}.")
+        raise ValueError(f"A face detector model gives 4 or {4 + 2 * POINT_COUNT + ROLL_BINS} maps, not {channels}.")
     return layouts[channels]
 
 
@@ -230,7 +230,6 @@ def decode(
     if count:
         offsets = output[4 : 4 + 2 * count, ys, xs].T.reshape(len(scores), count, 2).astype(np.float64)
         points = np.stack([cx, cy], axis=1)[:, None, :] + offsets * side[:, None, None]
-    if bins:
         classes = np.argmax(output[4 + 2 * count : 4 + 2 * count + bins, ys, xs], axis=0)
         rolls = roll_of(points, classes, bins)
     return boxes.astype(np.float64), scores.astype(np.float64), points, rolls

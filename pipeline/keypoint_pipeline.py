@@ -48,7 +48,7 @@ from data_load import (
 )
 from detector_architectures import DEFAULT_DETECTOR, THOROUGH_PARAMS, Detection, HaarFaceDetector, box_iou, make_detector
 from detector_architectures.cnn import DETECTOR_NAME as LEARNED_NAME
-from detector_architectures.cnn import CNNFaceDetector, eye_line_angle
+from detector_architectures.cnn import CNNFaceDetector
 from detector_architectures.haar import box_intersection_over_smaller, suppress
 from pipeline.inference import (
     SHIPPED_MODEL,
@@ -788,8 +788,7 @@ class KeypointPipeline:
     ) -> list[Face]:
         """The candidates that pass the checks (and a flip error of at most ``max_flip_error``, when given; and an eye
         line within ``ROLL_AGREEMENT`` degrees of ``search_roll``, when given: the turn of the searched copy, or one
-        roll per candidate, that of its detector's five points), as ``Face``s with refined keypoints in picture
-        pixels."""
+        roll per candidate, ``detection_roll``), as ``Face``s with refined keypoints in picture pixels."""
         return [face for face in self._checked(pyramid, candidates, max_flip_error, search_roll) if face is not None]
 
     def _checked(
@@ -867,16 +866,14 @@ class KeypointPipeline:
 
 
 def detection_roll(detection: Detection) -> float:
-    """The roll in degrees (``face_roll``'s convention) of a detection: the detector's own (the learned detector's
-    roll class and five points), else the eye line of its five points, else 0 (the cascades search upright)."""
-    if detection.roll is not None:
-        return float(detection.roll)
-    return 0.0 if detection.points is None else float(eye_line_angle(detection.points))
+    """The roll in degrees (``face_roll``'s convention) the detector gives a face (the learned detector: from its roll
+    class and five points, ``cnn.roll_of``), 0 where it gives none (the cascades search upright)."""
+    return 0.0 if detection.roll is None else float(detection.roll)
 
 
 def learned_candidate(detection: Detection, frame: np.ndarray, min_roll: float = ALIGN_MIN_ROLL) -> Candidate:
     """A learned detection in a copy of the picture (``frame``: picture pixels to the copy's) as a ``Candidate``
-    whose crop is cut upright along its eye line (``detection_roll``) when its roll is at least ``min_roll``
+    whose crop is cut upright along its roll (``detection_roll``) when that is at least ``min_roll``
     degrees: the frame turns the copy about the box's centre, which leaves the box (its upright square) in place."""
     roll = detection_roll(detection)
     if abs(roll) < min_roll:

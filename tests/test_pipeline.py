@@ -345,7 +345,7 @@ def test_the_face_check_does_not_depend_on_the_convention_asked_for(pipe, real_d
 def test_a_learned_detection_is_cropped_upright_along_its_five_points(astronaut, angle):
     from conftest import face_keypoints
     from data_load import transform_points
-    from detector_architectures.cnn import five_points
+    from detector_architectures.cnn import eye_line_angle, five_points
     from pipeline.inference import crop_matrices
     from pipeline.keypoint_pipeline import detection_roll, face_roll, learned_candidate
 
@@ -355,7 +355,7 @@ def test_a_learned_detection_is_cropped_upright_along_its_five_points(astronaut,
     keypoints = upright @ matrix[:, :2].T + matrix[:, 2]
     box = haar_box_from_keypoints(upright).astype(np.float64)  # the upright face's box, about its centre
     box[:2] += transform_points(box[None, :2] + box[2] / 2, matrix)[0] - (box[:2] + box[2] / 2)
-    detection = Detection(box, 0.9, "cnn", five_points(keypoints))
+    detection = Detection(box, 0.9, "cnn", five_points(keypoints), float(eye_line_angle(five_points(keypoints))))
     assert detection_roll(detection) == pytest.approx(face_roll(keypoints), abs=1e-6)
     candidate = learned_candidate(detection, np.eye(2, 3))
     (crop,) = crop_matrices(detection.box[None].astype(np.float32), 128, [candidate.frame])
