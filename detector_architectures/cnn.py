@@ -8,8 +8,8 @@ a point, the centre of its box. The network gives, on a grid of stride ``STRIDE`
 * the sub-cell offset of the centre, in cells (0-1 right / down of the cell's top-left corner),
 * the face's five points (eye centres, nose tip, mouth corners: ``five_points``) as offsets from the centre in
   units of the side, in the style of RetinaFace (Deng et al., "RetinaFace: Single-shot Multi-level Face
-  Localisation in the Wild", CVPR 2020) and YuNet. They give the face's roll at any angle, upside down included,
-  so its keypoint crop is cut upright along the eye line in one step,
+  Localisation in the Wild", CVPR 2020) and YuNet. With the roll class below they give the face's roll, so its
+  keypoint crop can be cut upright along it in one step (how often the roll is right: the model card),
 * the face's roll as one of ``ROLL_BINS`` classes (bins of 45 degrees): which way up the face is, a class rather
   than a regression because a face turned half way round looks much like an upright one, and a regression between
   the two lands between them. The points' eye line gives the roll within the bin (``roll_of``).
@@ -25,7 +25,8 @@ stride 4, where the three outputs are read.
 Boxes are in the Haar convention of this project: the square ``data_load.haar_box_from_keypoints`` gives for a
 face's 68 keypoints (the box ``haarcascade_frontalface_default`` draws), so the keypoint network's crops are framed
 as in training. For a rolled face the box is that of the face turned upright, turned back about its centre: its
-centre and side, drawn as an upright square. ``pipeline/detector_training.py`` trains the network on synthesised pictures; see its docstring.
+centre and side, drawn as an upright square. ``pipeline/detector_training.py`` trains the network on synthesised
+pictures; see its docstring.
 
 Coordinates: pixel centres at integer coordinates (the centre of the top-left pixel is (0, 0)), as the keypoints.
 A box (x, y, w, h) spans x .. x + w. The working picture is the input resized by ``scale`` (working / input);
@@ -411,9 +412,8 @@ class CNNFaceDetector:
     def detect(self, image: np.ndarray, min_face_size: float | None = None, max_face_size: float | None = None) -> list[Detection]:
         """Faces in an RGB, grayscale or RGBA picture (H x W [x C], uint8, uint16 or float) as ``Detection``s:
         ``box`` (x, y, w, h) float input pixels in the Haar convention (a square), ``score`` the heatmap peak's
-        probability in [0, 1], ``points`` the five points (5, 2) in input pixels and ``roll`` the face's roll in degrees (None for a
-        model without them),
-        surest first. ``min_face_size`` and ``max_face_size`` (input pixels) search that
+        probability in [0, 1], ``points`` the five points (5, 2) in input pixels and ``roll`` the face's roll in
+        degrees (None for a model without them), surest first. ``min_face_size`` and ``max_face_size`` (input pixels) search that
         size range only (the first at the resolution it needs, still capped by ``max_side``). An empty picture gives
         []; a picture of another shape (H x W x 2) raises ValueError."""
         image = np.asarray(image)

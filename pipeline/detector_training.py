@@ -10,32 +10,33 @@ from ``default_rng([seed, e, i])``), as square grayscale canvases of ``--canvas`
   (the scikit-image pictures without people and the background strips of the course training pictures; never the
   measuring part), sometimes a plain, gradient or noise field; or, a quarter of the time, a course training picture
   itself, framed around its face at a random scale (a real photo with its own background);
-* **faces** pasted onto it at random scales (a Haar-convention box side log-uniform from 12 pixels to 1.3 times
-  the canvas, so close-ups are cut by the border; in 40 % of the one-face canvases a close-up of 0.45-1.3 times
-  the canvas near its middle, the scale of the detector's coarse pass), positions, rolls (``roll_angle``: a quarter
-  of the faces at any angle, the rest mostly near upright), mirrored half the time, each with its own blur, brightness, contrast, gamma and noise: the course
-  training pictures (their one face known from the keypoints) and the 300-W crops of the *training* photos only
-  (``data_300w.validation_photos`` are held out and never read here). A 300-W crop is pasted through a feathered
-  ellipse or as its whole square, a course picture as its whole rectangle; squares of background are pasted as
-  well (0-3 per canvas, 3 more on an empty one), so a pasted edge is no sign of a face; half of them are **hard
-  negatives** (``mine_hard_negatives``): the places where the starting model (``--init``) sees a face in the
-  training pictures without faces, pasted at any roll. 30 % of the canvases are
+* **faces** pasted onto it at random scales (a Haar-convention box side log-uniform from 12 pixels to 1.3 times the
+  canvas, so close-ups are cut by the border; in 40 % of the one-face canvases a close-up of 0.45-1.3 times the
+  canvas near its middle, the scale of the detector's coarse pass), positions, rolls (``roll_angle``: 40 % of the
+  faces at any angle, the rest mostly near upright), mirrored half the time, each with its own blur, brightness,
+  contrast, gamma and noise: the course training pictures (their one face known from the keypoints) and the 300-W
+  crops of the *training* photos only (``data_300w.validation_photos`` are held out and never read here). A 300-W
+  crop is pasted through a feathered ellipse or as its whole square, a course picture as its whole rectangle;
+  squares of background are pasted as well (0-3 per canvas, 3 more on an empty one), so a pasted edge is no sign of
+  a face; half of them are **hard negatives** (``mine_hard_negatives``): the places where the starting model
+  (``--init``) sees a face in the training pictures without faces, pasted at any roll. 30 % of the canvases are
   group photos (2-8 faces of 12-60 pixels), 15 % hold no face at all (background crops of 0.15-1 of a side);
 * then blur, noise, contrast and a low-resolution round trip over the whole canvas.
 
 Targets (CenterNet, Zhou et al. 2019, "Objects as Points"): each face's box is ``haar_box_from_keypoints`` of its
 keypoints before the roll, turned with the face about its centre (its centre and side); its five points
 (``cnn.five_points``, right and left swapped in a mirrored face) are regressed as offsets from the centre in units
-of the side, and its roll class (``cnn.roll_bin`` of the points' eye line) is learned as a classification. A face is a positive when its centre lies in the canvas, at least 55 % of its box does
-(or the box is bigger than 0.7 of the canvas: a close-up) and later pastes cover at most half of it; its centre
-cell gets 1 on the heatmap under a Gaussian of sigma ``max(0.6, side / 4 / 8)`` cells (a sharper
-peak, side / 4 / 12, gave lower scores and no better separation), and the size (``log(side / 16)``) and sub-cell offset are regressed there. Other visible faces (mostly cut or covered) are
-ignored: the heatmap loss is masked over their box (``IGNORE_RADIUS``), so a face mostly outside the canvas is no
-negative. Size and offset are regressed on the 3 x 3 cells around each centre (the 8 neighbours at
-``NEIGHBOUR_WEIGHT``), so a peak one cell off still gives the right box. Loss: the penalty-reduced focal loss on the
-heatmap (alpha 2, beta 4) plus L1 on size, offset and (at ``POINT_WEIGHT``) the five points and the
-cross-entropy of the roll class (at ``ROLL_WEIGHT``) at the centres, normalised by the number of faces. Weights of a model without the points' outputs (``--init``) start the new
-outputs at zero.
+of the side, and its roll class (``cnn.roll_bin`` of the points' eye line) is learned as a classification. A face is
+a positive when its centre lies in the canvas, at least 55 % of its box does (or the box is bigger than 0.7 of the
+canvas: a close-up) and later pastes cover at most half of it; its centre cell gets 1 on the heatmap under a
+Gaussian of sigma ``max(0.6, side / 4 / 8)`` cells (a sharper peak, side / 4 / 12, gave lower scores and no better
+separation), and the size (``log(side / 16)``) and sub-cell offset are regressed there. Other visible faces (mostly
+cut or covered) are ignored: the heatmap loss is masked over their box (``IGNORE_RADIUS``), so a face mostly outside
+the canvas is no negative. Size, offset, points and roll class are learned on the 3 x 3 cells around each centre
+(the 8 neighbours at ``NEIGHBOUR_WEIGHT``), so a peak one cell off still gives the right box. Loss: the penalty-reduced focal loss on the
+heatmap (alpha 2, beta 4) plus L1 on size, offset and (at ``POINT_WEIGHT``) the five points and the cross-entropy of
+the roll class (at ``ROLL_WEIGHT``) at the centres, normalised by the number of faces. Weights of a model without
+the points' outputs (``--init``) start the new outputs at zero.
 
 Decoded sources are cached in ``.cache/detector_sources_v1.pkl`` (git-ignored), so later runs start at once.
 The ``.pt`` holds ``{"state_dict", "metadata"}`` (loadable with ``torch.load(weights_only=True)``); the ONNX export
