@@ -75,6 +75,10 @@ UNPACKED_SUFFIXES = (".ipynb", ".py", ".pt", ".json", ".zip")
 MAX_UNPACKED_BYTES = 2_000_000_000
 TIMEOUT_ENAME = "CellTimeoutError"  # the error a cell past its time limit gets in the executed notebook
 STUCK_GRACE = 20  # seconds for the cell after one whose interrupt left no trace (see run_notebooks)
+# A kernel that stops before the notebook's first cell has started failed to start (seen in a grading run of a
+# solved notebook: "Kernel died before replying to kernel_info"), which says nothing of the student's work: it is
+# started again, up to this many times in all.
+KERNEL_START_TRIES = 2
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # Folders of a submission never searched: data, caches, outputs, environments (the student's own hand-in files are).
 SKIPPED_DIRS = handin.SKIPPED_DIRS - {"handin"}
@@ -417,7 +421,8 @@ class KernelStuck(Exception):
 def run_notebooks(work: Path) -> None:
     """Run the notebooks the plan (``.grade/plan.json``) names, in order, each in a new kernel started in
     ``work``, and keep ``.grade/results.json`` (each check's outcome and how each notebook ran), the progress and
-    the executed notebooks up to date as they run, so that a time limit loses nothing already done."""
+    the executed notebooks up to date as they run, so that a time limit loses nothing already done. A kernel that
+    stops before the first cell has started is started again (``KERNEL_START_TRIES``)."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
@@ -435,11 +440,12 @@ def run_notebooks(work: Path) -> None:
 
     for name in plan["notebooks"]:
         notebook = nbformat.read(work / name, as_version=4)
-        state: dict[str, Any] = {"suspect": "", "written": 0.0}
+        state: dict[str, Any] = {"suspect": "", "written": 0.0, "cells": 0}
         run = results["notebooks"][name] = {"status": "running", "reason": "", "seconds": 0.0, "timeouts": []}
         tic = time.perf_counter()
 
         def started(cell: Any, cell_index: int, **_: Any) -> None:
+            state["cells"] += 1
             provisioner = getattr(client.km, "provisioner", None)
             save(grade / "progress.json", {"notebook": name, "cell": cell_index + 1, "source": source_summary(cell),
                                            "kernel_pgid": getattr(provisioner, "pgid", None)})
@@ -468,22 +474,29 @@ def run_notebooks(work: Path) -> None:
                 results["checks"][grade_id] = f"fail: time limit: the check ran past {timeout} s" if timed_out else cell_outcome(cell)
                 save(grade / "results.json", results)
 
-        client = NotebookClient(notebook, timeout=timeout, timeout_func=cell_timeout, iopub_timeout=15, allow_errors=True,
-                                kernel_name="python3", startup_timeout=120,
-                                interrupt_on_timeout=True, error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": "time limit", "traceback": []},
-                                resources={"metadata": {"path": str(work)}}, on_cell_execute=started, on_cell_executed=executed)
-        try:
-            client.execute()
-            run["status"] = "complete"
-        except KernelStuck as error:
-            run["status"], run["reason"] = "stopped", str(error)
-        except DeadKernelError:
-            progress = json.loads((grade / "progress.json").read_text())
-            run["status"] = "stopped"
-            run["reason"] = (f"the kernel died in cell {progress['cell']} ({progress['source']}): a crash (os._exit, out of memory, "
-                             "a native library)")
-        except Exception as error:  # nbclient raises several types when a kernel cannot start or stops answering
-            run["status"], run["reason"] = "stopped", f"{type(error).__name__}: {first_line(str(error))}"
+        for attempt in range(1, KERNEL_START_TRIES + 1):
+            client = NotebookClient(notebook, timeout=timeout, timeout_func=cell_timeout, iopub_timeout=15, allow_errors=True,
+                                    kernel_name="python3", startup_timeout=120, interrupt_on_timeout=True,
+                                    error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": "time limit", "traceback": []},
+                                    resources={"metadata": {"path": str(work)}}, on_cell_execute=started, on_cell_executed=executed)
+            try:
+                client.execute()
+                run["status"] = "complete"
+            except KernelStuck as error:
+                run["status"], run["reason"] = "stopped", str(error)
+            except DeadKernelError:
+                progress = json.loads((grade / "progress.json").read_text()) if state["cells"] else {"cell": 0, "source": "before any cell"}
+                run["status"] = "stopped"
+                run["reason"] = (f"the kernel died in cell {progress['cell']} ({progress['source']}): a crash (os._exit, out of memory, "
+                                 "a native library)")
+            except Exception as error:  # nbclient raises several types when a kernel cannot start or stops answering
+                run["status"], run["reason"] = "stopped", f"{type(error).__name__}: {first_line(str(error))}"
+            if run["status"] == "complete" or state["cells"]:
+                break
+            if attempt < KERNEL_START_TRIES:
+                run["reason"] = ""
+            else:
+                run["reason"] = f"the kernel did not start ({attempt} tries; {run['reason']}): grade this submission again"
         run["seconds"] = round(time.perf_counter() - tic, 1)
         if run["status"] == "stopped":
             for cell in notebook.cells:

@@ -364,3 +364,40 @@ def test_the_bare_release_handed_in_earns_nothing_for_its_unsolved_checks(graded
         assert "TODO" in found[check.grade_id] or "not defined yet" in found[check.grade_id], found[check.grade_id]
     assert all(found[a.grade_id] == "no answer" for a in course.answers)
     assert "exercise(s) still hold the stub" in graded_course["handin_stdout"]
+
+
+def test_a_kernel_that_stops_before_the_first_cell_is_started_again(tmp_path, monkeypatch):
+    """The reported case: in a grading run, the kernel of a solved notebook died before it answered ("Kernel died
+    before replying to kernel_info"), and the student's checks scored 0. A failed start says nothing of the work."""
+    import json
+
+    import nbclient
+
+    work = tmp_path / "work"
+    (work / grade.GRADE_DIR).mkdir(parents=True)
+    check = nbformat.v4.new_code_cell("assert x == 1", metadata={"nbgrader": {"grade_id": "check-x", "grade": True, "points": 1}})
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"), check]), work / "one.ipynb")
+    (work / grade.GRADE_DIR / "plan.json").write_text(json.dumps({"notebooks": ["one.ipynb"], "checks": ["check-x"], "cell_timeout": 60}))
+    real, starts = nbclient.NotebookClient.execute, []
+
+    def failing_starts(failures: int):
+        def execute(self, **kwargs):
+            starts.append(None)
+            if len(starts) <= failures:
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            return real(self, **kwargs)
+        return execute
+
+    monkeypatch.setattr(nbclient.NotebookClient, "execute", failing_starts(1))
+    grade.run_notebooks(work)
+    results = json.loads((work / grade.GRADE_DIR / "results.json").read_text())
+    assert len(starts) == 2 and results["checks"] == {"check-x": "pass"} and results["notebooks"]["one.ipynb"]["status"] == "complete"
+
+    starts.clear()
+    monkeypatch.setattr(nbclient.NotebookClient, "execute", failing_starts(grade.KERNEL_START_TRIES))
+    grade.run_notebooks(work)
+    results = json.loads((work / grade.GRADE_DIR / "results.json").read_text())
+    run = results["notebooks"]["one.ipynb"]
+    assert len(starts) == grade.KERNEL_START_TRIES and run["status"] == "stopped"
+    assert run["reason"].startswith("the kernel did not start") and "grade this submission again" in run["reason"]
+    assert results["checks"]["check-x"].startswith("not run: the kernel did not start")
