@@ -203,8 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             match = match_face(found, points) if name == "cnn" else None
             if match is not None and found[match].points is not None:
                 truth_five, five = five_points(points), found[match].points
-                roll = found[match].roll if found[match].roll is not None else eye_line_angle(five)
-                roll_errors.append(abs((roll - eye_line_angle(truth_five) + 180) % 360 - 180))
+                roll_errors.append(abs((found[match].roll - eye_line_angle(truth_five) + 180) % 360 - 180))
                 point_errors.append(float(np.linalg.norm(five - truth_five, axis=1).mean() / np.linalg.norm(truth_five[1] - truth_five[0])))
     report(f"300-W crops turned at random ({len(samples)})", rolled)
     if roll_errors:

@@ -485,10 +485,11 @@ def run_notebooks(work: Path) -> None:
             except KernelStuck as error:
                 run["status"], run["reason"] = "stopped", str(error)
             except DeadKernelError:
-                progress = json.loads((grade / "progress.json").read_text()) if state["cells"] else {"cell": 0, "source": "before any cell"}
-                run["status"] = "stopped"
-                run["reason"] = (f"the kernel died in cell {progress['cell']} ({progress['source']}): a crash (os._exit, out of memory, "
-                                 "a native library)")
+                run["status"], run["reason"] = "stopped", "the kernel died before the first cell"
+                if state["cells"]:
+                    progress = json.loads((grade / "progress.json").read_text())
+                    run["reason"] = (f"the kernel died in cell {progress['cell']} ({progress['source']}): a crash (os._exit, "
+                                     "out of memory, a native library)")
             except Exception as error:  # nbclient raises several types when a kernel cannot start or stops answering
                 run["status"], run["reason"] = "stopped", f"{type(error).__name__}: {first_line(str(error))}"
             if run["status"] == "complete" or state["cells"]:

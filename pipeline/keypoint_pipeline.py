@@ -48,7 +48,7 @@ from data_load import (
 )
 from detector_architectures import DEFAULT_DETECTOR, THOROUGH_PARAMS, Detection, HaarFaceDetector, box_iou, make_detector
 from detector_architectures.cnn import DETECTOR_NAME as LEARNED_NAME
-from detector_architectures.cnn import CNNFaceDetector
+from detector_architectures.cnn import CNNFaceDetector, eye_line_angle, five_points
 from detector_architectures.haar import box_intersection_over_smaller, suppress
 from pipeline.inference import (
     SHIPPED_MODEL,
@@ -339,10 +339,10 @@ def angle_between(a: float, b: float) -> float:
 
 
 def face_roll(keypoints: np.ndarray) -> float:
-    """The roll of a face in degrees: the angle of the line from the image-left eye's centre (points 36-41) to the
-    other eye's (42-47), with picture y pointing down, so positive when the face leans clockwise as seen."""
-    left, right = keypoints[36:42].mean(axis=0), keypoints[42:48].mean(axis=0)
-    return float(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])))
+    """The roll of a face in degrees, in [-180, 180): the eye line of its five points (``cnn.eye_line_angle``: from
+    the centre of points 36-41 to that of 42-47, picture y pointing down), so positive when the face leans clockwise
+    as seen, the same measure as the learned detector's roll."""
+    return float(eye_line_angle(five_points(keypoints)))
 
 
 def turning_frame(centre: Sequence[float], angle: float) -> np.ndarray:
