@@ -18,7 +18,7 @@ from detector_architectures.haar import (
 
 # The detectors ``make_detector`` (``detect.py --detector``) builds, and the pipeline's default.
 DETECTORS = ("cnn", "haar")
-DEFAULT_DETECTOR = "haar"
+DEFAULT_DETECTOR = "cnn"
 
 
 def make_detector(name: str, min_face_size: int | None = None, threads: int | None = None) -> HaarFaceDetector | CNNFaceDetector:

@@ -4,12 +4,21 @@
     for face in pipe.detect("photo.png"):
         print(face.box, face.keypoints.shape, face.score)
 
-Faces are found by a detector of ``detector_architectures`` (the Haar cascades by default, or our learned detector
-first and the cascades where it is unsure); each face box becomes the same square, padded crop the model was trained
-on (``data_load.crop_square_from_box``), all faces of a picture go through the network as one batch, and the
-keypoints are mapped back to the picture's pixels. Each face is re-cropped from its keypoints (upright along its eye
-line when tilted) until its crop stops moving, and checked (flip error, face score). Where the upright search finds
-no sure face, a wider one (``WiderSearch``) looks at padded, equalised and turned copies of the picture.
+By default the path is four steps:
+
+1. **detect**: our learned detector (``detector_architectures.cnn``) gives each face a box, five points and a roll;
+2. **crop**: each box becomes the square, padded crop the model was trained on (``data_load.crop_square_from_box``),
+   cut upright along the face's roll (``learned_candidate``; a roll that proves wrong is tried one and two classes
+   either side, ``retry_rolls``);
+3. **keypoints**: all faces of a picture go through the network as one batch, with their mirror images, and each face
+   is re-cropped from its keypoints (upright along its eye line) until its crop stops moving; the keypoints are
+   mapped back to the picture's pixels;
+4. **checks**: flip error, face score and, for a face cut along a roll, that its keypoints lie along it.
+
+Where the learned detector leaves doubt, the Haar cascades search upright around its doubtful faces or, with no sure
+face, over the whole picture. ``--detector haar`` (``from_pretrained(detector="haar")``) puts the cascades first,
+and where they find no sure face a wider search (``WiderSearch``) looks at padded, equalised and turned copies of
+the picture.
 
 Cost: every search reads a copy of the picture at the resolution its face sizes need (``GrayPyramid``): big faces
 first on a small copy, smaller ones only down to a quarter of the biggest face found (``SIZE_RATIO``) and to 2.5 % of
@@ -29,7 +38,7 @@ upright face.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -48,7 +57,7 @@ from data_load import (
 )
 from detector_architectures import DEFAULT_DETECTOR, THOROUGH_PARAMS, Detection, HaarFaceDetector, box_iou, make_detector
 from detector_architectures.cnn import DETECTOR_NAME as LEARNED_NAME
-from detector_architectures.cnn import CNNFaceDetector, eye_line_angle, five_points
+from detector_architectures.cnn import ROLL_BINS, CNNFaceDetector, eye_line_angle, five_points
 from detector_architectures.haar import box_intersection_over_smaller, suppress
 from pipeline.inference import (
     SHIPPED_MODEL,
@@ -110,6 +119,11 @@ MIN_FACE_SCORE = 0.5
 # The wider search looks at many more windows than the upright one (padded, equalised, turned copies), so more
 # false detections reach the checks; there a face must pass a stricter flip-error check. Measured by
 # ``benchmarks/flip_error.py`` with the shipped model: 99 % of the 770 test faces have a flip error of at most 0.018.
+# The same check, with ``LEARNED_MIN_FACE_SCORE``, keeps a doubtful face of the learned detector that the cascades do
+# not find (``KeypointPipeline.learned_confirmed``): two held-out 300-W faces (a head bent down, a face near profile:
+# face scores 0.999 and 0.9996, flip errors 0.0144 and 0.0145) are kept; a background read as a face (face score 0.53,
+# flip error 0.024; ``benchmarks/faces_in_the_wild.py``) and a patch on the astronaut's suit at 256 x 256 (0.87,
+# 0.014) are not.
 WIDER_MAX_FLIP_ERROR = 0.018
 
 # The detector of the wider search's upright pass: the pipeline's own with the thorough settings
@@ -243,6 +257,15 @@ LEARNED_MIN_FACE_SCORE = 0.99
 # face, it stopped the searches that find her the right way up. A face above it is not lost: it is a doubt
 # (``KeypointPipeline._learned_pass``).
 LEARNED_MAX_FLIP_ERROR = 0.0136
+
+# The learned detections whose crop fails the checks or is not sure that are cut again along other rolls
+# (``KeypointPipeline._learned_pass``), and those rolls: one of the detector's roll classes (45 degrees) either side
+# of its own, then two for those still without a sure face; at most four more crops each, so a picture's extra work
+# is bounded. Without them the learned detector first, with no wider search, found the astronaut turned every 15
+# degrees 15 times of 24; with one class either side 23, with two classes also the gray astronaut turned by 90 degrees
+# (read upright: the crop one class away gave keypoints 44 degrees from it, beyond ``ROLL_AGREEMENT``).
+LEARNED_RETRIES = 8
+RETRY_OFFSETS = (360.0 / ROLL_BINS, 720.0 / ROLL_BINS)
 
 # With the learned detector first, the cascades also search a picture whose search reads at most this many working
 # pixels (a 320 x 240 picture from 40-pixel faces: a few milliseconds), whatever the learned detector found, so
@@ -410,7 +433,9 @@ class KeypointPipeline:
     again, ``refine_steps`` times. A detection is kept as a face when it passes the checks: ``max_flip_error``
     drops crops whose flip error is larger (it needs the mirrored pass of ``flip_average``), ``min_face_score``
     drops crops whose face score is lower (for a model with a face score); None switches a check off. ``wider``
-    says where to search again, harder (``WiderSearch``: padded, equalised and turned copies of the picture).
+    says where to search again, harder (``WiderSearch``: padded, equalised and turned copies of the picture); None:
+    the detector's own default (``default_wider``: none after the learned detector, which finds turned faces
+    itself; where unsure after the cascades).
     Before that, ``recheck`` searches the picture upright again with the detector's thorough settings
     (``detector_architectures.THOROUGH_PARAMS``) where the fast pass leaves doubt: around its weak detections
     (``SETTLED_MIN_SCORE``) and those that failed the checks, or everywhere when it detected nothing.
@@ -434,7 +459,7 @@ class KeypointPipeline:
     convention: str | None = None
     min_face_score: float | None = MIN_FACE_SCORE
     align_min_roll: float = ALIGN_MIN_ROLL
-    wider: WiderSearch = field(default_factory=WiderSearch)
+    wider: WiderSearch | None = None
     recheck: bool = True
     size_ratio: float | None = SIZE_RATIO
     second_stage: Any = None  # a pipeline.second_stage.Refiner: refines every face's keypoints once its re-crops stop
@@ -479,6 +504,8 @@ class KeypointPipeline:
         else:  # the learned detector first; the cascades, from the same smallest face, where it is unsure
             sizes = {key: self.detector.params[key] for key in ("min_face_size", "min_face_fraction")}
             self.cascade_detector = HaarFaceDetector(**sizes)
+        if self.wider is None:
+            self.wider = default_wider(self.detector)
         self.wider_detector = HaarFaceDetector(**{**self.cascade_detector.params, **self.wider.detector_params})
         self.thorough_detector = HaarFaceDetector(**{**self.cascade_detector.params, **THOROUGH_PARAMS})
 
@@ -547,45 +574,74 @@ class KeypointPipeline:
     def detect(self, image: np.ndarray | str | os.PathLike) -> list[Face]:
         """Every face in the picture with its keypoints; an empty list when there is none.
 
-        The cascades search the picture upright with their fast settings, then again with their thorough ones where
-        that leaves doubt (``recheck``); with the learned detector as the pipeline's, it searches first and, in a
-        picture that is not small (``CASCADES_TOO_PIXELS``), its sure faces are kept with what the cascades' thorough
-        search finds around its doubtful ones (``_learned_pass``). The ``wider`` search follows
-        where it is asked for (by default only when no face passed the stricter check of the wider search)."""
+        With the learned detector (the default) it searches first and, in a picture that is not small
+        (``CASCADES_TOO_PIXELS``), its sure faces are kept with what the cascades' thorough search finds around its
+        doubtful ones (``_learned_pass``). With no sure face, or in a small picture, the cascades search the whole
+        picture, and a doubtful face that is nearly sure (``learned_confirmed``) is kept where they find none. With the cascades as the pipeline's detector, they search the picture upright with their fast
+        settings, then again with their thorough ones where that leaves doubt (``recheck``). The ``wider`` search
+        follows where it is asked for (``default_wider``: by default only after the cascades, when no face passed its
+        stricter check)."""
         image = as_rgb_image(image)
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         pyramid = GrayPyramid(gray)
         if not isinstance(self.detector, CNNFaceDetector):
             return self._searched_wider(pyramid, self._cascade_search(pyramid))
-        sure, doubts = self._learned_pass(pyramid)
+        sure, doubtful = self._learned_pass(pyramid)
         cheap = self._working_pixels(gray.shape, self.cascade_detector.smallest_face(gray.shape)) <= CASCADES_TOO_PIXELS
         if sure and not cheap and self.wider.when != "always":
-            return distinct_faces(sure + self._rechecked(pyramid, doubts)) if doubts else sure
-        learned = [] if doubts else sure  # here a doubt leaves the whole picture to the cascades' search
-        return self._searched_wider(pyramid, distinct_faces(learned + self._cascade_search(pyramid)))
+            return distinct_faces(sure + self._rechecked(pyramid, [face.box for face in doubtful])) if doubtful else sure
+        confirmed = [face for face in doubtful if self.learned_confirmed(face)]
+        return self._searched_wider(pyramid, distinct_faces(sure + self._cascade_search(pyramid) + confirmed))
 
-    def _learned_pass(self, pyramid: GrayPyramid) -> tuple[list[Face], list[np.ndarray]]:
-        """The faces the learned detector finds that pass the checks and are sure (``learned_sure``), and the boxes
-        (x, y, w, h, picture pixels) of those that pass them but are not sure: the doubts. Beside a sure face, the
-        cascades' thorough search looks around each doubt (``_rechecked``); with no sure face, they search the whole
-        picture. Measured with ``benchmarks/pipeline_speed.py`` (one thread): a badge on the astronaut's suit read as a
-        face (face score 0.94) beside her sure face in the 3024 x 3024 close-up, and a face turned by 45 degrees beside
-        four sure ones in the 1920 x 1080 group, sent both pictures to the whole-picture search: 196 and 193 ms
-        against 103 and 100 ms with the search around the doubt, the same faces found. Two detections of one face
-        count once (``distinct_faces``, the better kept): a part of a sure face read as a face of its own (a box a
-        third of its side inside a close-up's face, face score 0.89) is no doubt (the 4288 x 2848 close-up: 198-200 ms
-        with the cascades, 105-107 ms without)."""
+    def _learned_pass(self, pyramid: GrayPyramid) -> tuple[list[Face], list[Face]]:
+        """The faces the learned detector finds that pass the checks and are sure (``learned_sure``), and those that
+        pass them but are not sure (the doubtful ones), without those lying inside a sure face (``outside_faces``).
+        Beside a sure face, the cascades' thorough search looks around each doubtful one (``_rechecked``); with no sure
+        face, they search the whole picture. Measured with ``benchmarks/pipeline_speed.py`` (one thread): a badge on the
+        astronaut's suit read as a face (face score 0.94) beside her sure face in the 3024 x 3024 close-up, and a face
+        turned by 45 degrees beside four sure ones in the 1920 x 1080 group, sent both pictures to the whole-picture
+        search: 196 and 193 ms against 103 and 100 ms with the search around the doubt, the same faces found. Two
+        detections of one face count once (``distinct_faces``, the better kept): a part of a sure face read as a face
+        of its own (a box a third of its side inside a close-up's face, face score 0.89) is no doubt (the 4288 x 2848
+        close-up: 198-200 ms with the cascades, 105-107 ms without).
+
+        The detector's roll is a class of 45 degrees, often one class off (``saved_models/face_detector.md``), so a
+        detection whose crop fails the checks or is not sure is cut again along the rolls of the classes beside its
+        own, then two classes away (``retry_rolls``, ``RETRY_OFFSETS``), for the ``LEARNED_RETRIES`` surest such
+        detections that do not lie inside a sure face (a part of it: ``outside_faces``; on the 4288 x 2848 close-up
+        of ``benchmarks/pipeline_speed.py`` its retries took the picture from 62 to 125 ms)."""
         smallest = self.detector.smallest_face(pyramid.picture.shape)
         copy, frame = pyramid.level(self.detector.scale_for(smallest))
-        found = self.detector.detect(copy, smallest * frame[0, 0])
-        candidates = [learned_candidate(d, frame, self.align_min_roll) for d in surest(found)
-                      if d.box[2] >= LEARNED_MIN_SIDE * smallest * frame[0, 0]]
-        checked = self._checked(pyramid, candidates, search_roll=[detection_roll(c.detection) for c in candidates])
+        found = [d for d in surest(self.detector.detect(copy, smallest * frame[0, 0]))
+                 if d.box[2] >= LEARNED_MIN_SIDE * smallest * frame[0, 0]]
+        checked = self._checked_along(pyramid, found, frame)
+        unsure = [d for d, face in zip(found, checked) if face is None or not self.learned_sure(face)]
+        for offset in RETRY_OFFSETS:  # one class either side, then two, for the detections still without a sure face
+            sure = [face for face in checked if face is not None and self.learned_sure(face)]
+            unsure = [d for d in unsure if outside_faces([unframed_box(d.box, frame)], sure)][:LEARNED_RETRIES]
+            again = [(d, replace(d, roll=roll)) for d in unsure for roll in retry_rolls(detection_roll(d), offset, self.align_min_roll)]
+            faces = self._checked_along(pyramid, [turned for _, turned in again], frame)
+            settled = {id(d) for (d, _), face in zip(again, faces) if face is not None and self.learned_sure(face)}
+            unsure = [d for d in unsure if id(d) not in settled]
+            checked += faces
         faces = distinct_faces(sorted((face for face in checked if face is not None), key=face_quality))
         sure, doubtful = [], []
         for face in faces:
             (sure if self.learned_sure(face) else doubtful).append(face)
-        return sure, outside_faces([face.box for face in doubtful], sure)
+        outside = outside_faces([face.box for face in doubtful], sure)
+        return sure, [face for face in doubtful if any(face.box is box for box in outside)]
+
+    def learned_confirmed(self, face: Face) -> bool:
+        """Whether a doubtful face of the learned detector is kept where the cascades find no face: it passes the wider
+        search's flip check (``WIDER_MAX_FLIP_ERROR``, looser than ``LEARNED_MAX_FLIP_ERROR``) and, for a model with a
+        face score, reaches ``LEARNED_MIN_FACE_SCORE``."""
+        return self._sure(face) and (face.face_score is None or face.face_score >= LEARNED_MIN_FACE_SCORE)
+
+    def _checked_along(self, pyramid: GrayPyramid, detections: Sequence[Detection], frame: np.ndarray) -> list[Face | None]:
+        """``_checked`` for learned detections in a copy of the picture (``frame``), each cut along its roll
+        (``learned_candidate``), whose keypoints must lie along it."""
+        candidates = [learned_candidate(d, frame, self.align_min_roll) for d in detections]
+        return self._checked(pyramid, candidates, search_roll=[detection_roll(d) for d in detections])
 
     def learned_sure(self, face: Face) -> bool:
         """Whether a face of the learned detector is kept without the cascades' search: its flip error is at most
@@ -869,6 +925,23 @@ def detection_roll(detection: Detection) -> float:
     """The roll in degrees (``face_roll``'s convention) the detector gives a face (the learned detector: from its roll
     class and five points, ``cnn.roll_of``), 0 where it gives none (the cascades search upright)."""
     return 0.0 if detection.roll is None else float(detection.roll)
+
+
+def retry_rolls(roll: float, offset: float, min_roll: float = ALIGN_MIN_ROLL) -> list[float]:
+    """The two rolls in degrees (-180 to 180) ``offset`` degrees either side of ``roll`` that a learned detection is
+    cut along again when its own roll failed; one below ``min_roll`` is cut upright (``learned_candidate``), as 0."""
+    return [0.0 if abs(angle_between(a, 0.0)) < min_roll else float((a + 180.0) % 360.0 - 180.0) for a in (roll - offset, roll + offset)]
+
+
+def default_wider(detector: HaarFaceDetector | CNNFaceDetector) -> WiderSearch:
+    """The wider search a pipeline uses after ``detector`` unless told: none after the learned detector, which finds
+    faces at every roll, size and light itself; where unsure (``WiderSearch()``) after the cascades, which find
+    upright faces only. Measured with the learned detector first, without and with the wider search where unsure:
+    the held-out 300-W faces (``benchmarks/faces_in_the_wild.py --split validation --no-faces``) 302 of 303 either
+    way, with 1 false face on the 288 pictures without faces instead of 4 (the wider search's turned copies read
+    background strips as faces); ``benchmarks/pipeline_speed.py`` 31 of 32 either way, no false face, median and
+    worst 45 / 110 ms instead of 48 / 334 ms (a picture without faces 30 ms instead of 334)."""
+    return WiderSearch(when="never") if isinstance(detector, CNNFaceDetector) else WiderSearch()
 
 
 def learned_candidate(detection: Detection, frame: np.ndarray, min_roll: float = ALIGN_MIN_ROLL) -> Candidate:

@@ -238,7 +238,7 @@ def model_card(card: str | os.PathLike = MODEL_CARD) -> str:
 # ---------------------------------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def shared_pipeline() -> KeypointPipeline:
-    """The shipped model and the Haar detector, loaded once per process."""
+    """The shipped model and the default face detector, loaded once per process."""
     return KeypointPipeline.from_pretrained()
 
 

@@ -215,10 +215,19 @@ def tiny_300w(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def pipe():
-    """The shipped model with the Haar detector, on one thread (``KeypointPipeline.from_pretrained``)."""
+    """The shipped model with the default detector (the learned one), on one thread
+    (``KeypointPipeline.from_pretrained``)."""
     from pipeline.keypoint_pipeline import KeypointPipeline
 
     return KeypointPipeline.from_pretrained(threads=1)
+
+
+@pytest.fixture(scope="module")
+def haar_pipe():
+    """The shipped model with the Haar cascades searching first (``--detector haar``), on one thread."""
+    from pipeline.keypoint_pipeline import KeypointPipeline
+
+    return KeypointPipeline.from_pretrained(detector="haar", threads=1)
 
 
 @pytest.fixture(scope="module")

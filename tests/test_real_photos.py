@@ -14,6 +14,7 @@ from PIL import Image
 
 from pipeline import detect_cli
 from pipeline.data_300w import Faces300WDataset
+from pipeline.no_faces import no_face_pictures
 from data_load import apply_exif_orientation, read_image, read_keypoints_csv, to_uint8
 from pipeline.evaluation import nme_interocular
 from detector_architectures import face_found, make_detector
@@ -185,8 +186,10 @@ def test_six_small_faces_in_a_twelve_megapixel_photo_are_found(pipe, astronaut):
 
 def test_the_smallest_face_is_an_option_of_the_api_and_the_command_line(tmp_path, astronaut, capsys):
     assert KeypointPipeline.from_pretrained(min_face_size=120).detector.params["min_face_size"] == 120
-    # asked for, the smallest face holds in a big photo too, where the default is 2.5 % of its shorter side
-    assert KeypointPipeline.from_pretrained(min_face_size=40).detector.smallest_face((3024, 4032)) == 40
+    # asked for, the smallest face holds in a big photo too, where the default is 2.5 % of its shorter side; the
+    # learned detector reads a 4032-pixel photo at 1344 pixels at most (its bounded cost), so 60 pixels there
+    assert KeypointPipeline.from_pretrained(min_face_size=40, detector="haar").detector.smallest_face((3024, 4032)) == 40
+    assert KeypointPipeline.from_pretrained(min_face_size=40).detector.smallest_face((3024, 4032)) == 60
     assert KeypointPipeline.from_pretrained().detector.smallest_face((3024, 4032)) == pytest.approx(75.6)
     assert detect_cli.build_parser().parse_args(["--min-face", "60"]).min_face == 60
 
@@ -227,8 +230,10 @@ def test_a_picture_without_faces_gives_none_after_the_wider_search(pipe):
 def test_the_wider_search_can_be_switched_off_or_always_run(astronaut, upright):
     dark = (astronaut * 0.15).astype(np.uint8)
     base = KeypointPipeline.from_pretrained(threads=1)
-    never = KeypointPipeline(base.runner, base.detector, wider=WiderSearch(when="never"))
-    assert never.detect(dark) == []
+    never = KeypointPipeline(base.runner, make_detector("haar"), wider=WiderSearch(when="never"))
+    assert never.detect(dark) == []  # the cascades' upright search misses her in the dark
+    learned_only = KeypointPipeline(base.runner, base.detector, wider=WiderSearch(when="never"))
+    assert_the_astronaut(learned_only.detect(dark), upright)  # the learned detector finds her without the wider search
     always = KeypointPipeline(base.runner, base.detector, wider=WiderSearch(when="always"))
     faces = always.detect(astronaut)
     assert nme_interocular(faces[0].keypoints[None], upright[None])[0] <= 0.01  # the upright face first
@@ -257,10 +262,10 @@ def test_a_face_must_pass_the_face_score_and_the_flip_check(pipe, flip_error, fa
 # ---------------------------------------------------------------------------------------------------------
 # 9. Close-ups cut by the picture's border (the held-out 300-W count is benchmarks/faces_in_the_wild.py)
 # ---------------------------------------------------------------------------------------------------------
-def test_a_close_up_cut_by_the_border_is_found_by_the_padded_search(pipe, astronaut, upright):
+def test_a_close_up_cut_by_the_border_is_found(pipe, astronaut, upright):
     close_up = cv2.resize(astronaut[80:220, 170:290], None, fx=2.0, fy=2.0, interpolation=cv2.INTER_LINEAR)
-    fast_only = KeypointPipeline(pipe.runner, pipe.detector, wider=WiderSearch(when="never"))
-    assert fast_only.detect(close_up) == []
+    fast_only = KeypointPipeline(pipe.runner, make_detector("haar"), wider=WiderSearch(when="never"))
+    assert fast_only.detect(close_up) == []  # the cascades' upright search misses her
     assert_the_astronaut(pipe.detect(close_up), (upright - np.array([170.0, 80.0])) * 2.0)
 
 
@@ -269,14 +274,33 @@ def test_held_out_faces_in_the_wild_are_found(pipe):
     validation = Faces300WDataset(SHARED_300W, "validation")
     samples = [validation[i] for i in range(len(validation))]
     found = [face_found([f.box for f in pipe.detect(s["image"])], s["keypoints"]) for s in samples]
-    assert len(samples) == 303 and sum(found) >= 0.99 * len(samples), [s["name"] for s, ok in zip(samples, found) if not ok]
+    assert len(samples) == 303 and sum(found) >= 302, [s["name"] for s, ok in zip(samples, found) if not ok]
 
 
 @pytest.mark.skipif(not SHARED_300W.is_dir(), reason="the 300-W crops are not beside the repository")
-def test_the_learned_wider_search_finds_a_close_up_the_cascades_miss(pipe):
+@pytest.mark.parametrize("name", ["afw/3858593140_2", "afw/79378097_6"])
+def test_a_nearly_sure_learned_face_the_cascades_miss_is_kept(pipe, name):
+    # a head bent down and a face near profile: face scores 0.999, flip errors 0.0144-0.0145, not sure by the learned
+    # detector's limit (0.0136) and missed by the cascades; the default has no wider search to find them again
+    validation = Faces300WDataset(SHARED_300W, "validation")
+    (sample,) = [validation[i] for i in range(len(validation)) if validation.names[i] == name]
+    assert pipe.wider.when == "never"
+    faces = pipe.detect(sample["image"])
+    assert len(faces) == 1 and face_found([faces[0].box], sample["keypoints"]) and pipe.learned_confirmed(faces[0])
+
+
+def test_the_pictures_without_faces_get_at_most_one_face(pipe, real_data_dir):
+    # the measuring part of the pictures without faces (its one face is a man in the background of Lindsey_Graham_00)
+    pictures = no_face_pictures("measuring", real_data_dir)
+    false = [name for name, picture in pictures for _ in pipe.detect(picture)]
+    assert len(pictures) == 288 and len(false) <= 1, false
+
+
+@pytest.mark.skipif(not SHARED_300W.is_dir(), reason="the 300-W crops are not beside the repository")
+def test_the_learned_detector_finds_a_close_up_the_cascades_miss(pipe):
     validation = Faces300WDataset(SHARED_300W, "validation")
     (sample,) = [validation[i] for i in range(len(validation)) if validation.names[i] == "afw/4555082379_1"]
-    cascades_only = KeypointPipeline(pipe.runner, pipe.detector, wider=WiderSearch(detector="haar", network=False))
+    cascades_only = KeypointPipeline(pipe.runner, make_detector("haar"), wider=WiderSearch(detector="haar", network=False))
     assert not face_found([f.box for f in cascades_only.detect(sample["image"])], sample["keypoints"])
     faces = pipe.detect(sample["image"])
     assert len(faces) == 1 and face_found([faces[0].box], sample["keypoints"])
@@ -305,7 +329,7 @@ def test_grid_boxes_are_squares_inside_the_picture_from_a_third_of_it(shape):
     ],
 )
 def test_faces_the_fast_pass_misses_are_found_by_the_thorough_search_around_its_doubts(real_data_dir, name, lost_by_the_fast_pass):
-    course = KeypointPipeline.from_pretrained(threads=1, convention="course", wider=WiderSearch(when="never"))
+    course = KeypointPipeline.from_pretrained(detector="haar", threads=1, convention="course", wider=WiderSearch(when="never"))
     names, truth = read_keypoints_csv(real_data_dir / "test_frames_keypoints.csv")
     keypoints = truth[list(names).index(name)]
     picture = read_image(real_data_dir / "test" / name, as_stored=True)
