@@ -4,7 +4,7 @@
 
 The video shows one test picture moving, turning slightly and changing size over a textured background (a
 smooth motion, as in a real video: cutting between different pictures would make the face jump). It is written to outputs/bench/tracking_input.mp4, read back with OpenCV and tracked with
-``pipeline.keypoint_pipeline.FaceTracker``. Reported: tracking-only fps, end-to-end fps (decode + tracking), how many frames
+``pipeline.tracking.FaceTracker``. Reported: tracking-only fps, end-to-end fps (decode + tracking), how many frames
 ran the detector, and the mean keypoint error against the known (moved) ground truth.
 """
 from __future__ import annotations
@@ -23,7 +23,8 @@ import torch  # noqa: E402
 
 from data_load import person_of, read_image, read_keypoints_csv, resolve_data_dir, split_paths, transform_points  # noqa: E402
 from pipeline.evaluation import COURSE_CONVENTION, nme_interocular  # noqa: E402
-from pipeline.keypoint_pipeline import FaceTracker, KeypointPipeline  # noqa: E402
+from pipeline.keypoint_pipeline import KeypointPipeline  # noqa: E402
+from pipeline.tracking import FaceTracker  # noqa: E402
 
 SIZE = (640, 480)
 

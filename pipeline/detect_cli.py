@@ -269,7 +269,7 @@ def run_video(
     """Track faces through a video file or webcam, writing an annotated video into ``out_dir`` (None: none) and,
     with ``results``, one record per frame (``picture_record`` with the frame's number from 0 and its time in
     seconds); returns timing figures."""
-    from pipeline.keypoint_pipeline import FaceTracker
+    from pipeline.tracking import FaceTracker
 
     capture = open_capture(source)
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0

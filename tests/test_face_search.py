@@ -15,7 +15,7 @@ from conftest import face_keypoints
 from data_load import crop_matrix, haar_box_from_keypoints, transform_points
 from detector_architectures import DETECTORS, CNNFaceDetector, HaarFaceDetector, make_detector
 from pipeline import detect_cli, keypoint_pipeline
-from pipeline.inference import crop_matrices, crop_shift, cut_crops
+from pipeline.inference import crop_matrices, crop_shift, cut_crops, scaling_frame
 from pipeline.keypoint_pipeline import (
     Face,
     GrayPyramid,
@@ -24,7 +24,6 @@ from pipeline.keypoint_pipeline import (
     box_intersection_over_smaller,
     distinct_faces,
     outside_faces,
-    scaling_frame,
     turning_frame,
     unframed_box,
 )

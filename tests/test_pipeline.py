@@ -12,7 +12,8 @@ from pipeline import detect_cli
 from data_load import DataError, haar_box_from_keypoints, read_image, read_keypoints_csv
 from pipeline.evaluation import nme_interocular
 from detector_architectures import Detection, HaarFaceDetector, box_iou
-from pipeline.keypoint_pipeline import FLIP_ERROR_NO_FACE, Face, FaceTracker, KeypointPipeline, WiderSearch
+from pipeline.keypoint_pipeline import FLIP_ERROR_NO_FACE, Face, KeypointPipeline, WiderSearch
+from pipeline.tracking import FaceTracker
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:

@@ -252,7 +252,8 @@ def test_the_wider_search_can_be_switched_off_or_always_run(astronaut, upright):
     ],
 )
 def test_a_face_must_pass_the_face_score_and_the_flip_check(pipe, flip_error, face_score, kept):
-    from pipeline.keypoint_pipeline import FLIP_ERROR_NO_FACE, MIN_FACE_SCORE, FaceTracker
+    from pipeline.keypoint_pipeline import FLIP_ERROR_NO_FACE, MIN_FACE_SCORE
+    from pipeline.tracking import FaceTracker
 
     assert MIN_FACE_SCORE == 0.5 and FLIP_ERROR_NO_FACE == 0.025
     assert pipe.is_face(flip_error, face_score) is kept
