@@ -12,7 +12,8 @@ Times are the median of ``--repeats`` runs of ``KeypointPipeline.detect`` on the
 time, with the wall-clock time beside it), with the default settings, with the other face detector
 (``detector_architectures.DETECTORS``) and, for comparison, with the wider search (``WiderSearch``) run where no
 face is sure ("wider search if unsure", what the cascades first use by default) and on every picture ("wider
-always", up to 1920 x 1080), after the default detector; every setting with the shipped model's second stage. The last line sums up each setting: faces found, false faces, median and worst time per picture.
+always", up to 1920 x 1080), after the default detector; every setting with the shipped model's second stage. The
+last line sums up each setting: faces found, false faces, median and worst time per picture.
 """
 from __future__ import annotations
 

@@ -12,7 +12,8 @@ from ``default_rng([seed, e, i])``), as square grayscale canvases of ``--canvas`
   itself, framed around its face at a random scale (a real photo with its own background);
 * **faces** pasted onto it at random scales (a Haar-convention box side log-uniform from 12 pixels to 1.3 times the
   canvas, so close-ups are cut by the border; in 40 % of the one-face canvases a close-up of 0.45-1.3 times the
-  canvas near its middle, the scale of the detector's coarse pass), positions, rolls (``roll_angle``: 40 % of the
+  canvas near its middle, the scale of the detector's coarse pass, or, in half of those (``CLOSE_UP_NEIGHBOURS``),
+  two or three faces of 0.3-0.6 times the canvas side by side), positions, rolls (``roll_angle``: 40 % of the
   faces at any angle, the rest mostly near upright), mirrored half the time, each with its own blur, brightness,
   contrast, gamma and noise: the course training pictures (their one face known from the keypoints) and the 300-W
   crops of the *training* photos only (``data_300w.validation_photos`` are held out and never read here). A 300-W
@@ -249,7 +250,7 @@ def synthesise(sources: dict, size: int, rng: np.random.Generator) -> tuple[np.n
         extra = -1
     group = layout >= 0.25 and layout < 0.55
     empty = layout >= 0.55 and layout < 0.70
-    close_up = layout >= 0.70 and rng.random() < 0.4  # one face filling much of the canvas, as in the coarse pass
+    close_up = layout >= 0.70 and rng.random() < 0.4  # faces filling much of the canvas, as in the coarse pass
     count = 0 if empty else (int(rng.integers(2, 9)) if group else (1 if extra < 0 else int(extra)))
     row = close_up and rng.random() < CLOSE_UP_NEIGHBOURS  # two or three people side by side, as on a poster
     if row:

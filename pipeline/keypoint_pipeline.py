@@ -29,7 +29,8 @@ than they are (``GrayPyramid.source``), not from the photo. A call's
 work is bounded by counts, never by the clock, so a picture gives the same faces on an idle and on a busy machine:
 a fixed list of searches, each on a copy of bounded size and checking at most ``MAX_DETECTIONS`` detections, the
 thorough search around at most ``MAX_DOUBTS`` doubtful detections a pass, the network's search on at most
-``NETWORK_SEARCH_MAX_POSITIONS`` box positions along a side, and at most ``REFINE_STEPS`` re-crops a face.
+``NETWORK_SEARCH_MAX_POSITIONS`` box positions along a side, the crops along other rolls for at most
+``LEARNED_RETRIES`` learned detections, and at most ``REFINE_STEPS`` re-crops a face.
 
 Frames: a face found in a turned or padded copy carries a 2 x 3 matrix from picture pixels to that copy's pixels
 (its *frame*); its box is given in the frame, and crops are cut through the frame, so the network always sees an
@@ -258,6 +259,9 @@ LEARNED_MAX_FLIP_ERROR = 0.0136
 # is bounded. Without them the learned detector first, with no wider search, found the astronaut turned every 15
 # degrees 15 times of 24; with one class either side 23, with two classes also the gray astronaut turned by 90 degrees
 # (read upright: the crop one class away gave keypoints 44 degrees from it, beyond ``ROLL_AGREEMENT``).
+# ``LEARNED_RETRIES`` is a bound, not a tuned value: at most 32 more crops a picture, most of them stopped after their
+# first pass by their face score (``EARLY_FACE_SCORE``); on the pictures of ``benchmarks/pipeline_speed.py`` at most
+# two detections a picture were cut again.
 LEARNED_RETRIES = 8
 RETRY_OFFSETS = (360.0 / ROLL_BINS, 720.0 / ROLL_BINS)
 
@@ -571,10 +575,10 @@ class KeypointPipeline:
         With the learned detector (the default) it searches first and, in a picture that is not small
         (``CASCADES_TOO_PIXELS``), its sure faces are kept with what the cascades' thorough search finds around its
         doubtful ones (``_learned_pass``). With no sure face, or in a small picture, the cascades search the whole
-        picture, and a doubtful face that is nearly sure (``learned_confirmed``) is kept where they find none. With the cascades as the pipeline's detector, they search the picture upright with their fast
-        settings, then again with their thorough ones where that leaves doubt (``recheck``). The ``wider`` search
-        follows where it is asked for (``default_wider``: by default only after the cascades, when no face passed its
-        stricter check)."""
+        picture, and a doubtful face that is nearly sure (``learned_confirmed``) is kept where they find none. With
+        the cascades as the pipeline's detector, they search the picture upright with their fast settings, then again
+        with their thorough ones where that leaves doubt (``recheck``). The ``wider`` search follows where it is asked
+        for (``default_wider``: by default only after the cascades, when no face passed its stricter check)."""
         image = as_rgb_image(image)
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         pyramid = GrayPyramid(gray)
@@ -602,8 +606,8 @@ class KeypointPipeline:
         The detector's roll is a class of 45 degrees, often one class off (``saved_models/face_detector.md``), so a
         detection whose crop fails the checks or is not sure is cut again along the rolls of the classes beside its
         own, then two classes away (``retry_rolls``, ``RETRY_OFFSETS``), for the ``LEARNED_RETRIES`` surest such
-        detections that do not lie inside a sure face (a part of it: ``outside_faces``; on the 4288 x 2848 close-up
-        of ``benchmarks/pipeline_speed.py`` its retries took the picture from 62 to 125 ms)."""
+        detections that do not lie inside a sure face (a part of it, ``outside_faces``: the crops along other rolls of
+        a part of the face took the 4288 x 2848 close-up of ``benchmarks/pipeline_speed.py`` from 62 to 125 ms)."""
         smallest = self.detector.smallest_face(pyramid.picture.shape)
         copy, frame = pyramid.level(self.detector.scale_for(smallest))
         found = [d for d in surest(self.detector.detect(copy, smallest * frame[0, 0]))
@@ -611,8 +615,8 @@ class KeypointPipeline:
         checked = self._checked_along(pyramid, found, frame)
         unsure = [d for d, face in zip(found, checked) if face is None or not self.learned_sure(face)]
         for offset in RETRY_OFFSETS:  # one class either side, then two, for the detections still without a sure face
-            sure = [face for face in checked if face is not None and self.learned_sure(face)]
-            unsure = [d for d in unsure if outside_faces([unframed_box(d.box, frame)], sure)][:LEARNED_RETRIES]
+            sure_so_far = [face for face in checked if face is not None and self.learned_sure(face)]
+            unsure = [d for d in unsure if outside_faces([unframed_box(d.box, frame)], sure_so_far)][:LEARNED_RETRIES]
             again = [(d, replace(d, roll=roll)) for d in unsure for roll in retry_rolls(detection_roll(d), offset, self.align_min_roll)]
             faces = self._checked_along(pyramid, [turned for _, turned in again], frame)
             settled = {id(d) for (d, _), face in zip(again, faces) if face is not None and self.learned_sure(face)}
@@ -934,7 +938,7 @@ def default_wider(detector: HaarFaceDetector | CNNFaceDetector) -> WiderSearch:
     the held-out 300-W faces (``benchmarks/faces_in_the_wild.py --split validation --no-faces``) 302 of 303 either
     way, with 1 false face on the 288 pictures without faces instead of 4 (the wider search's turned copies read
     background strips as faces); ``benchmarks/pipeline_speed.py`` 31 of 32 either way, no false face, median and
-    worst 45 / 110 ms instead of 48 / 334 ms (a picture without faces 30 ms instead of 334)."""
+    worst 45 / 114 ms instead of 48 / 312 ms (the picture without faces 26 ms instead of 312)."""
     return WiderSearch(when="never") if isinstance(detector, CNNFaceDetector) else WiderSearch()
 
 

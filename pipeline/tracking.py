@@ -23,6 +23,7 @@ from pipeline.keypoint_pipeline import FLIP_ERROR_NO_FACE, MAX_DETECTIONS, Face,
 # The 770 test faces: minimum 14.3, 1st percentile 17.5.
 MIN_FACE_CONTRAST = 6.0
 
+
 class OneEuroFilter:
     """Adaptive low-pass filter (Casiez et al., 2012): smooths jitter when still, follows quickly when moving."""
 
