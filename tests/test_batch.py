@@ -425,3 +425,17 @@ def test_the_benchmark_builds_phone_sized_jpeg_photos_once(tmp_path):
     stamps = [p.stat().st_mtime_ns for p in photos]
     assert batch_speed.build_collection(tmp_path / "photos", 3, data=None, data_300w=None) == photos
     assert [p.stat().st_mtime_ns for p in photos] == stamps  # built once
+
+
+def test_a_picture_written_again_removes_what_a_killed_write_left(tmp_path, small):
+    # a run killed (-9) while it wrote p04's picture left its hidden file; the resumed run writes p04 again
+    out = tmp_path / "out"
+    out.mkdir()
+    leftover, other = out / ".p04_keypoints.jpg.h9ymnusc.tmp", out / ".p05_keypoints.jpg.a1b2c3d4.tmp"
+    leftover.write_bytes(b"half a picture")
+    other.write_bytes(b"another picture's")
+    batch.save_rgb(out / "p04_keypoints.jpg", small)
+    assert not leftover.exists() and other.exists()
+    assert cv2.imread(str(out / "p04_keypoints.jpg")).shape == small.shape
+    batch.save_rgb(out / "[odd] name.png", small)  # a name with glob characters
+    assert (out / "[odd] name.png").is_file()
