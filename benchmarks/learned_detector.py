@@ -43,6 +43,7 @@ from detector_architectures import Detection, HaarFaceDetector, face_found  # no
 from detector_architectures.cnn import CNNFaceDetector, eye_line_angle, five_points  # noqa: E402
 from detector_architectures.haar import match_face  # noqa: E402
 from detector_settings import measuring_sets  # noqa: E402
+from pipeline.keypoint_pipeline import angle_between  # noqa: E402
 
 CLOSE_UP_SIZES = ((2000, 1500), (3000, 2000), (4032, 3024))  # (width, height), in turn
 BIG = (4032, 3024)
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             match = match_face(found, points) if name == "cnn" else None
             if match is not None and found[match].points is not None:
                 truth_five, five = five_points(points), found[match].points
-                roll_errors.append(abs((found[match].roll - eye_line_angle(truth_five) + 180) % 360 - 180))
+                roll_errors.append(abs(angle_between(found[match].roll, float(eye_line_angle(truth_five)))))
                 point_errors.append(float(np.linalg.norm(five - truth_five, axis=1).mean() / np.linalg.norm(truth_five[1] - truth_five[0])))
     report(f"300-W crops turned at random ({len(samples)})", rolled)
     if roll_errors:

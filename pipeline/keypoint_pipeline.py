@@ -626,8 +626,7 @@ class KeypointPipeline:
         sure, doubtful = [], []
         for face in faces:
             (sure if self.learned_sure(face) else doubtful).append(face)
-        outside = outside_faces([face.box for face in doubtful], sure)
-        return sure, [face for face in doubtful if any(face.box is box for box in outside)]
+        return sure, [face for face in doubtful if outside_faces([face.box], sure)]
 
     def learned_confirmed(self, face: Face) -> bool:
         """Whether a doubtful face of the learned detector is kept where the cascades find no face: it passes the wider
@@ -928,7 +927,8 @@ def detection_roll(detection: Detection) -> float:
 def retry_rolls(roll: float, offset: float, min_roll: float = ALIGN_MIN_ROLL) -> list[float]:
     """The two rolls in degrees (-180 to 180) ``offset`` degrees either side of ``roll`` that a learned detection is
     cut along again when its own roll failed; one below ``min_roll`` is cut upright (``learned_candidate``), as 0."""
-    return [0.0 if abs(angle_between(a, 0.0)) < min_roll else float((a + 180.0) % 360.0 - 180.0) for a in (roll - offset, roll + offset)]
+    wrapped = [angle_between(roll + side * offset, 0.0) for side in (-1, 1)]
+    return [0.0 if abs(angle) < min_roll else angle for angle in wrapped]
 
 
 def default_wider(detector: HaarFaceDetector | CNNFaceDetector) -> WiderSearch:
