@@ -21,6 +21,7 @@ pipeline on one thread; the parent writes their records in the order of the jobs
 """
 from __future__ import annotations
 
+import glob
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -132,11 +133,15 @@ def encode_picture(image: np.ndarray, suffix: str) -> bytes:
 def save_rgb(path: Path, image: np.ndarray) -> None:
     """Write an RGB picture atomically (JPEG for a ``.jpg``/``.jpeg`` name, ``encode_picture``, else PNG): to a
     hidden file beside ``path``, then renamed onto it, so a stopped run never leaves half a picture under its name.
-    The hidden file a killed run (``kill -9`` while it wrote) left for the same picture is removed (``atomic_write``).
+    The hidden file a killed run (``kill -9`` while it wrote) left for the same picture is removed first: a picture
+    has one writer, while ``atomic_write`` itself must leave alone the temporary files of other processes writing the
+    same path at the same time (two processes building one cache).
 
     Raises DataError (one line) when the folder cannot be made or written."""
     encoded = encode_picture(image, path.suffix)
     try:
+        for leftover in path.parent.glob(f".{glob.escape(path.name)}.{'?' * 8}.tmp"):  # atomic_write's mkstemp names
+            leftover.unlink(missing_ok=True)
         atomic_write(path, lambda partial: Path(partial).write_bytes(encoded))
     except OSError as error:
         raise DataError(f"Could not write {path}: {error.strerror}; check that the folder is writable.") from None

@@ -4,7 +4,6 @@ Nothing here imports the rest of the project.
 """
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import tempfile
@@ -23,12 +22,9 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """``write(temporary_path)`` into a temporary file beside ``path``, then rename it to ``path``: a crash never
-    leaves a half-written file, and an earlier ``path`` stays whole until the new one is complete. A process killed
-    outright (``kill -9``) cannot remove its temporary file: the next write of the same ``path`` removes it."""
+    leaves a half-written file, and an earlier ``path`` stays whole until the new one is complete."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for leftover in path.parent.glob(f".{glob.escape(path.name)}.{'?' * 8}.tmp"):  # mkstemp's names, below
-        leftover.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:

@@ -138,17 +138,6 @@ def test_save_is_atomic_and_overwrites(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o644  # readable by everyone, as a plain file would be (not mkstemp's 0600)
 
 
-def test_a_save_removes_the_temporary_a_killed_save_left(tmp_path):
-    # kill -9 during a save leaves mkstemp's file; the next save of the same path removes it, and no other file's
-    from resources.files import atomic_write
-
-    left, other, longer = tmp_path / ".model.pt.k3x9a0qz.tmp", tmp_path / ".other.pt.k3x9a0qz.tmp", tmp_path / ".model.pt.bak.k3x9a0qz.tmp"
-    for file in (left, other, longer):
-        file.write_bytes(b"half")
-    atomic_write(tmp_path / "model.pt", lambda partial: Path(partial).write_bytes(b"whole"))
-    assert (tmp_path / "model.pt").read_bytes() == b"whole" and not left.exists() and other.exists() and longer.exists()
-
-
 def test_failed_save_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
     model = build_model("fast", **SMALL)
     path = tmp_path / "model.pt"
