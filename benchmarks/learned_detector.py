@@ -43,7 +43,7 @@ from detector_architectures import Detection, HaarFaceDetector, face_found  # no
 from detector_architectures.cnn import CNNFaceDetector, eye_line_angle, five_points  # noqa: E402
 from detector_architectures.haar import match_face  # noqa: E402
 from detector_settings import measuring_sets  # noqa: E402
-from pipeline.keypoint_pipeline import angle_between  # noqa: E402
+from pipeline.faces import angle_between  # noqa: E402
 
 CLOSE_UP_SIZES = ((2000, 1500), (3000, 2000), (4032, 3024))  # (width, height), in turn
 BIG = (4032, 3024)

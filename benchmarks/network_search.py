@@ -2,7 +2,7 @@
 
     FKP_300W=../shared/300w python benchmarks/network_search.py --data ../shared/data [--backgrounds 600] [--every 6]
 
-Runs the network search alone (``KeypointPipeline._network_faces``: the face score on ``pipeline.keypoint_pipeline.grid_boxes``, the
+Runs the network search alone (``HaarSearch.network_faces``: the face score on ``pipeline.haar_search.grid_boxes``, the
 best boxes refined and checked) with every threshold switched off, on the training part of the pictures without
 faces (``no_faces``: scikit-image pictures and up to ``--backgrounds`` course backgrounds) and on every
 ``--every``-th 300-W training face. For each threshold it prints the false faces kept, under the wider search's
@@ -21,7 +21,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline import keypoint_pipeline  # noqa: E402
+from pipeline import haar_search, keypoint_pipeline  # noqa: E402
+from pipeline.inference import GrayPyramid  # noqa: E402
 from pipeline.data_300w import Faces300WDataset  # noqa: E402
 from data_load import DataError  # noqa: E402
 from detector_architectures import face_found  # noqa: E402
@@ -48,15 +49,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     false = []  # (flip error, face score) of every face kept on a picture without faces
     for _, picture in empty:
-        false += [(f.flip_error, f.face_score) for f in pipe._network_faces(cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY), None, 0.0)]
+        false += [(f.flip_error, f.face_score) for f in pipe.cascades.network_faces(GrayPyramid(cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY)), None, 0.0)]
     best = []  # the highest face score of a face found on the labelled face, 0 when none was
     for i in range(0, len(wild), args.every):
         sample = wild[i]
-        faces = pipe._network_faces(cv2.cvtColor(sample["image"], cv2.COLOR_RGB2GRAY), None, 0.0)
+        faces = pipe.cascades.network_faces(GrayPyramid(cv2.cvtColor(sample["image"], cv2.COLOR_RGB2GRAY)), None, 0.0)
         best.append(max([f.face_score for f in faces if face_found([f.box], sample["keypoints"])], default=0.0))
     errors, scores = np.array(false).reshape(-1, 2).T
     best_scores = np.array(best)
-    strict, own = keypoint_pipeline.WIDER_MAX_FLIP_ERROR, keypoint_pipeline.FLIP_ERROR_NO_FACE
+    strict, own = haar_search.WIDER_MAX_FLIP_ERROR, keypoint_pipeline.FLIP_ERROR_NO_FACE
     print(f"{len(empty)} training pictures without faces, {len(best_scores)} 300-W training faces")
     print(f"{'threshold':>9}  {f'false faces (flip <= {strict})':>28}  {f'false faces (flip <= {own})':>28}  {'faces found':>11}")
     for threshold in THRESHOLDS:

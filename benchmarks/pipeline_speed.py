@@ -32,7 +32,8 @@ import torch  # noqa: E402
 from data_load import DataError, read_image, read_keypoints_csv, resolve_data_dir, split_paths  # noqa: E402
 from pipeline.evaluation import nme_interocular  # noqa: E402
 from detector_architectures import DEFAULT_DETECTOR, make_detector  # noqa: E402
-from pipeline.keypoint_pipeline import KeypointPipeline, WiderSearch  # noqa: E402
+from pipeline.haar_search import WiderSearch  # noqa: E402
+from pipeline.keypoint_pipeline import KeypointPipeline  # noqa: E402
 
 MATCH_NME = 0.25  # a pipeline face within this inter-ocular error of a true face is that face
 ALWAYS_MAX_PIXELS = 2_100_000  # "wider always" is timed on pictures up to 1920 x 1080 only (minutes beyond)

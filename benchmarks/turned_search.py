@@ -3,8 +3,8 @@
     python benchmarks/turned_search.py --data ../shared/data [--backgrounds 600]
 
 For each picture of the training part of the pictures without faces (``no_faces``) and each turn of
-``pipeline.keypoint_pipeline.WIDER_ROLLS``, every detection of the turned copy (the wider search's detector and equalisation) goes
-through the same checks as in ``KeypointPipeline._wider_faces`` (the face checks, the wider search's flip check,
+``pipeline.haar_search.WIDER_ROLLS``, every detection of the turned copy (the wider search's detector and equalisation) goes
+through the same checks as in ``HaarSearch.wider_faces`` (the face checks, the wider search's flip check,
 the eye line along the turn) but without the minimum number of windows; the faces that pass are false faces. It
 prints how many remain at each minimum (``TURNED_MIN_SCORE`` is the one the pipeline uses).
 """
@@ -22,7 +22,10 @@ import torch  # noqa: E402
 
 from data_load import DataError  # noqa: E402
 from pipeline.no_faces import no_face_pictures  # noqa: E402
-from pipeline.keypoint_pipeline import TURNED_MIN_SCORE, Candidate, KeypointPipeline, turned_copy  # noqa: E402
+from pipeline.faces import Candidate  # noqa: E402
+from pipeline.haar_search import TURNED_MIN_SCORE, turned_copy  # noqa: E402
+from pipeline.inference import GrayPyramid  # noqa: E402
+from pipeline.keypoint_pipeline import KeypointPipeline  # noqa: E402
 
 MINIMUMS = (4, 6, 8, 10, 12)
 
@@ -43,11 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     scores = []  # the number of windows of every false face of the turned passes
     for _, picture in empty:
         gray = cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY)
-        searched = pipe._searched(gray)
+        searched = pipe.cascades.searched(gray)
         for angle in pipe.wider.rolls:
             turned, frame = turned_copy(searched, angle)
-            candidates = [Candidate(d, frame) for d in pipe.thorough_detector.detect(turned)]
-            scores += [face.score for face in pipe._faces(gray, candidates, pipe.wider.max_flip_error, search_roll=angle)]
+            candidates = [Candidate(d, frame) for d in pipe.cascades.thorough_detector.detect(turned)]
+            scores += [face.score for face in pipe.checked_faces(GrayPyramid(gray), candidates, pipe.wider.max_flip_error, search_roll=angle)]
     scores = np.array(scores)
     print(f"{len(empty)} training pictures without faces, turns {pipe.wider.rolls}; the pipeline uses {TURNED_MIN_SCORE}")
     for minimum in MINIMUMS:

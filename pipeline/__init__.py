@@ -1,6 +1,7 @@
 """The keypoint pipeline and its parts: any picture -> every face -> 68 keypoints.
 
-``keypoint_pipeline`` (``KeypointPipeline``, ``WiderSearch``), ``tracking`` (``FaceTracker``: video), ``inference``
+``keypoint_pipeline`` (``KeypointPipeline``: the default path), ``haar_search`` (the cascades' searches,
+``WiderSearch``), ``faces`` (``Face`` and the geometry the searches share), ``tracking`` (``FaceTracker``: video), ``inference``
 (the network on face crops), ``evaluation`` (metrics; ``python evaluate.py``), ``training`` (what notebook 2's
 training uses besides the students' code), ``explain`` (feature maps, Grad-CAM, occlusion), ``data_300w`` and ``no_faces`` (data readers),
 ``detect_cli`` (``python detect.py``) and ``web_app`` (``python app.py``). ``trainer`` (the shipped models' presets

@@ -473,7 +473,7 @@ class Annotator:
         )
 
     def __call__(self, job: Job, picture: np.ndarray | None = None) -> dict:
-        from pipeline.keypoint_pipeline import as_rgb_image
+        from pipeline.faces import as_rgb_image
 
         try:
             image = as_rgb_image(picture if picture is not None else job.source)

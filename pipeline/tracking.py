@@ -16,7 +16,8 @@ import numpy as np
 
 from data_load import haar_box_from_keypoints, keypoint_box
 from detector_architectures import THOROUGH_PARAMS, HaarFaceDetector, box_iou
-from pipeline.keypoint_pipeline import FLIP_ERROR_NO_FACE, MAX_DETECTIONS, Face, KeypointPipeline, as_rgb_image, surest
+from pipeline.faces import MAX_DETECTIONS, Face, as_rgb_image, surest
+from pipeline.keypoint_pipeline import FLIP_ERROR_NO_FACE, KeypointPipeline
 
 # A followed face whose keypoint box holds less detail than this (standard deviation of its gray levels) is lost.
 # A flat region, such as a plain wall after the face has left, is symmetric, so the flip check cannot reject it.
@@ -149,7 +150,7 @@ class FaceTracker:
     def _detect(self, frame: np.ndarray) -> None:
         """Start following the faces the detector finds that no track covers yet (if they pass the flip check)."""
         self.frames_since_detection = 0
-        detector = self.detector if self.tracks else self.pipeline.thorough_detector
+        detector = self.detector if self.tracks else self.pipeline.cascades.thorough_detector
         room = MAX_DETECTIONS - len(self.tracks)  # at most MAX_DETECTIONS faces followed
         new = [d for d in surest(detector.detect(frame)) if all(box_iou(d.box, t.box) < 0.3 for t in self.tracks)][:room]
         if not new:

@@ -45,7 +45,8 @@ from data_load import DataError, read_image
 from filters import FILTERS
 from resources.onnx_model import ModelError
 from pipeline.batch import save_rgb
-from pipeline.keypoint_pipeline import KeypointPipeline, as_rgb_image
+from pipeline.faces import as_rgb_image
+from pipeline.keypoint_pipeline import KeypointPipeline
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 MODEL_CARD = REPO_DIR / "saved_models" / "README.md"

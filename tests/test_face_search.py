@@ -14,19 +14,12 @@ import pytest
 from conftest import face_keypoints
 from data_load import crop_matrix, haar_box_from_keypoints, transform_points
 from detector_architectures import DETECTORS, CNNFaceDetector, HaarFaceDetector, make_detector
-from pipeline import detect_cli, keypoint_pipeline
-from pipeline.inference import crop_matrices, crop_shift, cut_crops, scaling_frame
-from pipeline.keypoint_pipeline import (
-    Face,
-    GrayPyramid,
-    KeypointPipeline,
-    WiderSearch,
-    box_intersection_over_smaller,
-    distinct_faces,
-    outside_faces,
-    turning_frame,
-    unframed_box,
-)
+from detector_architectures.haar import box_intersection_over_smaller
+from pipeline import detect_cli, haar_search
+from pipeline.faces import Face, distinct_faces, outside_faces, turning_frame, unframed_box
+from pipeline.haar_search import WiderSearch
+from pipeline.inference import GrayPyramid, crop_matrices, crop_shift, cut_crops, scaling_frame
+from pipeline.keypoint_pipeline import KeypointPipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import pipeline_speed  # noqa: E402
@@ -160,7 +153,7 @@ def test_a_search_for_faces_of_a_size_range_keeps_to_it(astronaut):
 def test_a_close_up_is_not_scanned_for_faces_much_smaller_than_its_own(pipe, astronaut, monkeypatch):
     # the reported case: a 4288 x 2848 photo with one big face took 67 s, scanned from 40-pixel faces at full size
     picture = closeup(astronaut)
-    read = ReadPixels(pipe.cascade_detector, monkeypatch)
+    read = ReadPixels(pipe.cascades.detector, monkeypatch)
     (face,) = pipe.detect(picture)
     assert face.box[2] > 800
     # the 12-megapixel picture is searched on small copies: big faces first, then faces down to a quarter of hers
@@ -173,7 +166,7 @@ def test_six_small_faces_of_a_big_photo_are_searched_at_the_resolution_they_need
     for i in range(6):
         x, y = 400 + 1200 * (i % 3), 600 + 1400 * (i // 3)
         canvas[y : y + 200, x : x + 200] = head
-    read = ReadPixels(pipe.cascade_detector, monkeypatch)
+    read = ReadPixels(pipe.cascades.detector, monkeypatch)
     assert len(pipe.detect(canvas)) == 6
     assert read.pixels < 0.5 * canvas.shape[0] * canvas.shape[1]
 
@@ -239,9 +232,9 @@ def test_a_doubt_beside_a_sure_learned_face_is_searched_around_not_the_whole_pic
     learned_pass = pipe._learned_pass
     monkeypatch.setattr(pipe, "_learned_pass", lambda pyramid: (lambda sure, doubts: (sure, doubts + [badge]))(*learned_pass(pyramid)))
     searched, around = [], []
-    monkeypatch.setattr(pipe, "_cascade_search", lambda pyramid: searched.append(pyramid) or [])
-    rechecked = pipe._rechecked
-    monkeypatch.setattr(pipe, "_rechecked", lambda pyramid, doubtful: around.append(doubtful) or rechecked(pyramid, doubtful))
+    monkeypatch.setattr(pipe.cascades, "search", lambda pyramid: searched.append(pyramid) or [])
+    rechecked = pipe.cascades.rechecked
+    monkeypatch.setattr(pipe.cascades, "rechecked", lambda pyramid, doubtful: around.append(doubtful) or rechecked(pyramid, doubtful))
     faces = pipe.detect(picture)
     assert pipeline_speed.score(faces, truths) == (1, 0)
     assert not searched and len(around) == 1 and any(np.array_equal(box, badge.box) for box in around[0])
@@ -254,7 +247,7 @@ def test_the_enlarged_astronaut_of_the_speed_benchmark_needs_no_cascade_search(m
     name, shape, placements = next(scene for scene in pipeline_speed.scenes() if scene[0].startswith("close-up 4288x2848"))
     picture, truths = pipeline_speed.compose(shape, pipeline_speed.sources(None), placements)
     searches = []
-    monkeypatch.setattr(pipe, "_cascade_search", lambda pyramid: searches.append(pyramid) or [])
+    monkeypatch.setattr(pipe.cascades, "search", lambda pyramid: searches.append(pyramid) or [])
     faces = pipe.detect(picture)
     assert pipeline_speed.score(faces, truths) == (1, 0) and not searches
 
@@ -290,8 +283,8 @@ def test_the_defaults_do_not_search_around_a_part_of_the_enlarged_astronauts_fac
     name, shape, placements = next(scene for scene in pipeline_speed.scenes() if scene[0].startswith("close-up 4288x2848"))
     picture, truths = pipeline_speed.compose(shape, pipeline_speed.sources(None), placements)
     looked = []
-    rechecked = pipe._rechecked
-    monkeypatch.setattr(pipe, "_rechecked", lambda pyramid, doubtful: (looked.append(doubtful), rechecked(pyramid, doubtful))[1])
+    rechecked = pipe.cascades.rechecked
+    monkeypatch.setattr(pipe.cascades, "rechecked", lambda pyramid, doubtful: (looked.append(doubtful), rechecked(pyramid, doubtful))[1])
     faces = pipe.detect(picture)
     assert pipeline_speed.score(faces, truths) == (1, 0)
     inside = [box for boxes in looked for box in boxes or [] if box_intersection_over_smaller(np.asarray(box, float), faces[0].box) >= 0.5]
@@ -368,8 +361,8 @@ def test_every_wider_step_runs_on_a_picture_without_faces_where_asked(pipe, monk
 
     searching = KeypointPipeline(pipe.runner, pipe.detector, wider=WiderSearch() if asked else None)
     steps = []
-    search_steps = searching.search_steps
-    monkeypatch.setattr(searching, "search_steps", lambda pyramid: [(n, lambda f=f, n=n: (steps.append(n), f())[1]) for n, f in search_steps(pyramid)])
+    search_steps = searching.cascades.search_steps
+    monkeypatch.setattr(searching.cascades, "search_steps", lambda pyramid: [(n, lambda f=f, n=n: (steps.append(n), f())[1]) for n, f in search_steps(pyramid)])
     jumping_clocks(monkeypatch)
     assert searching.detect(data.coffee()) == []
     if asked:  # the learned detector's steps, then the cascades'
@@ -395,18 +388,18 @@ def test_the_thorough_search_looks_around_at_most_max_doubts_boxes(haar_pipe, as
     pipe = haar_pipe  # the cascades' search first
     picture = group_of_heads(astronaut)
     doubts = []
-    rechecked = pipe._rechecked
-    monkeypatch.setattr(pipe, "_rechecked", lambda pyramid, doubtful: (doubts.append(doubtful), rechecked(pyramid, doubtful))[1])
-    thorough = CountCalls(pipe.thorough_detector, monkeypatch)
+    rechecked = pipe.cascades.rechecked
+    monkeypatch.setattr(pipe.cascades, "rechecked", lambda pyramid, doubtful: (doubts.append(doubtful), rechecked(pyramid, doubtful))[1])
+    thorough = CountCalls(pipe.cascades.thorough_detector, monkeypatch)
     all_faces = pipe.detect(picture)
     (boxes,) = doubts  # one pass: a 1080 x 720 picture is searched in one
-    assert len(boxes) > 8 and thorough.calls == len(boxes) <= keypoint_pipeline.MAX_DOUBTS  # each looked at once
+    assert len(boxes) > 8 and thorough.calls == len(boxes) <= haar_search.MAX_DOUBTS  # each looked at once
 
-    monkeypatch.setattr(keypoint_pipeline, "MAX_DOUBTS", 4)
+    monkeypatch.setattr(haar_search, "MAX_DOUBTS", 4)
     doubts.clear()
     thorough.calls = 0
-    learned, fast = CountCalls(pipe.learned_detector, monkeypatch), CountCalls(pipe.cascade_detector, monkeypatch)
-    wider = CountCalls(pipe.wider_detector, monkeypatch)
+    learned, fast = CountCalls(pipe.learned_detector, monkeypatch), CountCalls(pipe.cascades.detector, monkeypatch)
+    wider = CountCalls(pipe.cascades.wider_detector, monkeypatch)
     faces = pipe.detect(picture)
     assert thorough.calls == 4 < len(doubts[0])  # the 4 largest doubtful boxes only
     # a fixed number of searches: two fast passes at most, the looks around doubts (or one over the whole picture)
@@ -417,14 +410,14 @@ def test_the_thorough_search_looks_around_at_most_max_doubts_boxes(haar_pipe, as
 
 
 def test_the_network_search_grid_is_bounded_whatever_the_picture_shape():
-    from pipeline.keypoint_pipeline import grid_boxes
+    from pipeline.haar_search import grid_boxes
 
     assert len(grid_boxes((160, 160), 40)) == 94  # as measured for NETWORK_SEARCH_SIDES
     assert len(grid_boxes((3024, 4032), 40)) == 141
     rows = 8 + 5 + 2 + 1  # positions across the short side for each box side
     for shape in [(1000, 2400), (100, 10000), (40, 2_500_000)]:
         boxes = grid_boxes(shape, 40)
-        assert 0 < len(boxes) <= rows * keypoint_pipeline.NETWORK_SEARCH_MAX_POSITIONS
+        assert 0 < len(boxes) <= rows * haar_search.NETWORK_SEARCH_MAX_POSITIONS
         right = boxes[:, 0] + boxes[:, 2]
         assert shape[1] - 1 <= right.max() <= shape[1] + 1e-3  # inside the picture, still reaching its far end
 

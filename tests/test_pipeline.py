@@ -12,7 +12,9 @@ from pipeline import detect_cli
 from data_load import DataError, haar_box_from_keypoints, read_image, read_keypoints_csv
 from pipeline.evaluation import nme_interocular
 from detector_architectures import Detection, HaarFaceDetector, box_iou
-from pipeline.keypoint_pipeline import FLIP_ERROR_NO_FACE, Face, KeypointPipeline, WiderSearch
+from pipeline.faces import Face
+from pipeline.haar_search import WiderSearch
+from pipeline.keypoint_pipeline import FLIP_ERROR_NO_FACE, KeypointPipeline
 from pipeline.tracking import FaceTracker
 
 
@@ -233,7 +235,7 @@ def test_tracker_drops_a_face_whose_keypoints_jump_or_change_size(pipe, astronau
 
     monkeypatch.setattr(pipe, "follow", moved)
     monkeypatch.setattr(tracker.detector, "detect", lambda image, *_, **__: [])
-    monkeypatch.setattr(pipe.thorough_detector, "detect", lambda image, *_, **__: [])
+    monkeypatch.setattr(pipe.cascades.thorough_detector, "detect", lambda image, *_, **__: [])
     assert len(tracker.update(astronaut)) == int(kept)
 
 
@@ -246,7 +248,7 @@ def test_tracker_drops_a_face_that_is_gone_and_ignores_false_detections(pipe, as
     boxes = background_boxes(astronaut, face.box)
     _, flip_errors = pipe.keypoints_and_flip_errors(astronaut, boxes, refine=True)
     false_box = boxes[int(np.argmax(flip_errors))]
-    monkeypatch.setattr(pipe.thorough_detector, "detect", lambda image, *_, **__: [Detection(false_box, 10)])  # searches while no face
+    monkeypatch.setattr(pipe.cascades.thorough_detector, "detect", lambda image, *_, **__: [Detection(false_box, 10)])  # searches while no face
     assert tracker.update(empty) == []
 
 
@@ -350,7 +352,8 @@ def test_a_learned_detection_is_cropped_upright_along_its_five_points(astronaut,
     from data_load import transform_points
     from detector_architectures.cnn import eye_line_angle, five_points
     from pipeline.inference import crop_matrices
-    from pipeline.keypoint_pipeline import detection_roll, face_roll, learned_candidate
+    from pipeline.faces import detection_roll, face_roll
+    from pipeline.keypoint_pipeline import learned_candidate
 
     upright = face_keypoints((180.0, 70.0, 90.0, 100.0))
 
@@ -378,7 +381,7 @@ def test_a_learned_face_given_a_wrong_roll_is_cut_again_upright(pipe, astronaut,
     from dataclasses import replace
 
     from pipeline.inference import GrayPyramid
-    from pipeline.keypoint_pipeline import face_roll
+    from pipeline.faces import face_roll
 
     detect = pipe.learned_detector.detect
     monkeypatch.setattr(pipe.learned_detector, "detect", lambda *a, **k: [replace(d, roll=40.0) for d in detect(*a, **k)])
@@ -386,13 +389,26 @@ def test_a_learned_face_given_a_wrong_roll_is_cut_again_upright(pipe, astronaut,
     assert len(sure) == 1 and abs(face_roll(sure[0].keypoints)) < 15
 
 
-def test_a_learned_detection_is_tried_again_one_and_two_roll_classes_either_side():
+def test_a_learned_detection_is_tried_again_one_and_two_roll_classes_either_side_then_opposite():
     from pipeline.keypoint_pipeline import RETRY_OFFSETS, retry_rolls
 
-    assert RETRY_OFFSETS == (45.0, 90.0)
+    assert RETRY_OFFSETS == (45.0, 90.0, 180.0)
     assert retry_rolls(-29.9, 45.0) == pytest.approx([-74.9, 0.0])  # 15.1 degrees is cut upright
     assert retry_rolls(170.0, 45.0) == pytest.approx([125.0, -145.0])
     assert retry_rolls(1.8, 90.0) == pytest.approx([-88.2, 91.8])
+    assert retry_rolls(-180.0, 180.0) == [0.0] and retry_rolls(30.0, 180.0) == pytest.approx([-150.0])  # one roll
+
+
+def test_a_learned_detection_is_first_cut_again_larger_and_higher_along_its_roll():
+    from detector_architectures import Detection
+    from pipeline.keypoint_pipeline import retried_detections
+
+    box = np.array([100.0, 100.0, 50.0, 50.0], np.float32)
+    (upright,) = retried_detections(Detection(box, 0.5, roll=5.0), 0)  # 5 degrees is cut upright: raised straight up
+    np.testing.assert_allclose(upright.box, [96.25, 91.25, 57.5, 57.5], atol=1e-4)
+    (sideways,) = retried_detections(Detection(box, 0.5, roll=90.0), 0)  # leaning right: the top of the head is right
+    np.testing.assert_allclose(sideways.box, [101.25, 96.25, 57.5, 57.5], atol=1e-4)
+    assert upright.roll == 5.0 and [d.roll for d in retried_detections(Detection(box, 0.5, roll=90.0), 3)] == [-90.0]
 
 
 def test_the_learned_detector_first_has_no_wider_search_by_default(pipe, haar_pipe):

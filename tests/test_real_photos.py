@@ -18,7 +18,10 @@ from pipeline.no_faces import no_face_pictures
 from data_load import apply_exif_orientation, read_image, read_keypoints_csv, to_uint8
 from pipeline.evaluation import nme_interocular
 from detector_architectures import face_found, make_detector
-from pipeline.keypoint_pipeline import NETWORK_SEARCH_MIN_FACE_SCORE, KeypointPipeline, WiderSearch, face_roll, grid_boxes
+from pipeline.faces import face_roll
+from pipeline.haar_search import NETWORK_SEARCH_MIN_FACE_SCORE, WiderSearch, grid_boxes
+from pipeline.inference import GrayPyramid
+from pipeline.keypoint_pipeline import KeypointPipeline
 from conftest import SHARED_300W
 
 
@@ -288,6 +291,18 @@ def test_a_nearly_sure_learned_face_the_cascades_miss_is_kept(pipe, name):
     assert pipe.wider.when == "never"
     faces = pipe.detect(sample["image"])
     assert len(faces) == 1 and face_found([faces[0].box], sample["keypoints"]) and pipe.learned_confirmed(faces[0])
+
+
+@pytest.mark.skipif(not SHARED_300W.is_dir(), reason="the 300-W crops are not beside the repository")
+@pytest.mark.parametrize("name", ["helen_trainset/2289530648_1", "lfpw_trainset/image_0334", "helen_trainset/2058725932_1"])
+def test_a_face_whose_learned_box_or_roll_is_wrong_is_found_by_the_learned_detector_alone(pipe, name):
+    # the first two: a box low and tight on the face (first crops' face scores 0.07 and 0.08, no face); the third read
+    # upside down (-180 degrees); before their retries only the cascades found them
+    validation = Faces300WDataset(SHARED_300W, "validation")
+    (sample,) = [validation[i] for i in range(len(validation)) if validation.names[i] == name]
+    sure, doubtful = pipe._learned_pass(GrayPyramid(cv2.cvtColor(sample["image"], cv2.COLOR_RGB2GRAY)))
+    found = [face for face in sure + doubtful if face_found([face.box], sample["keypoints"])]
+    assert found and pipe.learned_confirmed(found[0])
 
 
 def test_the_pictures_without_faces_get_at_most_one_face(pipe, real_data_dir):

@@ -197,7 +197,7 @@ def test_release_holds_the_course_and_nothing_ignored_or_for_instructors(release
     out, report = release
     files = set(report.files)
     for needed in [*NOTEBOOKS, "course/checks.py", "course/expected_values.npz", "course/reference_design.json", "data_load.py",
-                   "pipeline/explain.py", "filters.py", "models.py", "course/notebook_helpers.py", "pipeline/keypoint_pipeline.py", "pipeline/tracking.py",
+                   "pipeline/explain.py", "filters.py", "models.py", "course/notebook_helpers.py", "pipeline/keypoint_pipeline.py", "pipeline/haar_search.py", "pipeline/faces.py", "pipeline/tracking.py",
                    "pipeline/training.py", "detect.py", "README.md", "requirements.txt", "images/sunglasses.png",
                    "saved_models/keypoints_fast.pt", "saved_models/keypoints_course.pt", "detector_architectures/haar.py"]:
         assert needed in files, f"{needed} is missing from the release"
