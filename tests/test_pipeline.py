@@ -409,6 +409,8 @@ def test_a_learned_detection_is_first_cut_again_larger_and_higher_along_its_roll
     (sideways,) = retried_detections(Detection(box, 0.5, roll=90.0), 0)  # leaning right: the top of the head is right
     np.testing.assert_allclose(sideways.box, [101.25, 96.25, 57.5, 57.5], atol=1e-4)
     assert upright.roll == 5.0 and [d.roll for d in retried_detections(Detection(box, 0.5, roll=90.0), 3)] == [-90.0]
+    # a detection whose own crop passed the checks, unsure: only the roll classes beside its own
+    assert [len(retried_detections(Detection(box, 0.5, roll=90.0), k, failed=False)) for k in range(4)] == [0, 2, 2, 0]
 
 
 def test_the_learned_detector_first_has_no_wider_search_by_default(pipe, haar_pipe):
