@@ -578,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     for cascades in CASCADE_SETS:
         print(format_row(choose([r for r in rows if r["setting"].cascades == cascades], args.miss_cost, n)))
     first = choose(rows, args.miss_cost, n)
-    print(f"Stage 1 choice (cheapest; within one face of it, the fastest):")
+    print("Stage 1 choice (cheapest; within one face of it, the fastest):")
     print(format_row(first))
 
     # -- box corrections -------------------------------------------------------------------------------------

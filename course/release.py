@@ -320,9 +320,9 @@ def release_notebook(notebook, where: str) -> list[Stub]:
 # ---------------------------------------------------------------------------------------------------------
 # Which files
 # ---------------------------------------------------------------------------------------------------------
-def ignore_patterns(source: Path) -> list[str]:
-    """The patterns of ``source``/.gitignore (comments, blanks and negations left out), plus the always-skipped."""
-    patterns = list(ALWAYS_SKIPPED)
+def ignore_patterns(source: Path, always: Sequence[str] = ALWAYS_SKIPPED) -> list[str]:
+    """The patterns of ``source``/.gitignore (comments, blanks and negations left out), plus ``always``."""
+    patterns = list(always)
     gitignore = source / ".gitignore"
     if gitignore.is_file():
         for line in gitignore.read_text().splitlines():
@@ -353,26 +353,35 @@ def is_ignored(relative: str, is_dir: bool, patterns: list[str]) -> bool:
 
 
 def release_files(source: Path, skip: Sequence[Path] = ()) -> list[str]:
-    """Every file of the course that goes into a release (posix paths relative to ``source``), sorted."""
-    patterns = ignore_patterns(source)
+    """Every file of the course that goes into a release (posix paths relative to ``source``), sorted. A folder's own
+    .gitignore applies below it, as in git (the ``*`` that tool caches such as ``.ruff_cache/`` hold)."""
+    rules = {"": [("", ignore_patterns(source))]}  # folder prefix -> (prefix of a .gitignore's folder, its patterns)
     skip_resolved = {p.resolve() for p in skip}
     files = []
     for root, dirs, names in os.walk(source):
         root_path = Path(root)
         relative_root = root_path.relative_to(source).as_posix()
         prefix = "" if relative_root == "." else f"{relative_root}/"
+        here = rules.pop(prefix)
+        if prefix and (root_path / ".gitignore").is_file():
+            here = here + [(prefix, ignore_patterns(root_path, always=()))]
+
+        def ignored(relative: str, is_dir: bool) -> bool:
+            return any(is_ignored(relative[len(base):], is_dir, patterns) for base, patterns in here)
+
         kept = []
         for d in sorted(dirs):
             relative = f"{prefix}{d}"
-            if (root_path / d).resolve() in skip_resolved or is_ignored(relative, True, patterns) or f"{relative}/" in INSTRUCTOR_ONLY:
+            if (root_path / d).resolve() in skip_resolved or ignored(relative, True) or f"{relative}/" in INSTRUCTOR_ONLY:
                 continue
             if d.endswith(".tmp") or (root_path / d / MANIFEST).exists():  # releases being built, or made elsewhere
                 continue
             kept.append(d)
+            rules[f"{relative}/"] = here
         dirs[:] = kept
         for n in sorted(names):
             relative = f"{prefix}{n}"
-            if not is_ignored(relative, False, patterns) and relative not in INSTRUCTOR_ONLY and not (root_path / n).is_symlink():
+            if not ignored(relative, False) and relative not in INSTRUCTOR_ONLY and not (root_path / n).is_symlink():
                 files.append(relative)
     return sorted(files)
 

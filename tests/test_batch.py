@@ -272,7 +272,7 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_in_a_log():
 # ---------------------------------------------------------------------------------------------------------
 def test_jpeg_photos_are_annotated_as_jpeg_and_png_pictures_as_png(capsys, tmp_path, astronaut):
     photo = write_jpeg(tmp_path / "in" / "photo.jpg", cv2.resize(astronaut, (1024, 1024)), quality=90)
-    drawing = write_png(tmp_path / "in" / "drawing.png", astronaut)
+    write_png(tmp_path / "in" / "drawing.png", astronaut)
     code, _, _ = run_cli(capsys, tmp_path / "in", "--out", tmp_path / "out", "--workers", "1")
     assert code == 0
     jpeg, png = tmp_path / "out" / "photo_keypoints.jpg", tmp_path / "out" / "drawing_keypoints.png"

@@ -105,7 +105,7 @@ def test_every_entry_gets_a_row_and_the_ones_not_graded_say_why(tiny):
 
 
 def test_a_hand_in_file_and_a_colab_folder_of_a_complete_solution_score_full_marks(tiny):
-    table, course = tiny["table"], tiny["course"]
+    table = tiny["table"]
     assert table["(maximum)"]["auto"] == "7" and table["(maximum)"]["total"] == "8"
     for student in ("zipped", "colab"):
         assert table[student]["auto"] == "7" and table[student]["status"] == "graded", table[student]

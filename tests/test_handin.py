@@ -65,7 +65,7 @@ def test_the_best_copy_of_each_notebook_goes_in_with_the_modules_and_the_model(t
     assert handin.check_archive(out, handin.course_notebooks(folder), ["lesson.py"]) == []
     printed = capsys.readouterr().out
     assert f"notebook 1  {syn.NAMES[0]}: from Copy of {syn.NAMES[0]}, 2 of 2 exercises done" in printed
-    assert f"notebook 2: 1 exercise(s) still hold the stub" in printed
+    assert "notebook 2: 1 exercise(s) still hold the stub" in printed
     assert "Upload facial-keypoints-handin.zip where your course collects work." in printed
 
 

@@ -607,6 +607,18 @@ def test_gitignore_pattern_rules():
     assert not ignored("other/saved_models/student_x.pt", False, ["saved_models/student_*.pt"])  # a slash inside: from the top
 
 
+def test_a_folders_own_gitignore_keeps_what_it_ignores_out_of_the_release(tmp_path):
+    (tmp_path / "course.py").write_text("x = 1\n")
+    (tmp_path / ".ruff_cache" / "0.1").mkdir(parents=True)  # a tool's cache ignores itself with its own .gitignore
+    (tmp_path / ".ruff_cache" / ".gitignore").write_text("# made by a linter\n*\n")
+    (tmp_path / ".ruff_cache" / "0.1" / "123").write_text("cache")
+    (tmp_path / "notes" / "drafts").mkdir(parents=True)
+    (tmp_path / "notes" / ".gitignore").write_text("/drafts/\n*.bak\n")
+    for name in ("notes/keep.md", "notes/old.bak", "notes/drafts/a.md", "other.bak"):
+        (tmp_path / name).write_text("text\n")
+    assert course.release.release_files(tmp_path) == ["course.py", "notes/.gitignore", "notes/keep.md", "other.bak"]
+
+
 def test_the_git_link_file_of_a_worktree_is_not_released(tmp_path):
     (tmp_path / "course.py").write_text("x = 1\n")
     (tmp_path / ".git").write_text("gitdir: /somewhere/.git/worktrees/course\n")  # a worktree's or submodule's .git
