@@ -15,8 +15,8 @@ By default the path is four steps:
    mapped back to the picture's pixels;
 4. **checks**: flip error, face score and, for a face cut along a roll, that its keypoints lie along it.
 
-Where the learned detector leaves doubt, the Haar cascades search upright around its doubtful faces or, with no sure
-face, over the whole picture (``haar_search.HaarSearch``). ``--detector haar`` (``from_pretrained(detector="haar")``)
+Where the learned detector finds no sure face, and in small pictures, the Haar cascades search the picture upright
+as well (``haar_search.HaarSearch``). ``--detector haar`` (``from_pretrained(detector="haar")``)
 puts the cascades first, and where they find no sure face a wider search (``haar_search.WiderSearch``) looks at
 padded, equalised and turned copies of the picture.
 
@@ -181,7 +181,7 @@ class KeypointPipeline:
     drops crops whose flip error is larger (it needs the mirrored pass of ``flip_average``), ``min_face_score``
     drops crops whose face score is lower (for a model with a face score); None switches a check off.
     ``detector``: a ``CNNFaceDetector`` (the learned detector searches first; its faces are kept when they are sure,
-    ``learned_sure``, and the cascades search around its doubtful ones, or the whole picture where none is sure) or
+    ``learned_sure``, with its nearly sure doubtful ones; the cascades search the picture where none is sure) or
     a ``HaarFaceDetector`` (the cascades search first). ``refine_tolerance``: a face stops being re-cropped once its
     next crop would lie within this fraction of the crop's side of its last one (``REFINE_TOLERANCE``; 0: always
     ``refine_steps``). The cascades' searches (``haar_search.HaarSearch``, ``cascades``) follow ``wider`` (where to
@@ -315,10 +315,9 @@ class KeypointPipeline:
     def detect(self, image: np.ndarray | str | os.PathLike) -> list[Face]:
         """Every face in the picture with its keypoints; an empty list when there is none.
 
-        With the learned detector (the default) it searches first and, in a picture that is not small
-        (``CASCADES_TOO_PIXELS``), its sure faces are kept with what the cascades' thorough search finds around its
-        doubtful ones (``_learned_pass``). With no sure face, or in a small picture, the cascades search the whole
-        picture, and a doubtful face that is nearly sure (``learned_confirmed``) is kept where they find none. With
+        With the learned detector (the default) it searches first (``_learned_pass``), and its sure faces are kept
+        with its doubtful faces that are nearly sure (``learned_confirmed``). With no sure face, or in a small picture
+        (``CASCADES_TOO_PIXELS``), the cascades search the whole picture as well. With
         the cascades as the pipeline's detector, they search the picture upright with their fast settings, then again
         with their thorough ones where that leaves doubt (``recheck``). The ``wider`` search follows where it is asked
         for (``default_wider``: by default only after the cascades, when no face passed its stricter check)."""
@@ -329,22 +328,22 @@ class KeypointPipeline:
             return self.cascades.searched_wider(pyramid, self.cascades.search(pyramid))
         sure, doubtful = self._learned_pass(pyramid)
         cheap = self.cascades.working_pixels(gray.shape, self.cascades.detector.smallest_face(gray.shape)) <= CASCADES_TOO_PIXELS
-        if sure and not cheap and self.wider.when != "always":
-            return distinct_faces(sure + self.cascades.rechecked(pyramid, [face.box for face in doubtful])) if doubtful else sure
         confirmed = [face for face in doubtful if self.learned_confirmed(face)]
+        if sure and not cheap and self.wider.when != "always":
+            return distinct_faces(sure + confirmed)
         return self.cascades.searched_wider(pyramid, distinct_faces(sure + self.cascades.search(pyramid) + confirmed))
 
     def _learned_pass(self, pyramid: GrayPyramid) -> tuple[list[Face], list[Face]]:
         """The faces the learned detector finds that pass the checks and are sure (``learned_sure``), and those that
         pass them but are not sure (the doubtful ones), without those lying inside a sure face (``outside_faces``).
-        Beside a sure face, the cascades' thorough search looks around each doubtful one (``HaarSearch.rechecked``);
-        with no sure face, they search the whole picture. Measured with ``benchmarks/pipeline_speed.py`` (one thread): a
-        badge on the astronaut's suit read as a face (face score 0.94) beside her sure face in the 3024 x 3024
-        close-up, and a face turned by 45 degrees beside four sure ones in the 1920 x 1080 group, sent both pictures to
-        the whole-picture search: 196 and 193 ms against 103 and 100 ms with the search around the doubt, the same
-        faces found. Two detections of one face count once (``distinct_faces``, the better kept): a part of a sure face
-        read as a face of its own (a box a third of its side inside a close-up's face, face score 0.89) is no doubt
-        (the 4288 x 2848 close-up: 198-200 ms with the cascades, 105-107 ms without).
+        Beside a sure face no other search follows (``detect``). The cascades' thorough search used to look around
+        each doubtful face there; once failed crops were cut again (``retried_detections``) it found no face that the
+        learned pass missed in ``benchmarks/pipeline_speed.py``, ``benchmarks/faces_in_the_wild.py --split validation
+        --no-faces`` or ``evaluate.py --mode pipeline`` (the same 31 of 32, 302 of 303 and 770 of 770 faces, no false
+        face more), and it cost the 3024 x 3024 close-up 95 against 71 ms (a badge on the astronaut's suit read as a
+        face, face score 0.57) and the 1920 x 1080 group 79 against 78 ms. Two detections of one face count once
+        (``distinct_faces``, the better kept): a part of a sure face read as a face of its own (a box a third of its
+        side inside a close-up's face, face score 0.89) is no doubt.
 
         A detection whose crop fails the checks or is not sure is cut again (``retried_detections``), round by round,
         for the ``LEARNED_RETRIES`` surest such detections that do not lie inside a sure face (a part of it,

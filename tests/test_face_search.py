@@ -221,10 +221,11 @@ def test_a_part_of_a_sure_learned_face_read_as_a_face_does_not_call_the_cascades
     assert found == [sure] and len(doubts) == 1 and doubts[0] is elsewhere
 
 
-def test_a_doubt_beside_a_sure_learned_face_is_searched_around_not_the_whole_picture(monkeypatch):
+def test_a_doubt_beside_a_sure_learned_face_calls_no_cascade_search(monkeypatch):
     """A badge on the astronaut's suit read as a face (face score 0.94) beside her sure face in the 3024 x 3024
-    close-up of ``benchmarks/pipeline_speed.py`` sent the whole picture to the cascades: 196 ms instead of about 80.
-    The detector of today no longer reads the badge as a face, so the doubt is put where it was (the box it had)."""
+    close-up of ``benchmarks/pipeline_speed.py`` once sent the whole picture to the cascades (196 ms instead of about
+    80), then the region around it (95 ms instead of 71). The doubt is put where it was (the box it had); a nearly sure
+    doubt beside a sure face is kept without a search either."""
     pipe = KeypointPipeline.from_pretrained(detector="cnn", threads=1)
     name, shape, placements = next(scene for scene in pipeline_speed.scenes() if scene[0].startswith("close-up 3024x3024"))
     picture, truths = pipeline_speed.compose(shape, pipeline_speed.sources(None), placements)
@@ -237,7 +238,11 @@ def test_a_doubt_beside_a_sure_learned_face_is_searched_around_not_the_whole_pic
     monkeypatch.setattr(pipe.cascades, "rechecked", lambda pyramid, doubtful: around.append(doubtful) or rechecked(pyramid, doubtful))
     faces = pipe.detect(picture)
     assert pipeline_speed.score(faces, truths) == (1, 0)
-    assert not searched and len(around) == 1 and any(np.array_equal(box, badge.box) for box in around[0])
+    assert not searched and not around
+    badge.face_score, badge.flip_error = 0.995, 0.015  # nearly sure (learned_confirmed): kept as it is
+    faces = pipe.detect(picture)
+    assert pipeline_speed.score(faces, truths) == (1, 1) and any(face is badge for face in faces)
+    assert not searched and not around
 
 
 def test_the_enlarged_astronaut_of_the_speed_benchmark_needs_no_cascade_search(monkeypatch):
@@ -277,9 +282,11 @@ def test_one_face_read_upright_and_upside_down_is_one_face():
     assert distinct_faces([upright, misread]) == [upright, misread]
 
 
-def test_the_defaults_do_not_search_around_a_part_of_the_enlarged_astronauts_face(pipe, monkeypatch):
-    """The 4288 x 2848 close-up of ``benchmarks/pipeline_speed.py``: the second fast pass fires on a part of her face,
-    and the thorough search around it once cost 45 of the picture's 105 ms. (Doubts elsewhere are still looked at.)"""
+def test_the_cascades_do_not_search_around_a_part_of_the_enlarged_astronauts_face(haar_pipe, monkeypatch):
+    """The 4288 x 2848 close-up of ``benchmarks/pipeline_speed.py``, the cascades first: their second fast pass fires
+    on a part of her face, and the thorough search around it once cost 45 of the picture's 105 ms. (Doubts elsewhere
+    are still looked at.)"""
+    pipe = haar_pipe
     name, shape, placements = next(scene for scene in pipeline_speed.scenes() if scene[0].startswith("close-up 4288x2848"))
     picture, truths = pipeline_speed.compose(shape, pipeline_speed.sources(None), placements)
     looked = []
