@@ -136,7 +136,7 @@ WIDER_DETECTOR_NAME = "cnn"
 WIDER_MAX_SIDE = 640
 
 # The fast pass looks for big faces first, those of at least this fraction of the picture's shorter side, on a
-# small working copy (``KeypointPipeline._cascade_search``); the second pass looks for the smaller ones, up to
+# small working copy (``HaarSearch.search``); the second pass looks for the smaller ones, up to
 # ``COARSE_OVERLAP`` times that size (overlapping the first pass's range, since the cascade's scales are steps apart).
 COARSE_FRACTION = 0.2
 COARSE_OVERLAP = 1.25

@@ -164,8 +164,10 @@ REFRAMED_RISE = 0.1
 RETRY_OFFSETS = (360.0 / ROLL_BINS, 720.0 / ROLL_BINS, 180.0)
 
 # With the learned detector first, the cascades also search a picture whose search reads at most this many working
-# pixels (a 320 x 240 picture from 40-pixel faces: a few milliseconds), whatever the learned detector found, so
-# that the faces it misses there are found as before.
+# pixels (a 320 x 240 picture from 40-pixel faces: a few milliseconds), whatever the learned detector found. Measured
+# with ``python evaluate.py --mode pipeline`` (a scratch script that drops the rule): without it the course test set
+# gives 769 of its 770 faces; in Ed_Smart_51 (195 x 157, cheek to cheek with a girl whose face is sure) only the
+# cascades find his face, which the learned detector scores 0.22, below its threshold of 0.3.
 CASCADES_TOO_PIXELS = 320 * 240
 
 
