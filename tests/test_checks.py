@@ -184,6 +184,21 @@ def transforms_with(monkeypatch, train=None, test=None) -> None:
         monkeypatch.setattr(data_load, "test_transform", lambda size: Compose(test(size)))
 
 
+def test_a_random_test_pipeline_is_caught_when_its_first_two_windows_are_alike(monkeypatch):
+    class Draws:
+        """An rng whose ``integers`` gives these values in turn: RandomCrop's first windows alike by chance."""
+
+        def __init__(self, values: list[int]) -> None:
+            self.values = iter(values)
+
+        def integers(self, low: int, high: int) -> int:
+            return next(self.values)
+
+    rng = Draws([3, 5] * 3 + [9, 1] * 10)  # the shape check, then the first two runs of the "every time" check
+    transforms_with(monkeypatch, test=lambda s: [data_load.Rescale(126), data_load.RandomCrop(s, rng=rng), data_load.Normalize(), data_load.ToTensor()])
+    expect_failure(checks.check_transforms, match="nothing random")
+
+
 def test_a_training_pipeline_without_normalize_is_caught(monkeypatch):
     transforms_with(monkeypatch, train=lambda s: [data_load.Rescale(126), data_load.RandomCrop(s), data_load.ToTensor()])
     expect_failure(checks.check_transforms, match=r"train_transform\(112\) \(Rescale, RandomCrop, ToTensor\) has no Normalize: add")
