@@ -216,7 +216,7 @@ def test_a_part_of_a_sure_learned_face_read_as_a_face_does_not_call_the_cascades
     part = face_at(2000, 640, 430, face_score=0.89, flip_error=0.023)  # inside the sure face's box, not sure itself
     assert not pipe.learned_sure(part)
     assert learned_pass_with(pipe, [part, sure], monkeypatch) == ([sure], [])
-    elsewhere = face_at(3100, 2050, 290, face_score=0.93, flip_error=0.022)  # a doubt of its own: the cascades look
+    elsewhere = face_at(3100, 2050, 290, face_score=0.93, flip_error=0.022)  # a doubt of its own, outside the face
     found, doubts = learned_pass_with(pipe, [sure, elsewhere], monkeypatch)
     assert found == [sure] and len(doubts) == 1 and doubts[0] is elsewhere
 
