@@ -162,6 +162,7 @@ LEARNED_RETRIES = 8
 REFRAMED_SIDE = 1.15
 REFRAMED_RISE = 0.1
 RETRY_OFFSETS = (360.0 / ROLL_BINS, 720.0 / ROLL_BINS, 180.0)
+NEIGHBOUR_OFFSETS = RETRY_OFFSETS[:2]  # the rounds of a detection whose own crop passed the checks, unsure
 
 # With the learned detector first, the cascades also search a picture whose search reads at most this many working
 # pixels (a 320 x 240 picture from 40-pixel faces: a few milliseconds), whatever the learned detector found. Measured
@@ -323,8 +324,7 @@ class KeypointPipeline:
         the cascades as the pipeline's detector, they search the picture upright with their fast settings, then again
         with their thorough ones where that leaves doubt (``recheck``). The ``wider`` search follows where it is asked
         for (``default_wider``: by default only after the cascades, when no face passed its stricter check)."""
-        image = as_rgb_image(image)
-        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        gray = self._gray(image)
         pyramid = GrayPyramid(gray)
         if not isinstance(self.detector, CNNFaceDetector):
             return self.cascades.searched_wider(pyramid, self.cascades.search(pyramid))
@@ -376,8 +376,7 @@ class KeypointPipeline:
         """Whether a doubtful face of the learned detector is kept where the cascades find no face: its flip error is
         within the wider search's limit (``WIDER_MAX_FLIP_ERROR``, looser than ``LEARNED_MAX_FLIP_ERROR``) and, for a
         model with a face score, it reaches ``LEARNED_MIN_FACE_SCORE``."""
-        flip_ok = face.flip_error is None or face.flip_error <= WIDER_MAX_FLIP_ERROR
-        return flip_ok and (face.face_score is None or face.face_score >= LEARNED_MIN_FACE_SCORE)
+        return learned_within(face, WIDER_MAX_FLIP_ERROR)
 
     def _checked_along(self, pyramid: GrayPyramid, detections: Sequence[Detection], frame: np.ndarray) -> list[Face | None]:
         """``checked`` for learned detections in a copy of the picture (``frame``), each cut along its roll
@@ -388,8 +387,7 @@ class KeypointPipeline:
     def learned_sure(self, face: Face) -> bool:
         """Whether a face of the learned detector is kept without the cascades' search: its flip error is at most
         ``LEARNED_MAX_FLIP_ERROR`` and, for a model with a face score, its score reaches ``LEARNED_MIN_FACE_SCORE``."""
-        flip_ok = face.flip_error is None or face.flip_error <= LEARNED_MAX_FLIP_ERROR
-        return flip_ok and (face.face_score is None or face.face_score >= LEARNED_MIN_FACE_SCORE)
+        return learned_within(face, LEARNED_MAX_FLIP_ERROR)
 
     def is_face(self, flip_error: float, face_score: float) -> bool:
         """The checks a detection passes to be kept as a face (NaN measures pass: they were not computed)."""
@@ -489,6 +487,13 @@ class KeypointPipeline:
         return keypoints, result.flip_error, result.face_score
 
 
+def learned_within(face: Face, max_flip_error: float) -> bool:
+    """Whether a face's flip error is at most ``max_flip_error`` and, for a model with a face score, its face score
+    reaches ``LEARNED_MIN_FACE_SCORE`` (unmeasured checks pass)."""
+    flip_ok = face.flip_error is None or face.flip_error <= max_flip_error
+    return flip_ok and (face.face_score is None or face.face_score >= LEARNED_MIN_FACE_SCORE)
+
+
 def retry_rolls(roll: float, offset: float, min_roll: float = ALIGN_MIN_ROLL) -> list[float]:
     """The rolls in degrees (-180 to 180) ``offset`` degrees either side of ``roll`` that a learned detection is
     cut along again when its own roll failed; one below ``min_roll`` is cut upright (``learned_candidate``), as 0; the opposite
@@ -501,9 +506,10 @@ def retried_detections(detection: Detection, attempt: int, failed: bool = True, 
     ``REFRAMED_SIDE`` times larger and raised by ``REFRAMED_RISE`` times its side along the roll it is cut along
     (``reframed_box``, ``learned_candidate``); round k its roll changed by ``RETRY_OFFSETS[k - 1]`` degrees either way
     (``retry_rolls``). A detection whose own crop passed the checks without being sure (not ``failed``): its box is
-    about right and its roll is not opposite, so only the rolls of the classes beside its own are cut (rounds 1, 2)."""
+    about right and its roll is not opposite, so only the rolls of the classes beside its own are cut
+    (``NEIGHBOUR_OFFSETS``)."""
     roll = detection_roll(detection)
-    if not failed and (attempt == 0 or RETRY_OFFSETS[attempt - 1] > 720.0 / ROLL_BINS):
+    if not failed and (attempt == 0 or RETRY_OFFSETS[attempt - 1] not in NEIGHBOUR_OFFSETS):
         return []
     if attempt == 0:
         return [replace(detection, box=reframed_box(detection.box, roll if abs(roll) >= min_roll else 0.0))]
