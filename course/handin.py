@@ -59,6 +59,9 @@ MANIFEST = "handin.json"  # inside the archive: what was handed in, and where ea
 COURSE_KEY = "course"
 # What the students' release puts in place of a solution.
 CODE_STUB, TEXT_STUB = "# YOUR CODE HERE", "YOUR ANSWER HERE"
+# The release's placeholder for code still to write: the comment, then the line that raises. A student may keep the
+# comment above the code they write (nbgrader's habit); the solution is written once the raise is gone.
+UNWRITTEN_CODE = re.compile(rf"^[ \t]*{re.escape(CODE_STUB)}[ \t]*\n(?:[ \t]*\n)*[ \t]*raise NotImplementedError\b", re.MULTILINE)
 # Where Colab's "File > Save a copy in Drive" puts copies.
 COLAB_NOTEBOOKS = Path("/content/drive/MyDrive/Colab Notebooks")
 # Folders never searched for notebooks: data, caches, outputs, releases, environments.
@@ -193,8 +196,9 @@ def release_notebooks(course_dir: Path) -> list[str]:
 
 
 def is_stub(source: str) -> bool:
-    """Whether a cell still holds the release's placeholder for a solution."""
-    return CODE_STUB in source or TEXT_STUB in source
+    """Whether a cell still holds the release's placeholder for a solution (``UNWRITTEN_CODE``, or the written
+    answer's ``TEXT_STUB``)."""
+    return stubs_left(source) > 0 or TEXT_STUB in source
 
 
 def exercises_done(notebook: Any, course_notebook: CourseNotebook) -> int:
@@ -388,8 +392,9 @@ def check_archive(path: str | os.PathLike, course: Sequence[CourseNotebook], mod
 
 
 def stubs_left(text: str) -> int:
-    """How many solutions a module or cell still leaves to write (the release's ``# YOUR CODE HERE`` lines)."""
-    return text.count(CODE_STUB)
+    """How many solutions a module or cell still leaves to write: the release's placeholders whose
+    ``raise NotImplementedError`` is still there (``UNWRITTEN_CODE``)."""
+    return len(UNWRITTEN_CODE.findall(text))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -211,6 +211,16 @@ def test_the_modules_handed_in_are_the_ones_with_solutions():
         "course/handin.py's GRADED_MODULES must list every .py file with solution markers")
 
 
+def test_a_solution_written_below_the_kept_placeholder_comment_counts_as_written():
+    # a student who writes the code below "# YOUR CODE HERE" and deletes only the raise has written it; the hand-in once
+    # said "data_load.py: 6 TODO(s) not written yet" of a finished notebook 1 that kept the comments
+    module = 'def twice(x):\n    """Twice x."""\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n'
+    released, _ = course.release.release_python(module, "lesson.py")
+    assert handin.stubs_left(released) == 1 and handin.is_stub(released)
+    written = released.replace(released.splitlines()[-1], "    return 2 * x")
+    assert handin.CODE_STUB in written and handin.stubs_left(written) == 0 and not handin.is_stub(written)
+
+
 def test_the_release_writes_what_the_hand_in_reads(tiny):
     assert (handin.CODE_STUB, handin.TEXT_STUB, handin.RELEASE_MANIFEST) == (course.release.CODE_STUB, course.release.TEXT_STUB,
                                                                               course.release.MANIFEST)
