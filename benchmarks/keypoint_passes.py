@@ -51,9 +51,9 @@ def measure(pipe: KeypointPipeline, faces: list, flip: bool, steps: int, toleran
     passes = [0]
     predict = setting._predict
 
-    def counting(gray, matrices):
+    def counting(gray, matrices, *screen):
         passes[0] += len(matrices)
-        return predict(gray, matrices)
+        return predict(gray, matrices, *screen)
 
     setting._predict = counting
     predicted, tic = [], time.perf_counter()

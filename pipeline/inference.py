@@ -130,17 +130,20 @@ class GrayPyramid:
         return copy, scaling_frame(self.picture.shape, copy.shape)
 
     def source(self, step: float, finest: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
-        """The smallest copy made so far on which samples ``step`` picture pixels apart are still at least ``finest``
-        copy pixels apart, and its frame (2 x 3, picture pixels to the copy's). The sampler's own area averaging
-        (``data_load.warp``: by a whole factor where the step is 2 or more; ``second_stage.PatchGeometry.cut``: where
-        it is 4 or more) then reduces a few hundred pixels, not the millions a close-up's face covers in a
-        12-megapixel photo (4 ms a crop there, one thread). No copy is made for it: where the searches made none, the
-        picture itself is the source, as it is for faces too small for any copy."""
-        for copy in reversed(self.levels[1:]):
-            frame = scaling_frame(self.picture.shape, copy.shape)
-            if min(frame[0, 0], frame[1, 1]) * step >= finest:
-                return copy, frame
-        return self.picture, np.eye(2, 3)
+        """The smallest copy on which samples ``step`` picture pixels apart are still at least ``finest`` copy pixels
+        apart, and its frame (2 x 3, picture pixels to the copy's); halvings it needs are made here (``level``). The
+        sampler's own area averaging (``data_load.warp``: by a whole factor where the step is 2 or more;
+        ``second_stage.PatchGeometry.cut``: where it is 4 or more) then reduces a few hundred pixels, not the
+        millions a close-up's face covers in a 12-megapixel photo (4 ms a crop there, one thread). The searches
+        have made the first halvings of a big picture already; the further ones cost a quarter, a sixteenth, ... of
+        the first. Measured on ``benchmarks/pipeline_speed.py``'s close-ups (a scratch script timing ``cut_crops``
+        and the second stage, one thread) against the copies the searches had made only: where the face is 0.6 of a
+        4032 x 3024 photo's height, its crops took 1.7 against 2.9 ms; 0.8 of a 2448 x 3264 one, 1.3 against 2.3 ms
+        and the second stage 1.2 against 1.9 ms; smaller faces the same. Faces too small for any copy are sampled
+        from the picture."""
+        if step * 0.5 < finest:
+            return self.picture, np.eye(2, 3)
+        return self.level(finest / step)
 
 
 def crop_matrices(
@@ -213,15 +216,20 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def predict(
-    model: Any, crops: np.ndarray, convention: str | None = None, flip_average: bool = False, batch_size: int = 256
+    model: Any, crops: np.ndarray, convention: str | None = None, flip_average: bool = False, batch_size: int = 256,
+    screen: np.ndarray | None = None,
 ) -> CropPredictions:
     """Keypoints, flip errors and face scores for grayscale crops (N, S, S) in [0, 1].
 
     ``model`` is a PyTorch model or a runner from ``models.make_runner``; ``convention`` one the model predicts
     (None: its default, ``models.ModelError`` otherwise). With ``flip_average`` each crop is also predicted
-    mirrored (in the same batch), left/right labels swapped back with ``data_load.flip_permutation``, and the two
-    answers averaged; the face score then averages the two logits. The flip error comes with it: a face gives
-    nearly the same answer both ways, most crops without a face do not.
+    mirrored, left/right labels swapped back with ``data_load.flip_permutation``, and the two answers averaged;
+    the face score then averages the two logits. The flip error comes with it: a face gives nearly the same answer
+    both ways, most crops without a face do not.
+
+    ``screen`` (N,; NaN: none), with ``flip_average``: a crop whose face score unmirrored is below its value is
+    not predicted mirrored (half the cost of a crop that holds no face): its keypoints and face score are the
+    unmirrored ones and its flip error is NaN. A model without a face score screens nothing.
     """
     runner, layout = as_runner(model), layout_of(model)
     convention = layout.resolve(convention)
@@ -230,22 +238,37 @@ def predict(
     for start in range(0, len(crops), batch_size):
         batch = np.ascontiguousarray(crops[start : start + batch_size], dtype=np.float32)[:, None]
         n = len(batch)
-        if flip_average:
-            batch = np.ascontiguousarray(np.concatenate([batch, batch[..., ::-1]]))
-        raw = np.asarray(runner(batch), np.float32).reshape(len(batch), -1)
-        keypoints = np.array(layout.keypoints(raw, convention))
-        face = layout.face_logits(raw)
-        if flip_average:
-            points.append((keypoints[:n] + _mirrored(keypoints[n:], size, layout.flip_offset(convention))) / 2)
-            # the face check: measured on the default convention whatever the convention asked for
-            default = np.array(layout.keypoints(raw, None))
-            mirrored = _mirrored(default[n:], size, layout.flip_offset(None))
-            errors.append(np.linalg.norm(default[:n] - mirrored, axis=-1).mean(axis=-1) / 2)  # units span 2
-            logits.append((face[:n] + face[n:]) / 2 if face is not None else np.full(n, np.nan))
-        else:
-            points.append(keypoints)
+        if not flip_average:
+            raw = np.asarray(runner(batch), np.float32).reshape(n, -1)
+            face = layout.face_logits(raw)
+            points.append(np.array(layout.keypoints(raw, convention)))
             errors.append(np.full(n, np.nan))
             logits.append(face if face is not None else np.full(n, np.nan))
+            continue
+        limits = None if screen is None else np.asarray(screen, np.float64)[start : start + n]
+        if limits is None or np.isnan(limits).all():
+            raw = np.asarray(runner(np.ascontiguousarray(np.concatenate([batch, batch[..., ::-1]]))), np.float32).reshape(2 * n, -1)
+            plain, mirror, kept = raw[:n], raw[n:], np.arange(n)
+        else:
+            plain = np.asarray(runner(batch), np.float32).reshape(n, -1)
+            face = layout.face_logits(plain)
+            kept = np.arange(n) if face is None else np.flatnonzero(~(_sigmoid(face) < limits))
+            mirror = np.asarray(runner(np.ascontiguousarray(batch[kept, ..., ::-1])), np.float32).reshape(len(kept), -1) if len(kept) else plain[:0]
+        keypoints = np.array(layout.keypoints(plain, convention))
+        face = layout.face_logits(plain)
+        error = np.full(n, np.nan)
+        logit = face.astype(np.float64) if face is not None else np.full(n, np.nan)
+        if len(kept):
+            keypoints[kept] = (keypoints[kept] + _mirrored(np.array(layout.keypoints(mirror, convention)), size, layout.flip_offset(convention))) / 2
+            # the face check: measured on the default convention whatever the convention asked for
+            default = np.array(layout.keypoints(plain[kept], None))
+            back = _mirrored(np.array(layout.keypoints(mirror, None)), size, layout.flip_offset(None))
+            error[kept] = np.linalg.norm(default - back, axis=-1).mean(axis=-1) / 2  # units span 2
+            if face is not None:
+                logit[kept] = (face[kept] + layout.face_logits(mirror)) / 2
+        points.append(keypoints)
+        errors.append(error)
+        logits.append(logit)
     if not points:
         k = layout.num_keypoints
         return CropPredictions(np.zeros((0, k, 2), np.float32), np.zeros(0), np.zeros(0), convention)

@@ -124,6 +124,15 @@ ROLL_AGREEMENT = 30.0
 # scored below 0.05 on the first crop and passed after re-cropping.
 EARLY_FACE_SCORE = 0.1
 
+# The first crop of a learned detection is predicted mirrored only where its face score unmirrored reaches this;
+# below it the crop fails the checks at half the cost (``inference.predict``'s screen). Measured with a scratch script
+# on the learned detections' first crops, retries included, in ``evaluate.py --mode pipeline``'s course test
+# pictures, the held-out 300-W faces, the 288 measuring pictures without faces, the astronaut turned every 15 degrees
+# and ``benchmarks/pipeline_speed.py``'s pictures: no crop that passed the checks scored below 0.039 unmirrored
+# (300-W 0.052, turned astronaut 0.21; on the pictures without faces, where every face is false, 0.025), while 85-94 %
+# of the crops that failed scored below 0.02. The faces found are the same in each of those sets.
+SCREEN_FACE_SCORE = 0.02
+
 # A face of the learned detector is kept without the cascades' search when its face score reaches this (and its flip
 # error is within ``LEARNED_MAX_FLIP_ERROR``); ``KeypointPipeline.learned_sure``. In ``benchmarks/pipeline_speed.py``
 # the learned detector's true faces scored 0.994-0.997, while its readings of part of a turned face (60 and 45
@@ -425,7 +434,7 @@ class KeypointPipeline:
         steps = self.refine_steps if self.refine else 0
         # the learned detector's boxes: most of its false ones are told apart by their first crop alone
         early = np.array([EARLY_FACE_SCORE if c.detection.cascade == LEARNED_NAME else np.nan for c in candidates])
-        keypoints, flip_errors, face_scores = self._predict_in_frames(pyramid, boxes, [c.frame for c in candidates], steps, early)
+        keypoints, flip_errors, face_scores = self._predict_in_frames(pyramid, boxes, [c.frame for c in candidates], steps, early, True)
         faces: list[Face | None] = []
         for candidate, points, flip_error, face_score, roll in zip(candidates, keypoints, flip_errors, face_scores, rolls):
             passed = (
@@ -453,16 +462,24 @@ class KeypointPipeline:
         return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
 
     def _predict_in_frames(
-        self, pyramid: GrayPyramid, boxes: np.ndarray, frames: Sequence[np.ndarray], steps: int, early_face_score: np.ndarray | None = None
+        self, pyramid: GrayPyramid, boxes: np.ndarray, frames: Sequence[np.ndarray], steps: int, early_face_score: np.ndarray | None = None,
+        faces_only: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Predict for boxes given in their frames, then re-crop each face from its keypoints up to ``steps`` times:
         a face stops once its next crop would lie within ``refine_tolerance`` of its last (``inference.crop_shift``),
         since the network would see nearly the same crop again. A box whose first crop's face score is below its
-        ``early_face_score`` (N,; NaN: none) is not re-cropped (its first answer is returned)."""
+        ``early_face_score`` (N,; NaN: none) is not re-cropped (its first answer is returned); its first crop is
+        predicted mirrored only where its face score unmirrored reaches ``SCREEN_FACE_SCORE`` (``inference.predict``'s
+        screen). The second stage then refines every box's keypoints, or with ``faces_only`` those of the boxes that
+        pass ``is_face`` only (``checked`` drops the others: in a group photo most crops are failed detections and
+        their retries)."""
         if len(boxes) == 0:
             return np.zeros((0, self.runner.num_keypoints, 2), np.float32), np.zeros(0), np.zeros(0)
         matrices = crop_matrices(boxes, self.input_size, frames)
-        keypoints, flip_errors, face_scores = self._predict(pyramid, matrices)
+        screen = None
+        if early_face_score is not None and self.min_face_score is not None:  # a screened crop then fails the checks
+            screen = np.where(np.isnan(early_face_score), np.nan, SCREEN_FACE_SCORE)
+        keypoints, flip_errors, face_scores = self._predict(pyramid, matrices, screen)
         active = np.arange(len(boxes)) if early_face_score is None else np.flatnonzero(~(face_scores < early_face_score))
         for _ in range(steps if len(active) else 0):
             boxes, frames = zip(*(aligned_frame(keypoints[i], self.align_min_roll) for i in active))
@@ -476,13 +493,19 @@ class KeypointPipeline:
                 matrices[i] = following[j]
             keypoints[active], flip_errors[active], face_scores[active] = self._predict(pyramid, [matrices[i] for i in active])
         if self.second_stage is not None:
-            keypoints = self.second_stage.refine(pyramid, keypoints, self.convention)
+            chosen = [i for i in range(len(keypoints)) if not faces_only or self.is_face(flip_errors[i], face_scores[i])]
+            if chosen:
+                keypoints[chosen] = self.second_stage.refine(pyramid, keypoints[chosen], self.convention)
         return keypoints, flip_errors, face_scores
 
-    def _predict(self, pyramid: GrayPyramid, matrices: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _predict(
+        self, pyramid: GrayPyramid, matrices: Sequence[np.ndarray], screen: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Keypoints (N, 68, 2) in picture pixels, flip errors and face scores (N,) for crops through ``matrices``
-        (cut from the pyramid's copies where the face is big, ``GrayPyramid.source``)."""
-        result = predict(self.runner, cut_crops(pyramid, matrices, self.input_size), self.convention, self.flip_average)
+        (cut from the pyramid's copies where the face is big, ``GrayPyramid.source``); ``screen``: see
+        ``inference.predict``."""
+        crops = cut_crops(pyramid, matrices, self.input_size)
+        result = predict(self.runner, crops, self.convention, self.flip_average, screen=screen)
         keypoints = np.stack([transform_points(p, invert_matrix(m)) for p, m in zip(result.keypoints, matrices)])
         return keypoints, result.flip_error, result.face_score
 

@@ -24,6 +24,7 @@ import keypoint_passes  # noqa: E402
 import label_offsets  # noqa: E402
 import mediapipe_side_by_side  # noqa: E402
 import pipeline_speed  # noqa: E402
+import turned_faces  # noqa: E402
 import video_fps  # noqa: E402
 
 
@@ -225,3 +226,21 @@ def test_every_setting_of_the_speed_benchmark_has_the_shipped_second_stage(pipe)
     settings = pipeline_speed.compared_settings(pipe, threads=1)
     assert len(settings) == 4 and pipe.second_stage is not None
     assert all(setting.second_stage is pipe.second_stage and setting.runner is pipe.runner for setting in settings.values())
+
+
+def test_turned_faces_benchmark_counts_the_astronaut_at_each_roll(capsys):
+    assert turned_faces.main(["--every", "90"]) == 0
+    out = capsys.readouterr().out
+    rolls = re.findall(r"^\s*(-?[\d.]+) deg:\s+(\d+) / 1 found,\s+(\d+) read the right way", out, re.MULTILINE)
+    assert [float(roll) for roll, _, _ in rolls] == [-180.0, -90.0, 0.0, 90.0]
+    assert all(found == right == "1" for _, found, right in rolls)  # the real-photo tests hold these rolls too
+    assert re.search(r"^all: 4 / 4 found, 4 read the right way$", out, re.MULTILINE)
+
+
+def test_turned_faces_benchmark_moves_the_keypoints_with_the_picture():
+    picture = np.zeros((40, 60), np.uint8)
+    picture[10, 45] = 255
+    moved, points = turned_faces.turned(picture, np.array([[45.0, 10.0]]), 90.0)
+    ys, xs = np.nonzero(moved)
+    weights = moved[ys, xs].astype(np.float64)
+    assert np.allclose(points[0], [np.average(xs, weights=weights), np.average(ys, weights=weights)], atol=0.05)

@@ -94,6 +94,24 @@ def test_working_scale_bounds_the_cost() -> None:
     assert working_scale(3024, 4032, {**DEFAULT_PARAMS, "min_face_size": 200}) == pytest.approx(0.1)
 
 
+@pytest.mark.parametrize("shape, scale", [((3024, 4032), 20 / 75.6), ((1513, 2017), 0.37), ((480, 640), 0.5), ((301, 257), 1.7)])
+def test_the_working_picture_maps_back_onto_the_picture(shape: tuple[int, int], scale: float) -> None:
+    # a bright disc's centre, found in the working picture, lands where it was in the picture through the returned
+    # scale ((u + 0.5) / scale - 0.5), whatever halvings and last resize the reduction took; odd sizes included
+    height, width = shape
+    centre = np.array([width * 0.37 + 0.3, height * 0.61 + 0.2])
+    yy, xx = np.mgrid[0:height, 0:width]
+    radius = 0.08 * min(shape)
+    gray = np.clip(255 * (radius + 0.5 - np.hypot(xx - centre[0], yy - centre[1])), 0, 255).astype(np.uint8)
+    working, exact = CNNFaceDetector._resize(gray, scale)
+    assert exact == pytest.approx(scale, rel=2e-3)
+    assert working.shape[0] % 32 == 0 and working.shape[1] % 32 == 0
+    weights = working[: round(height * exact), : round(width * exact)].astype(np.float64)
+    wy, wx = np.mgrid[0 : weights.shape[0], 0 : weights.shape[1]]
+    found = np.array([(wx * weights).sum(), (wy * weights).sum()]) / weights.sum()
+    assert np.abs((found + 0.5) / exact - 0.5 - centre).max() < 0.5 / exact
+
+
 def test_finds_course_test_faces(real_data_dir, detector: CNNFaceDetector) -> None:
     csv_file, root = split_paths(real_data_dir, "test")
     names, keypoints = read_keypoints_csv(csv_file)

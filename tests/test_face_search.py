@@ -64,14 +64,14 @@ def test_a_pyramid_copy_maps_picture_points_onto_the_same_content():
     assert np.allclose(transform_points(np.array([[1000.0, 300.0]]), frame)[0], found, atol=0.6)
 
 
-def test_the_pyramid_offers_the_smallest_copy_made_so_far_that_keeps_the_samples_apart():
+def test_the_pyramid_offers_the_smallest_copy_that_keeps_the_samples_apart_and_makes_its_halvings():
     pyramid = GrayPyramid(np.zeros((3000, 4000), np.uint8))
-    assert pyramid.source(20.0)[0] is pyramid.picture  # no copy is made for a crop
-    pyramid.level(0.2)  # copies at 1/2, 1/4 (what a search asked for)
-    assert pyramid.source(20.0)[0].shape == (750, 1000)  # 5 copy pixels apart
+    assert pyramid.source(20.0)[0].shape == (375, 500)  # 2.5 copy pixels apart, the halvings to it made
+    assert [level.shape for level in pyramid.levels[1:]] == [(1500, 2000), (750, 1000), (375, 500)]
     assert pyramid.source(6.0)[0].shape == (1500, 2000)  # 3 apart; at 1/4 only 1.5
     assert pyramid.source(3.0)[0] is pyramid.picture  # a small face: the picture, as before
     assert pyramid.source(20.0, finest=8.0)[0].shape == (1500, 2000)
+    assert len(pyramid.levels) == 4  # nothing made twice
 
 
 def test_a_big_faces_crop_and_patches_cut_from_a_copy_match_those_cut_from_the_picture(pipe, astronaut):

@@ -12,7 +12,8 @@ from pipeline import detect_cli
 from data_load import DataError, haar_box_from_keypoints, read_image, read_keypoints_csv
 from pipeline.evaluation import nme_interocular
 from detector_architectures import Detection, HaarFaceDetector, box_iou
-from pipeline.faces import Face
+from pipeline.faces import Candidate, Face
+from pipeline.inference import GrayPyramid, face_crops, predict
 from pipeline.haar_search import WiderSearch
 from pipeline.keypoint_pipeline import FLIP_ERROR_NO_FACE, KeypointPipeline
 from pipeline.tracking import FaceTracker
@@ -106,7 +107,7 @@ def test_a_face_whose_crop_stops_moving_is_not_cropped_again(pipe, astronaut, mo
     group = detect_cli.montage([astronaut, astronaut[:, ::-1], astronaut], columns=3, cell=300)
     batches = []
     predict = pipe._predict
-    monkeypatch.setattr(pipe, "_predict", lambda gray, matrices: (batches.append(len(matrices)), predict(gray, matrices))[1])
+    monkeypatch.setattr(pipe, "_predict", lambda gray, matrices, *screen: (batches.append(len(matrices)), predict(gray, matrices, *screen))[1])
     settled = pipe.predict_boxes(group, [d.box for d in pipe.detector.detect(group)])[0]
     assert batches[0] == len(settled) and len(batches) <= 1 + pipe.refine_steps
     assert batches == sorted(batches, reverse=True) and batches[-1] < batches[0]  # faces drop out as they settle
@@ -189,6 +190,48 @@ def test_detect_drops_detections_that_fail_the_flip_check(haar_pipe, astronaut, 
     passing = sum(pipe.is_face(e, s) for e, s in zip(flip_errors, face_scores))
     assert len(kept) == 1 + passing < 1 + len(boxes)
     assert np.allclose(kept[0].box, face.box)
+
+
+def test_a_screened_crop_is_not_predicted_mirrored_and_the_others_are_unchanged(pipe, astronaut):
+    gray = cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)
+    boxes = np.array([[174.7, 64.1, 97.0, 97.0], [20, 300, 100, 100], [350, 350, 120, 120]], np.float32)  # the face, then background
+    crops = face_crops(gray, boxes, pipe.input_size)[0]
+    batches = []
+
+    def counting(batch):
+        batches.append(len(batch))
+        return pipe.runner(batch)
+
+    counting.input_size, counting.num_keypoints, counting.layout = pipe.runner.input_size, pipe.runner.num_keypoints, pipe.runner.layout
+    both = predict(pipe.runner, crops, None, True)
+    plain = predict(pipe.runner, crops, None, False)
+    screened = predict(counting, crops, None, True, screen=np.array([0.02, 0.02, np.nan]))
+    assert batches == [3, 2]  # the first background crop is not predicted mirrored; the face and the unscreened one are
+    assert plain.face_score[1] < 0.02 <= plain.face_score[0]
+    for i in (0, 2):
+        np.testing.assert_allclose(screened.keypoints[i], both.keypoints[i], atol=1e-3)
+        assert screened.flip_error[i] == pytest.approx(both.flip_error[i], abs=1e-5)
+        assert screened.face_score[i] == pytest.approx(both.face_score[i], abs=1e-5)
+    assert np.isnan(screened.flip_error[1]) and screened.face_score[1] == pytest.approx(plain.face_score[1], abs=1e-6)
+    np.testing.assert_allclose(screened.keypoints[1], plain.keypoints[1], atol=1e-3)
+    assert not pipe.is_face(screened.flip_error[1], screened.face_score[1])  # it fails the checks on its face score
+
+
+def test_the_second_stage_refines_only_the_crops_that_pass_the_checks(pipe, astronaut, monkeypatch):
+    face = pipe.detect(astronaut)[0]
+    boxes = background_boxes(astronaut, face.box, 6)
+    refined = []
+    refine = pipe.second_stage.refine
+    monkeypatch.setattr(pipe.second_stage, "refine", lambda gray, keypoints, *rest: (refined.append(len(keypoints)), refine(gray, keypoints, *rest))[1])
+    candidates = [Candidate(Detection(box, 1.0), np.eye(2, 3)) for box in [face.box, *boxes]]
+    pyramid = GrayPyramid(cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY))
+    checked = pipe.checked(pyramid, candidates)
+    kept = [c for c in checked if c is not None]
+    assert refined == [len(kept)] and 1 <= len(kept) < len(candidates)
+    # a face's keypoints are those of the same crops with every candidate refined (``predict_boxes``)
+    every = pipe.predict_boxes(astronaut, [c.detection.box for c in candidates])[0]
+    assert refined[-1] == len(candidates)
+    np.testing.assert_allclose(checked[0].keypoints, every[0], atol=1e-3)
 
 
 def test_tracker_follows_a_moving_face(pipe, astronaut):
