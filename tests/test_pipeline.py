@@ -396,7 +396,7 @@ def test_a_learned_detection_is_cropped_upright_along_its_five_points(astronaut,
     from detector_architectures.cnn import eye_line_angle, five_points
     from pipeline.inference import crop_matrices
     from pipeline.faces import detection_roll, face_roll
-    from pipeline.keypoint_pipeline import learned_candidate
+    from pipeline.learned_crops import learned_candidate
 
     upright = face_keypoints((180.0, 70.0, 90.0, 100.0))
 
@@ -433,7 +433,7 @@ def test_a_learned_face_given_a_wrong_roll_is_cut_again_upright(pipe, astronaut,
 
 
 def test_a_learned_detection_is_tried_again_one_and_two_roll_classes_either_side_then_opposite():
-    from pipeline.keypoint_pipeline import RETRY_OFFSETS, retry_rolls
+    from pipeline.learned_crops import RETRY_OFFSETS, retry_rolls
 
     assert RETRY_OFFSETS == (45.0, 90.0, 180.0)
     assert retry_rolls(-29.9, 45.0) == pytest.approx([-74.9, 0.0])  # 15.1 degrees is cut upright
@@ -444,7 +444,7 @@ def test_a_learned_detection_is_tried_again_one_and_two_roll_classes_either_side
 
 def test_a_learned_detection_is_first_cut_again_larger_and_higher_along_its_roll():
     from detector_architectures import Detection
-    from pipeline.keypoint_pipeline import retried_detections
+    from pipeline.learned_crops import retried_detections
 
     box = np.array([100.0, 100.0, 50.0, 50.0], np.float32)
     (upright,) = retried_detections(Detection(box, 0.5, roll=5.0), 0)  # 5 degrees is cut upright: raised straight up
