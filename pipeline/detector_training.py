@@ -182,10 +182,10 @@ def face_matrix(points: np.ndarray, target_side: float, centre: tuple[float, flo
     return np.hstack([rot, offset[:, None]]).astype(np.float32)
 
 
-def roll_angle(rng: np.random.Generator) -> float:
-    """A face's roll in degrees: any angle for ``ANY_ROLL`` of the faces; else uniform in +-90 one time in ten,
+def roll_angle(rng: np.random.Generator, any_roll: float = ANY_ROLL) -> float:
+    """A face's roll in degrees: any angle for a share ``any_roll`` of the faces; else uniform in +-90 one time in ten,
     near 180 one time in fifty, otherwise normal about upright (sigma 15, within +-35)."""
-    if rng.random() < ANY_ROLL:
+    if rng.random() < any_roll:
         return float(rng.uniform(-180, 180))
     if rng.random() < 0.1:
         return float(rng.uniform(-90, 90))
@@ -232,9 +232,11 @@ class Paster:
             self.faces.append((np.array([cx - side / 2, cy - side / 2, side, side]), len(self.masks) - 1, five))
 
 
-def synthesise(sources: dict, size: int, rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray], list[bool], list[np.ndarray]]:
+def synthesise(
+    sources: dict, size: int, rng: np.random.Generator, any_roll: float = ANY_ROLL
+) -> tuple[np.ndarray, list[np.ndarray], list[bool], list[np.ndarray]]:
     """One canvas: (size x size uint8, face boxes (x, y, side, side), positive or ignored for each, five points
-    (5, 2) of each)."""
+    (5, 2) of each); ``any_roll`` of its faces are turned by any angle (``roll_angle``)."""
     course, wild = sources["course"], sources["wild"]
     layout = rng.random()
     if layout < 0.25:  # a course picture as the scene
@@ -243,7 +245,7 @@ def synthesise(sources: dict, size: int, rng: np.random.Generator) -> tuple[np.n
         centre = (rng.uniform(0.1, 0.9) * size, rng.uniform(0.1, 0.9) * size)
         canvas = background(sources, size, rng)
         paster = Paster(canvas)
-        paster.paste(picture, face_matrix(points, side, centre, roll_angle(rng), rng.random() < 0.5), rng, "rect", points)
+        paster.paste(picture, face_matrix(points, side, centre, roll_angle(rng, any_roll), rng.random() < 0.5), rng, "rect", points)
         extra = rng.integers(0, 2)
     else:
         paster = Paster(background(sources, size, rng))
@@ -291,7 +293,7 @@ def synthesise(sources: dict, size: int, rng: np.random.Generator) -> tuple[np.n
             centre = (rng.uniform(-0.1, 1.1) * size, rng.uniform(-0.1, 1.1) * size)
         # a neighbour in a row is feathered to its face, so that it covers little of the face beside it
         feather = "ellipse" if rng.random() < 0.5 or previous is not None else "rect"
-        paster.paste(picture, face_matrix(points, side, centre, roll_angle(rng), rng.random() < 0.5), rng, feather, points)
+        paster.paste(picture, face_matrix(points, side, centre, roll_angle(rng, any_roll), rng.random() < 0.5), rng, feather, points)
         previous = (centre, side)
     canvas = paster.canvas
     if rng.random() < 0.2:  # low resolution round trip
@@ -358,15 +360,16 @@ def targets(boxes: list[np.ndarray], positive: list[bool], points: list[np.ndarr
 class SyntheticFaces(Dataset):
     """``length`` canvases of epoch ``epoch``: sample i comes from default_rng([seed, epoch, i])."""
 
-    def __init__(self, sources: dict, size: int, length: int, seed: int) -> None:
+    def __init__(self, sources: dict, size: int, length: int, seed: int, any_roll: float = ANY_ROLL) -> None:
         self.sources, self.size, self.length, self.seed, self.epoch = sources, size, length, seed, 0
+        self.any_roll = any_roll
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        canvas, boxes, positive, points = synthesise(self.sources, self.size, rng)
+        canvas, boxes, positive, points = synthesise(self.sources, self.size, rng, self.any_roll)
         return {"image": canvas, **targets(boxes, positive, points, self.size)}
 
 
@@ -458,7 +461,7 @@ def mine_hard_negatives(sources: dict, model: str | Path | None, log=print) -> l
 def train(sources: dict, args: argparse.Namespace) -> tuple[torch.nn.Module, dict]:
     """Train the network on synthesised canvases; (network, metadata)."""
     start = time.time()
-    dataset = SyntheticFaces(sources, args.canvas, args.epoch_size, args.seed)
+    dataset = SyntheticFaces(sources, args.canvas, args.epoch_size, args.seed, args.any_roll)
     net = build_network()
     if args.init:
         load_weights(net, args.init)
@@ -489,7 +492,7 @@ def train(sources: dict, args: argparse.Namespace) -> tuple[torch.nn.Module, dic
         "widths": list(WIDTHS), "depths": list(DEPTHS), "fpn_width": FPN_WIDTH, "stride": STRIDE, "size_unit": SIZE_UNIT, "points": POINT_COUNT,
         "roll_bins": ROLL_BINS,
         "canvas": args.canvas, "epochs": args.epochs, "epoch_size": args.epoch_size, "batch": args.batch, "lr": args.lr,
-        "seed": args.seed, "init": Path(args.init).name if args.init else None, "train_seconds": round(time.time() - start),
+        "seed": args.seed, "any_roll": args.any_roll, "init": Path(args.init).name if args.init else None, "train_seconds": round(time.time() - start),
     }
     return net, metadata
 
@@ -547,12 +550,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epoch-size", type=int, default=9600, help="canvases per epoch")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--any-roll", type=float, default=ANY_ROLL, help=f"share of the faces turned by any angle (default {ANY_ROLL})")
     parser.add_argument("--init", help="start from the weights of this .pt (fine-tuning) instead of from scratch")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for training (one data worker runs beside)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--calibrate-only", action="store_true",
                         help="no training: export the weights in --out again and fit the box correction")
     args = parser.parse_args(argv)
+    if not 0.0 <= args.any_roll <= 1.0:
+        parser.error("--any-roll is a share of the faces: give a number from 0 to 1")
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)

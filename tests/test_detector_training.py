@@ -11,7 +11,8 @@ from data_load import haar_box_from_keypoints
 from detector_architectures.cnn import (
     DEFAULT_WEIGHTS, POINT_COUNT, ROLL_BINS, STRIDE, build_network, eye_line_angle, five_points, output_layout, roll_bin, roll_of,
 )
-from pipeline.detector_training import Paster, face_matrix, load_weights, mine_hard_negatives, targets
+from pipeline import detector_training
+from pipeline.detector_training import Paster, face_matrix, load_weights, mine_hard_negatives, roll_angle, targets
 
 FACE = face_keypoints((40.0, 50.0, 100.0, 120.0))
 
@@ -110,3 +111,17 @@ def test_the_roll_is_the_eye_line_inside_its_class_else_the_class_centre():
 
 def test_mean_shape_is_upright():  # the fixture the cases above build on
     assert MEAN_SHAPE_68[36:42, 0].mean() < MEAN_SHAPE_68[42:48, 0].mean()
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_the_share_of_faces_at_any_roll_is_what_it_is_asked_for(share):
+    rng = np.random.default_rng(0)
+    rolls = np.array([roll_angle(rng, share) for _ in range(2000)])
+    turned = np.mean((np.abs(rolls) > 95) & (np.abs(rolls) < 120))  # neither near upright nor near upside down
+    assert turned == 0.0 if share == 0.0 else turned == pytest.approx(25 / 180, abs=0.03)
+
+
+def test_a_share_of_faces_at_any_roll_outside_0_to_1_is_one_line_of_error(capsys):
+    with pytest.raises(SystemExit):
+        detector_training.main(["--any-roll", "1.5"])
+    assert "--any-roll is a share of the faces" in capsys.readouterr().err
