@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         except DataError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
-        faces += [(sample["name"], sample["image"], sample["keypoints"]) for sample in (wild[i] for i in range(min(args.limit, len(wild))))]
+        samples = (wild[i] for i in range(min(args.limit, len(wild))))
+        faces += [(sample["name"], sample["image"], sample["keypoints"]) for sample in samples]
     rolls = np.arange(-180.0, 180.0, args.every)
     print(f"{args.detector} detector first; {len(faces)} face(s) turned every {args.every:g} degrees; found / read the right way (NME_io <= {READ_RIGHT_NME})")
     found_total = right_total = 0

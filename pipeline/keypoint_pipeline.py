@@ -410,7 +410,7 @@ class KeypointPipeline:
         steps = self.refine_steps if self.refine else 0
         # the learned detector's boxes: most of its false ones are told apart by their first crop alone
         early = np.array([EARLY_FACE_SCORE if c.detection.cascade == LEARNED_NAME else np.nan for c in candidates])
-        keypoints, flip_errors, face_scores = self._predict_in_frames(pyramid, boxes, [c.frame for c in candidates], steps, early, True)
+        keypoints, flip_errors, face_scores = self._predict_in_frames(pyramid, boxes, [c.frame for c in candidates], steps, early, faces_only=True)
         faces: list[Face | None] = []
         for candidate, points, flip_error, face_score, roll in zip(candidates, keypoints, flip_errors, face_scores, rolls):
             passed = (
