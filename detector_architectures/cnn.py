@@ -363,9 +363,8 @@ class CNNFaceDetector:
         resize, whose two-tap filter at a ratio of 0.5-1 follows the halvings' averaging closely; an odd last row
         or column is dropped before a halving, which keeps the coordinate mapping. A last area resize instead, from
         up to four times the working size, took 5 ms from 2016 x 1512 to 1067 x 800 and 15 ms from 4032 x 3024
-        (one thread), against 1.3 ms bilinear; with the shipped detector both find the same faces within one or two
-        in a few hundred (``benchmarks/learned_detector.py``'s close-ups and six-face 4032 x 3024 pictures; the
-        commit's message gives the counts)."""
+        (one thread), against 1.3 ms bilinear; with the detector's fifth stage both found the same faces in every
+        set of ``benchmarks/learned_detector.py`` (the counts: ``saved_models/face_detector.md``)."""
         height, width = gray.shape
         target = (max(1, round(width * scale)), max(1, round(height * scale)))
         covered = np.array([width, height], np.float64)  # input pixels the current picture spans
