@@ -50,6 +50,7 @@ def retry_rolls(roll: float, offset: float, min_roll: float = ALIGN_MIN_ROLL) ->
     wrapped = [angle_between(roll + side * offset, 0.0) for side in (-1, 1)]
     return list(dict.fromkeys(0.0 if abs(angle) < min_roll else angle for angle in wrapped))
 
+
 def retried_detections(detection: Detection, attempt: int, failed: bool = True, min_roll: float = ALIGN_MIN_ROLL) -> list[Detection]:
     """The learned ``detection`` cut again in round ``attempt`` of its retries (``LEARNED_RETRIES``): round 0 its box
     ``REFRAMED_SIDE`` times larger and raised by ``REFRAMED_RISE`` times its side along the roll it is cut along
