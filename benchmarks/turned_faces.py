@@ -18,10 +18,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+import learned_detector  # noqa: E402
 from data_load import DataError, transform_points  # noqa: E402
 from detector_architectures import DEFAULT_DETECTOR, DETECTORS, face_found  # noqa: E402
 from pipeline.data_300w import Faces300WDataset  # noqa: E402
@@ -34,9 +36,7 @@ READ_RIGHT_NME = 0.10  # the failure threshold of FR@0.10
 def turned(picture: np.ndarray, keypoints: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
     """The picture turned by ``angle`` degrees (counter-clockwise as seen) about its centre, its border replicated,
     and its keypoints (K, 2) moved with it."""
-    height, width = picture.shape[:2]
-    matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), angle, 1.0)
-    moved = cv2.warpAffine(picture, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    moved, matrix = learned_detector.turned(picture, angle)
     return moved, transform_points(keypoints, matrix)
 
 

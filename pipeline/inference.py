@@ -249,13 +249,13 @@ def predict(
         if limits is None or np.isnan(limits).all():
             raw = np.asarray(runner(np.ascontiguousarray(np.concatenate([batch, batch[..., ::-1]]))), np.float32).reshape(2 * n, -1)
             plain, mirror, kept = raw[:n], raw[n:], np.arange(n)
+            face = layout.face_logits(plain)
         else:
             plain = np.asarray(runner(batch), np.float32).reshape(n, -1)
             face = layout.face_logits(plain)
             kept = np.arange(n) if face is None else np.flatnonzero(~(_sigmoid(face) < limits))
             mirror = np.asarray(runner(np.ascontiguousarray(batch[kept, ..., ::-1])), np.float32).reshape(len(kept), -1) if len(kept) else plain[:0]
         keypoints = np.array(layout.keypoints(plain, convention))
-        face = layout.face_logits(plain)
         error = np.full(n, np.nan)
         logit = face.astype(np.float64) if face is not None else np.full(n, np.nan)
         if len(kept):
