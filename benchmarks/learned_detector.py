@@ -1,7 +1,7 @@
 """The learned face detector (``detector_architectures/cnn.py``) beside Haar: faces found, false detections, time.
 
     FKP_300W=../shared/300w python benchmarks/learned_detector.py --data ../shared/data [--limit N]
-        [--thresholds 0.3 0.5] [--model saved_models/face_detector.onnx]
+        [--thresholds 0.35 0.5] [--model saved_models/face_detector.onnx]
 
 Only the detectors run (``HaarFaceDetector()`` with its default settings, the fast pass of the pipeline, and
 ``CNNFaceDetector()``), one thread each, on:
@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 
 from data_load import DataError, haar_box_from_keypoints  # noqa: E402
 from detector_architectures import Detection, HaarFaceDetector, face_found  # noqa: E402
-from detector_architectures.cnn import CNNFaceDetector, eye_line_angle, five_points  # noqa: E402
+from detector_architectures.cnn import DEFAULT_PARAMS, CNNFaceDetector, eye_line_angle, five_points  # noqa: E402
 from detector_architectures.haar import match_face  # noqa: E402
 from detector_settings import measuring_sets  # noqa: E402
 from pipeline.faces import angle_between  # noqa: E402
@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", help="course dataset folder (default: $FKP_DATA or data/)")
     parser.add_argument("--data-300w", help="300-W folder(s) (default: $FKP_300W)")
     parser.add_argument("--model", help="CNN detector model (.onnx or .pt; default: the shipped one)")
-    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.5], help="CNN score thresholds to count at")
+    parser.add_argument("--thresholds", type=float, nargs="+", default=[DEFAULT_PARAMS["score_threshold"], 0.5],
+                        help="CNN score thresholds to count at (default: the detector's own and 0.5)")
     parser.add_argument("--limit", type=int, help="only the first N pictures of each set")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -30,7 +30,7 @@ keypoints before the roll, turned with the face about its centre (its centre and
 of the side, and its roll class (``cnn.roll_bin`` of the points' eye line) is learned as a classification. A face is
 a positive when its centre lies in the canvas, at least 55 % of its box does (or the box is bigger than 0.7 of the
 canvas: a close-up) and later pastes cover at most half of it; its centre cell gets 1 on the heatmap under a
-Gaussian of sigma ``max(0.6, side / 4 / 8)`` cells (a sharper peak, side / 4 / 12, gave lower scores and no better
+Gaussian of sigma ``max(0.6, side / stride / 8)`` cells (at stride 4, a sharper peak, side / 4 / 12, gave lower scores and no better
 separation), and the size (``log(side / 16)``) and sub-cell offset are regressed there. Other visible faces (mostly
 cut or covered) are ignored: the heatmap loss is masked over their box (``IGNORE_RADIUS``), so a face mostly outside
 the canvas is no negative. Size, offset, points and roll class are learned on the 3 x 3 cells around each centre
@@ -61,8 +61,8 @@ from torch.utils.data import DataLoader, Dataset
 from pipeline.data_300w import resolve_300w_dirs, scan_folder, validation_photos
 from data_load import REPO_DIR, haar_box_from_keypoints, read_image, read_keypoints_csv, resolve_data_dir, split_paths
 from detector_architectures.cnn import (
-    DEPTHS, FIVE_POINT_MIRROR, FPN_WIDTH, POINT_COUNT, ROLL_BINS, SIZE_UNIT, STRIDE, WIDTHS, build_network, eye_line_angle,
-    five_points, roll_bin, weights_digest,
+    DEPTHS, FIVE_POINT_MIRROR, FPN_WIDTH, POINT_COUNT, ROLL_BINS, SIZE_UNIT, STRIDE, STRIDES, WIDTHS, build_network,
+    eye_line_angle, five_points, roll_bin, stride_of, weights_digest,
 )
 from pipeline.no_faces import no_face_pictures
 from resources.files import atomic_write
@@ -73,7 +73,7 @@ MAX_FACE_OF_CANVAS = 1.3  # largest pasted face, as a share of the canvas side
 POSITIVE_VISIBLE = 0.55  # share of the box inside the canvas for a positive
 CLOSE_UP = 0.7  # a box bigger than this share of the canvas is a positive when its centre is inside
 MAX_COVERED = 0.5  # a face covered more than this by later pastes is ignored
-HEAT_SIGMA_CELLS = 8.0  # the centre peak's Gaussian: sigma = max(0.6, side / STRIDE / HEAT_SIGMA_CELLS) cells
+HEAT_SIGMA_CELLS = 8.0  # the centre peak's Gaussian: sigma = max(0.6, side / stride / HEAT_SIGMA_CELLS) cells
 NEIGHBOUR_WEIGHT = 0.25  # size and offset are regressed on the 8 cells around a centre too, at this weight
 IGNORE_RADIUS = 0.5  # the heatmap loss is masked over this share of a non-positive face's side around its centre
 POINT_WEIGHT = 1.0  # the five points' L1 loss (offsets in units of the side, summed over the 10 coordinates)
@@ -323,24 +323,26 @@ def synthesise(
     return canvas, boxes, positive, points
 
 
-def targets(boxes: list[np.ndarray], positive: list[bool], points: list[np.ndarray], size: int) -> dict[str, np.ndarray]:
+def targets(
+    boxes: list[np.ndarray], positive: list[bool], points: list[np.ndarray], size: int, stride: int = STRIDE
+) -> dict[str, np.ndarray]:
     """Heatmap (h, w), ignore mask (h, w: 1 where the heatmap loss counts), centre cells, and at each the regressed
     values (log size, offset x, y, the five points' offsets from the centre in sides, the roll class) and their
-    weight."""
-    cells = size // STRIDE
+    weight; h = w = size / stride cells."""
+    cells = size // stride
     heat = np.zeros((cells, cells), np.float32)
     weight = np.ones((cells, cells), np.float32)
     yy, xx = np.mgrid[0:cells, 0:cells].astype(np.float32)
     centres, cells_at, regress_at = [], [], []
     for box, ok, five in zip(boxes, positive, points):
         x, y, side, _ = box
-        u, v = (x + side / 2) / STRIDE, (y + side / 2) / STRIDE
+        u, v = (x + side / 2) / stride, (y + side / 2) / stride
         if not ok:
-            r = side / STRIDE * IGNORE_RADIUS
+            r = side / stride * IGNORE_RADIUS
             weight[(np.abs(xx + 0.5 - u) <= r) & (np.abs(yy + 0.5 - v) <= r)] = 0.0
             continue
         i, j = int(v), int(u)
-        sigma = max(0.6, side / STRIDE / HEAT_SIGMA_CELLS)
+        sigma = max(0.6, side / stride / HEAT_SIGMA_CELLS)
         heat = np.maximum(heat, np.exp(-((xx - j) ** 2 + (yy - i) ** 2) / (2 * sigma**2)))
         centres.append((i, j))
         relative = ((five - np.array([x + side / 2, y + side / 2])) / side).reshape(-1)
@@ -360,9 +362,9 @@ def targets(boxes: list[np.ndarray], positive: list[bool], points: list[np.ndarr
 class SyntheticFaces(Dataset):
     """``length`` canvases of epoch ``epoch``: sample i comes from default_rng([seed, epoch, i])."""
 
-    def __init__(self, sources: dict, size: int, length: int, seed: int, any_roll: float = ANY_ROLL) -> None:
+    def __init__(self, sources: dict, size: int, length: int, seed: int, any_roll: float = ANY_ROLL, stride: int = STRIDE) -> None:
         self.sources, self.size, self.length, self.seed, self.epoch = sources, size, length, seed, 0
-        self.any_roll = any_roll
+        self.any_roll, self.stride = any_roll, stride
 
     def __len__(self) -> int:
         return self.length
@@ -370,7 +372,7 @@ class SyntheticFaces(Dataset):
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, self.epoch, index])
         canvas, boxes, positive, points = synthesise(self.sources, self.size, rng, self.any_roll)
-        return {"image": canvas, **targets(boxes, positive, points, self.size)}
+        return {"image": canvas, **targets(boxes, positive, points, self.size, self.stride)}
 
 
 def collate(samples: list[dict]) -> dict[str, torch.Tensor]:
@@ -421,15 +423,31 @@ def detection_loss(output: torch.Tensor, batch: dict[str, torch.Tensor]) -> tupl
 
 def load_weights(net: torch.nn.Module, path: str) -> None:
     """Load a ``.pt``'s weights into ``net``; where the file's last layer has fewer outputs (a model without the
-    five points), its outputs are copied and the new ones start at zero."""
+    five points), its outputs are copied and the new ones start at zero. A file whose outputs are read at a finer
+    stride (``cnn.stride_of``) gives its weights to a network read at a coarser one: the top-down path's modules of
+    the finer levels are left out and the others keep their levels."""
     state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     own = net.state_dict()
+    dropped = STRIDES.index(stride_of(own)) - STRIDES.index(stride_of(state))
+    if dropped < 0:
+        raise ValueError(f"{path} reads its outputs at a coarser stride than the network being trained.")
+    if dropped:
+        state = {_shifted(name, dropped): value for name, value in state.items() if _shifted(name, dropped) is not None}
     for name, value in state.items():
         if value.shape != own[name].shape and value.shape[1:] == own[name].shape[1:] and value.shape[0] < own[name].shape[0]:
             grown = torch.zeros_like(own[name])
             grown[: value.shape[0]] = value
             state[name] = grown
     net.load_state_dict(state)
+
+
+def _shifted(name: str, dropped: int) -> str | None:
+    """A weight's name in a network whose top-down path stops ``dropped`` levels sooner; None for the levels left out."""
+    part, _, rest = name.partition(".")
+    if part not in ("lateral", "smooth"):
+        return name
+    index, _, rest = rest.partition(".")
+    return None if int(index) < dropped else f"{part}.{int(index) - dropped}.{rest}"
 
 
 def mine_hard_negatives(sources: dict, model: str | Path | None, log=print) -> list[np.ndarray]:
@@ -461,8 +479,8 @@ def mine_hard_negatives(sources: dict, model: str | Path | None, log=print) -> l
 def train(sources: dict, args: argparse.Namespace) -> tuple[torch.nn.Module, dict]:
     """Train the network on synthesised canvases; (network, metadata)."""
     start = time.time()
-    dataset = SyntheticFaces(sources, args.canvas, args.epoch_size, args.seed, args.any_roll)
-    net = build_network()
+    dataset = SyntheticFaces(sources, args.canvas, args.epoch_size, args.seed, args.any_roll, args.stride)
+    net = build_network(stride=args.stride)
     if args.init:
         load_weights(net, args.init)
     optimiser = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -489,7 +507,7 @@ def train(sources: dict, args: argparse.Namespace) -> tuple[torch.nn.Module, dic
         print(f"epoch {epoch + 1}/{args.epochs}: " + ", ".join(f"{k} {v / steps_per_epoch:.3f}" for k, v in sums.items())
               + f" ({time.time() - tic:.0f} s)", flush=True)
     metadata = {
-        "widths": list(WIDTHS), "depths": list(DEPTHS), "fpn_width": FPN_WIDTH, "stride": STRIDE, "size_unit": SIZE_UNIT, "points": POINT_COUNT,
+        "widths": list(WIDTHS), "depths": list(DEPTHS), "fpn_width": FPN_WIDTH, "stride": args.stride, "size_unit": SIZE_UNIT, "points": POINT_COUNT,
         "roll_bins": ROLL_BINS,
         "canvas": args.canvas, "epochs": args.epochs, "epoch_size": args.epoch_size, "batch": args.batch, "lr": args.lr,
         "seed": args.seed, "any_roll": args.any_roll, "init": Path(args.init).name if args.init else None, "train_seconds": round(time.time() - start),
@@ -551,6 +569,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--any-roll", type=float, default=ANY_ROLL, help=f"share of the faces turned by any angle (default {ANY_ROLL})")
+    parser.add_argument("--stride", type=int, choices=STRIDES, default=STRIDE,
+                        help=f"working pixels per output cell (default {STRIDE}); a finer --init gives its weights to a coarser network")
     parser.add_argument("--init", help="start from the weights of this .pt (fine-tuning) instead of from scratch")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for training (one data worker runs beside)")
     parser.add_argument("--workers", type=int, default=1)
@@ -571,7 +591,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.calibrate_only:
         checkpoint = torch.load(out, map_location="cpu", weights_only=True)
         metadata = checkpoint["metadata"]
-        net = build_network(points=int(metadata.get("points", 0)), roll_bins=int(metadata.get("roll_bins", 0)))
+        net = build_network(points=int(metadata.get("points", 0)), roll_bins=int(metadata.get("roll_bins", 0)),
+                            stride=stride_of(checkpoint["state_dict"]))
         net.load_state_dict(checkpoint["state_dict"])
     else:
         net, metadata = train(sources, args)

@@ -9,7 +9,8 @@ import torch
 from conftest import MEAN_SHAPE_68, face_keypoints
 from data_load import haar_box_from_keypoints
 from detector_architectures.cnn import (
-    DEFAULT_WEIGHTS, POINT_COUNT, ROLL_BINS, STRIDE, build_network, eye_line_angle, five_points, output_layout, roll_bin, roll_of,
+    DEFAULT_WEIGHTS, POINT_COUNT, ROLL_BINS, STRIDE, build_network, decode, eye_line_angle, five_points, output_layout, roll_bin,
+    roll_of, stride_of,
 )
 from pipeline import detector_training
 from pipeline.detector_training import Paster, face_matrix, load_weights, mine_hard_negatives, roll_angle, targets
@@ -53,7 +54,7 @@ def test_a_pasted_face_brings_its_upright_box_and_its_five_points_in_order(angle
 
 def test_targets_regress_the_points_as_offsets_from_the_centre_in_sides():
     box, five = pasted(90.0, False)
-    target = targets([box], [True], [five], 192)
+    target = targets([box], [True], [five], 192, STRIDE)
     assert target["regress"].shape == (9, 5 + 2 * POINT_COUNT)
     cells = {tuple(c): row for c, row in zip(target["centres"], target["regress"])}
     centre = box[:2] + box[2] / 2
@@ -85,6 +86,44 @@ def test_weights_without_the_points_load_with_the_points_outputs_at_zero(tmp_pat
 
 
 @pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no trained face detector in saved_models/")
+@pytest.mark.parametrize("stride", [4, 8])
+def test_the_targets_and_the_decoding_place_a_face_at_either_stride(stride):
+    box, five = pasted(0.0, False)
+    target = targets([box], [True], [five], 192, stride)
+    assert target["heat"].shape == (192 // stride, 192 // stride)
+    # a map holding the targets decodes back to the face's box and points
+    output = np.full((4 + 2 * POINT_COUNT + ROLL_BINS, 192 // stride, 192 // stride), -9.0, np.float32)
+    output[0][target["heat"] == 1.0] = 9.0
+    for (i, j), row in zip(target["centres"], target["regress"]):
+        output[1:4 + 2 * POINT_COUNT, i, j] = row[:3 + 2 * POINT_COUNT]
+        output[4 + 2 * POINT_COUNT + int(row[-2]), i, j] = 9.0
+    boxes, scores, points, _ = decode(output, 0.5, stride=stride)
+    assert len(scores) == 1
+    np.testing.assert_allclose(boxes[0], box, atol=1e-3)
+    np.testing.assert_allclose(points[0], five, atol=1e-3)
+
+
+def test_a_stride_4_model_gives_its_weights_to_a_stride_8_network(tmp_path):
+    torch.manual_seed(0)
+    fine = build_network(stride=4).eval()
+    path = tmp_path / "fine.pt"
+    torch.save({"state_dict": fine.state_dict(), "metadata": {}}, path)
+    coarse = build_network(stride=8).eval()
+    load_weights(coarse, str(path))
+    assert (stride_of(fine.state_dict()), stride_of(coarse.state_dict())) == (4, 8)
+    image = torch.rand(1, 1, 64, 64) * 255
+    with torch.no_grad():
+        assert coarse(image).shape[2:] == (8, 8) and fine(image).shape[2:] == (16, 16)
+    # the backbone, the coarser levels of the top-down path and the head are the fine model's, level by level
+    np.testing.assert_array_equal(coarse.lateral[0][0].weight.detach(), fine.lateral[1][0].weight.detach())
+    np.testing.assert_array_equal(coarse.smooth[0].body[1][0].weight.detach(), fine.smooth[1].body[1][0].weight.detach())
+    np.testing.assert_array_equal(coarse.head[1].weight.detach(), fine.head[1].weight.detach())
+    # a coarser model cannot stand in for a finer one
+    torch.save({"state_dict": coarse.state_dict(), "metadata": {}}, path)
+    with pytest.raises(ValueError, match="coarser stride"):
+        load_weights(build_network(stride=4), str(path))
+
+
 def test_hard_negatives_are_cut_around_what_the_model_takes_for_a_face(astronaut):
     import cv2
 

@@ -21,6 +21,7 @@ from detector_architectures import face_found, make_detector
 from pipeline.faces import face_roll
 from pipeline.haar_search import NETWORK_SEARCH_MIN_FACE_SCORE, WiderSearch, grid_boxes
 from pipeline.inference import GrayPyramid
+from pipeline import keypoint_pipeline
 from pipeline.keypoint_pipeline import KeypointPipeline
 from conftest import SHARED_300W
 
@@ -293,16 +294,47 @@ def test_a_nearly_sure_learned_face_the_cascades_miss_is_kept(pipe, name):
     assert len(faces) == 1 and face_found([faces[0].box], sample["keypoints"]) and pipe.learned_confirmed(faces[0])
 
 
+def turned_quarters(gray: np.ndarray, keypoints: np.ndarray, quarters: int) -> tuple[np.ndarray, np.ndarray]:
+    """A picture turned by ``quarters`` x 90 degrees counter-clockwise (``np.rot90``), and its keypoints with it."""
+    for _ in range(quarters):
+        keypoints = np.stack([keypoints[:, 1], gray.shape[1] - 1 - keypoints[:, 0]], axis=1)
+        gray = np.rot90(gray)
+    return np.ascontiguousarray(gray), keypoints
+
+
 @pytest.mark.skipif(not SHARED_300W.is_dir(), reason="the 300-W crops are not beside the repository")
-@pytest.mark.parametrize("name", ["helen_trainset/2289530648_1", "lfpw_trainset/image_0334", "helen_trainset/2058725932_1"])
-def test_a_face_whose_learned_box_or_roll_is_wrong_is_found_by_the_learned_detector_alone(pipe, name):
-    # the first two: a box low and tight on the face (first crops' face scores 0.07 and 0.08, no face); the third read
-    # upside down (-180 degrees); before their retries only the cascades found them
+@pytest.mark.parametrize("name, quarters", [("lfpw_trainset/image_0486", 0), ("helen_trainset/1019068877_1", 2), ("afw/2030653815_1", 1)])
+def test_a_face_whose_learned_box_or_roll_is_wrong_is_found_by_its_retries(pipe, name, quarters, monkeypatch):
+    # each is found by one round of the retries alone: image_0486 (upright, read 25 degrees off) one roll class
+    # away, 1019068877_1 upside down cut larger and higher, 2030653815_1 turned by 90 degrees at the opposite roll
     validation = Faces300WDataset(SHARED_300W, "validation")
     (sample,) = [validation[i] for i in range(len(validation)) if validation.names[i] == name]
-    sure, doubtful = pipe._learned_pass(GrayPyramid(cv2.cvtColor(sample["image"], cv2.COLOR_RGB2GRAY)))
-    found = [face for face in sure + doubtful if face_found([face.box], sample["keypoints"])]
-    assert found and pipe.learned_confirmed(found[0])
+    gray, keypoints = turned_quarters(cv2.cvtColor(sample["image"], cv2.COLOR_RGB2GRAY), sample["keypoints"], quarters)
+
+    def found() -> list:
+        sure, doubtful = pipe._learned_pass(GrayPyramid(gray))
+        return [face for face in sure + doubtful if face_found([face.box], keypoints) and pipe.learned_confirmed(face)]
+
+    assert found()
+    monkeypatch.setattr(keypoint_pipeline, "retried_detections", lambda *args, **kwargs: [])
+    assert not found()
+
+
+def test_beside_a_sure_face_a_small_picture_gets_no_cascade_search(pipe, real_data_dir, monkeypatch):
+    # Ed_Smart_51 (195 x 157): cheek to cheek with a girl whose face is sure; the learned detector finds his face too
+    names, truth = read_keypoints_csv(real_data_dir / "test_frames_keypoints.csv")
+    picture = read_image(real_data_dir / "test" / "Ed_Smart_51.jpg", as_stored=True)
+    monkeypatch.setattr(pipe.cascades, "search", lambda *args, **kwargs: pytest.fail("the cascades searched"))
+    faces = pipe.detect(picture)
+    assert face_found([f.box for f in faces], truth[list(names).index("Ed_Smart_51.jpg")]) and len(faces) == 2
+
+
+def test_a_small_picture_gives_no_face_smaller_than_asked(pipe, real_data_dir):
+    # the learned detector reads a 75 x 227 strip enlarged twice for its detail; the logo on it (26 px) is no face
+    (strip,) = [picture for name, picture in no_face_pictures("measuring", real_data_dir) if name == "background:Andy_Roddick_21.jpg"]
+    assert strip.shape[:2] == (75, 227) and pipe.detector.smallest_face(strip.shape) == 10.0
+    assert pipe.detect(strip) == []
+    assert pipe.detector.asked_face(strip.shape) == 40.0
 
 
 def test_the_pictures_without_faces_get_at_most_one_face(pipe, real_data_dir):
