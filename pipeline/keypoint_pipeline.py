@@ -15,9 +15,10 @@ By default the path is four steps:
    mapped back to the picture's pixels;
 4. **checks**: flip error, face score and, for a face cut along a roll, that its keypoints lie along it.
 
-Where the learned detector finds no sure face, the Haar cascades search the picture upright as well (``haar_search.HaarSearch``). ``--detector haar`` (``from_pretrained(detector="haar")``)
-puts the cascades first, and where they find no sure face a wider search (``haar_search.WiderSearch``) looks at
-padded, equalised and turned copies of the picture.
+Where the learned detector finds no sure face, the Haar cascades search the picture upright as well
+(``haar_search.HaarSearch``). ``--detector haar`` (``from_pretrained(detector="haar")``) puts the cascades first, and
+where they find no sure face a wider search (``haar_search.WiderSearch``) looks at padded, equalised and turned
+copies of the picture.
 
 Cost: every search reads a copy of the picture at the resolution its face sizes need (``GrayPyramid``), and the
 crops and the second stage's patches of a big face are cut from the smallest halving of the picture that is still a
