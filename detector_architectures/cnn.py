@@ -48,6 +48,7 @@ import cv2
 import numpy as np
 
 from detector_architectures.haar import BoxCorrection, Detection, box_iou, to_gray_uint8
+from detector_architectures.haar import smallest_face as haar_smallest_face
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_ONNX = REPO_DIR / "saved_models" / "face_detector.onnx"
@@ -430,8 +431,9 @@ class CNNFaceDetector:
 
     def asked_face(self, shape: tuple[int, ...]) -> float:
         """The smallest face asked for, in pixels, in a picture of ``shape`` (H, W, ...): ``min_face_size``, or
-        ``min_face_fraction`` of the shorter side where that is larger (0 where neither is set)."""
-        return max(float(self.params["min_face_size"] or 0.0), float(self.params.get("min_face_fraction", 0.0)) * min(shape[:2]))
+        ``min_face_fraction`` of the shorter side where that is larger (0 where neither is set), as the cascades
+        search (``haar.smallest_face``)."""
+        return float(haar_smallest_face(min(shape[:2]), self.params))
 
     def scale_for(self, min_face: float) -> float:
         """The working / input scale at which faces of ``min_face`` pixels become ``NET_MIN_FACE`` working pixels."""
